@@ -1,0 +1,55 @@
+/**
+ * Log lines for the daemons, in logfmt on stderr: `time=… level=info msg="call done" call=… fn=…`.
+ * Call bodies and secrets are never passed in; fields are plain values.
+ */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
+export type LogFields = Record<string, string | number | boolean | undefined>
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void
+  info(msg: string, fields?: LogFields): void
+  warn(msg: string, fields?: LogFields): void
+  error(msg: string, fields?: LogFields): void
+  child(fields: LogFields): Logger
+}
+
+const ORDER: Record<LogLevel, number> = {debug: 10, info: 20, warn: 30, error: 40}
+
+function quote(value: string): string {
+  return /^[^\s"=]+$/.test(value) ? value : JSON.stringify(value)
+}
+
+export function formatLine(level: LogLevel, msg: string, fields: LogFields, time: Date): string {
+  let line = `time=${time.toISOString()} level=${level} msg=${quote(msg)}`
+  for (const [key, value] of Object.entries(fields)) {
+    if (value !== undefined) line += ` ${key}=${quote(String(value))}`
+  }
+  return line + '\n'
+}
+
+export interface LoggerOptions {
+  level?: LogLevel
+  write?: (line: string) => void
+  fields?: LogFields
+  now?: () => Date
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = ORDER[options.level ?? 'info']
+  const write = options.write ?? ((line: string) => process.stderr.write(line))
+  const now = options.now ?? (() => new Date())
+  const base = options.fields ?? {}
+  const log = (level: LogLevel) => (msg: string, fields: LogFields = {}) => {
+    if (ORDER[level] >= min) write(formatLine(level, msg, {...base, ...fields}, now()))
+  }
+  return {
+    debug: log('debug'),
+    info: log('info'),
+    warn: log('warn'),
+    error: log('error'),
+    child: (fields) => createLogger({...options, fields: {...base, ...fields}}),
+  }
+}
+
+/** For tests and embedding: drops everything. */
+export const silentLogger: Logger = createLogger({write: () => {}})

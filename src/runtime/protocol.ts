@@ -1,0 +1,77 @@
+/**
+ * The wire protocol between listeners and workers over core NATS (no storage).
+ * docs/protocol.md describes it for people writing compatible workers; keep the two in step.
+ *
+ * 1. The listener sends a request to `amp.v1.call.<function>` (workers listen in queue group
+ *    `amp-workers`, so exactly one worker gets it). Headers describe the call; the payload is the
+ *    first chunk of the input. NATS "no responders" means no worker is running: 503 at once.
+ * 2. The worker answers that request with `Amp-Status: accepted` (plus `Amp-Input-Subject` when
+ *    more input chunks must follow), `busy` (its backlog is full: try another) or `rejected`.
+ * 3. Remaining input chunks go to `Amp-Input-Subject` as requests, one at a time, each answered
+ *    by the worker once it has taken it (flow control and proof of delivery).
+ * 4. While the call is queued or running the worker publishes `heartbeat` events to the
+ *    listener's `Amp-Reply-To` subject every second. A listener that hears nothing for a few
+ *    seconds knows the worker died and answers 502.
+ * 5. The worker sends `stdout` and `stderr` chunks as requests to `Amp-Reply-To` (each answered
+ *    by the listener) and finally a `result` event that carries the outcome and the sizes, so
+ *    the listener can tell that no chunk was lost.
+ */
+
+export const PROTOCOL_VERSION = 'v1'
+export const CALL_SUBJECT_PREFIX = 'amp.v1.call'
+export const WORKER_QUEUE = 'amp-workers'
+export const REPLY_SUBJECT_PREFIX = 'amp.v1.reply'
+export const INPUT_SUBJECT_PREFIX = 'amp.v1.input'
+
+export const callSubject = (fn: string): string => `${CALL_SUBJECT_PREFIX}.${fn}`
+/** The listener subscribes to `amp.v1.reply.<listenerId>.*` once, and uses one subject per call under it. */
+export const replySubject = (listenerId: string, callId: string): string =>
+  `${REPLY_SUBJECT_PREFIX}.${listenerId}.${callId}`
+export const inputSubject = (workerId: string, callId: string): string =>
+  `${INPUT_SUBJECT_PREFIX}.${workerId}.${callId}`
+
+export const HEADER = {
+  callId: 'Amp-Call-Id',
+  function: 'Amp-Function',
+  image: 'Amp-Image',
+  timeoutMs: 'Amp-Timeout-Ms',
+  network: 'Amp-Network',
+  inputSize: 'Amp-Input-Size',
+  replyTo: 'Amp-Reply-To',
+  status: 'Amp-Status',
+  inputSubject: 'Amp-Input-Subject',
+  worker: 'Amp-Worker',
+  event: 'Amp-Event',
+  seq: 'Amp-Seq',
+  outcome: 'Amp-Outcome',
+  exitCode: 'Amp-Exit-Code',
+  durationMs: 'Amp-Duration-Ms',
+  stdoutSize: 'Amp-Stdout-Size',
+  stderrSize: 'Amp-Stderr-Size',
+  stderrTruncated: 'Amp-Stderr-Truncated',
+  error: 'Amp-Error',
+} as const
+
+export type AcceptStatus = 'accepted' | 'busy' | 'rejected'
+export type CallEvent = 'heartbeat' | 'stdout' | 'stderr' | 'result'
+/**
+ * exited: the container ran and exited (with Amp-Exit-Code, 0 or not).
+ * timeout: the function's timeout passed and its container was killed.
+ * failed: the container could not run, or its output broke a limit (Amp-Error says why).
+ */
+export type Outcome = 'exited' | 'timeout' | 'failed'
+
+export const HEARTBEAT_INTERVAL_MS = 1000
+/** A worker silent for this long is taken for dead. */
+export const WORKER_SILENCE_MS = 3500
+/** Room left in each NATS message for headers. */
+export const HEADER_ROOM = 8192
+export const MAX_CHUNK = 512 * 1024
+
+export function chunkSizeFor(maxPayload: number): number {
+  return Math.max(1024, Math.min(MAX_CHUNK, maxPayload - HEADER_ROOM))
+}
+
+export function* chunks(data: Uint8Array, size: number): Generator<Uint8Array> {
+  for (let offset = 0; offset < data.length; offset += size) yield data.subarray(offset, offset + size)
+}
