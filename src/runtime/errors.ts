@@ -30,6 +30,7 @@ export type ErrorCode =
   | 'function_failed_to_run'
   | 'input_too_large'
   | 'registry_unavailable'
+  | 'service_unavailable'
   | 'bad_answer'
   | 'not_found'
   | 'method_not_allowed'
@@ -46,6 +47,7 @@ const EXIT_BY_CODE: Record<ErrorCode, number> = {
   function_failed_to_run: EXIT.cannotRun,
   input_too_large: EXIT.tooLarge,
   registry_unavailable: EXIT.unavailable,
+  service_unavailable: EXIT.unavailable,
   bad_answer: EXIT.badAnswer,
   not_found: EXIT.badAnswer,
   method_not_allowed: EXIT.badAnswer,
@@ -64,6 +66,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   function_failed_to_run: 502,
   input_too_large: 413,
   registry_unavailable: 503,
+  service_unavailable: 503,
   bad_answer: 502,
   not_found: 404,
   method_not_allowed: 405,

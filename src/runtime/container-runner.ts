@@ -1,0 +1,265 @@
+import {execa} from 'execa'
+import {hostname} from 'node:os'
+
+import type {Outcome} from './protocol.js'
+import {checkImage, checkName, checkNetwork} from './validate.js'
+
+/** The labels every amp container carries, so amp can find (and only kill) its own containers. */
+export const LABEL = {
+  managed: 'amp.managed',
+  call: 'amp.call',
+  function: 'amp.function',
+  worker: 'amp.worker',
+  host: 'amp.worker-host',
+  pid: 'amp.worker-pid',
+} as const
+
+export type PullPolicy = 'missing' | 'never' | 'always'
+
+export interface RunSpec {
+  callId: string
+  function: string
+  image: string
+  network: string
+  timeoutMs: number
+  input: Uint8Array
+}
+
+export interface RunResult {
+  outcome: Outcome
+  /** Set when outcome is "exited". */
+  exitCode?: number
+  stdout: Buffer
+  stderr: Buffer
+  stderrTruncated: boolean
+  /** Why the container could not run (outcome "failed"). */
+  error?: string
+  durationMs: number
+}
+
+export interface ContainerRunnerOptions {
+  docker?: string
+  pull?: PullPolicy
+  workerId: string
+  maxOutputBytes?: number
+  maxStderrBytes?: number
+  /** Injected for tests; execa by default. */
+  exec?: typeof execa
+  now?: () => number
+}
+
+export const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
+export const DEFAULT_MAX_STDERR = 1024 * 1024
+const KILL_RETRY_MS = 250
+
+export const containerName = (callId: string): string => `amp-${callId}`
+
+/** The complete `docker run` argument array. Every value in it has been validated. */
+export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy): string[] {
+  const labels = {
+    [LABEL.managed]: 'true',
+    [LABEL.call]: spec.callId,
+    [LABEL.function]: checkName(spec.function),
+    [LABEL.worker]: workerId,
+    [LABEL.host]: hostname(),
+    [LABEL.pid]: String(process.pid),
+  }
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(spec.callId)) throw new TypeError('invalid call id')
+  return [
+    'run',
+    '--interactive',
+    '--rm',
+    '--name',
+    containerName(spec.callId),
+    ...Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
+    '--network',
+    checkNetwork(spec.network),
+    // stdout and stderr come back over the attach stream; nothing needs to be kept on disk.
+    '--log-driver',
+    'none',
+    '--pull',
+    pull,
+    '--',
+    checkImage(spec.image),
+  ]
+}
+
+// docker prints its own failures (not the function's) like these, and exits 125, 126 or 127.
+const DOCKER_ERROR = /^(docker: .*|Error response from daemon: .*|Cannot connect to the Docker daemon.*|Unable to find image .*)$/m
+
+/** Tells a container's own exit code apart from docker failing to run it. */
+export function dockerFailure(exitCode: number, stderr: string): string | undefined {
+  if (exitCode < 125 || exitCode > 127) return undefined
+  const lines = stderr.split('\n').map((line) => line.trim())
+  const own = lines.filter((line) => DOCKER_ERROR.test(line) && !line.startsWith('Unable to find image'))
+  if (own.length === 0) return exitCode === 125 && stderr.trim() === '' ? 'docker failed to run the container' : undefined
+  return own[0].replace(/^docker: /, '').replace(/\.?\s*See 'docker run --help'\.?$/, '')
+}
+
+/** Collects a stream up to a limit; past it, calls onOverflow once and keeps only what fit. */
+class Capture {
+  readonly parts: Buffer[] = []
+  size = 0
+  overflowed = false
+
+  constructor(private readonly limit: number, private readonly onOverflow: () => void) {}
+
+  add(chunk: Buffer): void {
+    if (this.overflowed) return
+    const room = this.limit - this.size
+    if (chunk.length > room) {
+      if (room > 0) this.parts.push(chunk.subarray(0, room))
+      this.size = this.limit
+      this.overflowed = true
+      this.onOverflow()
+      return
+    }
+    this.parts.push(chunk)
+    this.size += chunk.length
+  }
+
+  get buffer(): Buffer {
+    return Buffer.concat(this.parts)
+  }
+}
+
+/** Runs one call in one fresh container with the docker CLI, and makes sure the container is gone afterwards. */
+export class ContainerRunner {
+  private readonly docker: string
+  private readonly pull: PullPolicy
+  private readonly workerId: string
+  private readonly maxOutput: number
+  private readonly maxStderr: number
+  private readonly exec: typeof execa
+  private readonly now: () => number
+  private readonly running = new Map<string, () => void>()
+
+  constructor(options: ContainerRunnerOptions) {
+    this.docker = options.docker ?? 'docker'
+    this.pull = options.pull ?? 'missing'
+    this.workerId = options.workerId
+    this.maxOutput = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT
+    this.maxStderr = options.maxStderrBytes ?? DEFAULT_MAX_STDERR
+    this.exec = options.exec ?? execa
+    this.now = options.now ?? Date.now
+  }
+
+  async run(spec: RunSpec): Promise<RunResult> {
+    const args = dockerRunArgs(spec, this.workerId, this.pull)
+    const name = containerName(spec.callId)
+    const started = this.now()
+    let stop: 'timeout' | 'output' | 'shutdown' | undefined
+    let killing: Promise<void> | undefined
+    const kill = (why: 'timeout' | 'output' | 'shutdown') => {
+      stop ??= why
+      killing ??= this.killUntilGone(name, () => exited)
+    }
+    let exited = false
+
+    const stdout = new Capture(this.maxOutput, () => kill('output'))
+    const stderr = new Capture(this.maxStderr, () => {})
+    const child = this.exec(this.docker, args, {
+      input: spec.input,
+      buffer: false,
+      reject: false,
+      stripFinalNewline: false,
+      encoding: 'buffer',
+    })
+    child.stdout?.on('data', (chunk: Buffer) => stdout.add(chunk))
+    child.stderr?.on('data', (chunk: Buffer) => stderr.add(chunk))
+    // EPIPE when a function exits without reading all its input is normal, not a failure.
+    child.stdin?.on('error', () => {})
+
+    const timer = setTimeout(() => kill('timeout'), spec.timeoutMs)
+    this.running.set(spec.callId, () => kill('shutdown'))
+    const result = await child
+    exited = true
+    clearTimeout(timer)
+    this.running.delete(spec.callId)
+    await killing
+    const durationMs = this.now() - started
+    const base = {stdout: stdout.buffer, stderr: stderr.buffer, stderrTruncated: stderr.overflowed, durationMs}
+
+    if (stop === 'timeout') return {...base, outcome: 'timeout'}
+    if (stop === 'output') {
+      return {...base, outcome: 'failed', error: `function output exceeded the ${formatBytes(this.maxOutput)} limit`}
+    }
+    if (stop === 'shutdown') return {...base, outcome: 'failed', error: 'the worker shut down before the call finished'}
+    if (result.failed && result.exitCode === undefined) {
+      const reason =
+        (result as {code?: string}).code === 'ENOENT'
+          ? `docker CLI not found (${this.docker}): install docker or set --docker`
+          : `could not start docker: ${result.shortMessage}`
+      return {...base, outcome: 'failed', error: reason}
+    }
+    const exitCode = result.exitCode ?? 1
+    const failure = dockerFailure(exitCode, stderr.buffer.toString('utf8'))
+    if (failure) return {...base, stderr: Buffer.alloc(0), stderrTruncated: false, outcome: 'failed', error: failure}
+    return {...base, outcome: 'exited', exitCode}
+  }
+
+  /** Kills the containers of every running call (worker shutdown past its deadline). */
+  killAll(): void {
+    for (const kill of this.running.values()) kill()
+  }
+
+  get active(): number {
+    return this.running.size
+  }
+
+  // The container may not exist yet (docker run is still creating it), so keep trying until docker run returns.
+  private async killUntilGone(name: string, done: () => boolean): Promise<void> {
+    while (!done()) {
+      await this.exec(this.docker, ['kill', '--signal', 'KILL', name], {reject: false, stdin: 'ignore'})
+      if (done()) break
+      await new Promise((resolve) => setTimeout(resolve, KILL_RETRY_MS))
+    }
+    // --rm removes the container when it exits; make sure, in case the daemon did not.
+    await this.exec(this.docker, ['rm', '--force', name], {reject: false, stdin: 'ignore'})
+  }
+
+  /**
+   * Removes containers left by dead workers on this host (a worker killed with -9 cannot clean up).
+   * Containers of live workers, and containers amp did not start, are not touched.
+   */
+  async removeOrphans(isAlive: (pid: number) => boolean = processAlive): Promise<string[]> {
+    const listed = await this.exec(
+      this.docker,
+      [
+        'ps',
+        '--all',
+        '--filter',
+        `label=${LABEL.managed}=true`,
+        '--filter',
+        `label=${LABEL.host}=${hostname()}`,
+        '--format',
+        `{{.Names}}\t{{.Label "${LABEL.pid}"}}`,
+      ],
+      {reject: false, stdin: 'ignore'},
+    )
+    if (listed.failed) return []
+    const orphans = String(listed.stdout)
+      .split('\n')
+      .map((line) => line.split('\t'))
+      .filter(([name, pid]) => name && /^amp-[A-Za-z0-9-]+$/.test(name) && Number(pid) !== process.pid && !isAlive(Number(pid)))
+      .map(([name]) => name)
+    if (orphans.length > 0) await this.exec(this.docker, ['rm', '--force', ...orphans], {reject: false, stdin: 'ignore'})
+    return orphans
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`
+  if (bytes % 1024 === 0) return `${bytes / 1024} KiB`
+  return `${bytes} bytes`
+}

@@ -1,0 +1,230 @@
+import {errors, headers, type Msg, type Subscription} from '@nats-io/transport-node'
+
+import {AmpError} from './errors.js'
+import type {FunctionSpec} from './function-spec.js'
+import type {NatsConnection} from './nats.js'
+import {
+  callSubject,
+  chunks,
+  chunkSizeFor,
+  HEADER,
+  REPLY_SUBJECT_PREFIX,
+  replySubject,
+  WORKER_SILENCE_MS,
+} from './protocol.js'
+import {formatDuration} from './validate.js'
+
+export interface CallResult {
+  callId: string
+  function: string
+  exitCode: number
+  stdout: Buffer
+  stderr: Buffer
+  stderrTruncated: boolean
+  durationMs: number
+  worker: string
+}
+
+export interface DispatcherOptions {
+  /** How long a worker has to take a call before the listener answers 503. */
+  acceptTimeoutMs?: number
+  /** How many times a call is offered again when the worker that got it is busy. */
+  busyRetries?: number
+  workerSilenceMs?: number
+  /** Added to the function's timeout for time spent waiting in a worker's backlog. */
+  queueAllowanceMs?: number
+}
+
+const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: 5, workerSilenceMs: WORKER_SILENCE_MS, queueAllowanceMs: 60_000}
+const CHUNK_TIMEOUT_MS = 10_000
+
+/** One call waiting for its worker: collects the output chunks and the final result event. */
+class PendingCall {
+  readonly stdout: Uint8Array[] = []
+  readonly stderr: Uint8Array[] = []
+  lastHeard = Date.now()
+  /** Set once a worker took the call; from then on its silence means it died. */
+  accepted = false
+  worker = ''
+  resolve!: (result: Msg) => void
+  reject!: (error: Error) => void
+  readonly done = new Promise<Msg>((resolve, reject) => {
+    this.resolve = resolve
+    this.reject = reject
+  })
+
+  constructor() {
+    // Rejections are read through `done`; this keeps one that lands before anyone awaits from being "unhandled".
+    this.done.catch(() => {})
+  }
+
+  onEvent(msg: Msg): void {
+    this.lastHeard = Date.now()
+    const h = msg.headers
+    const event = h?.get(HEADER.event)
+    if (event === 'stdout' || event === 'stderr') {
+      const parts = this[event]
+      if (Number(h?.get(HEADER.seq)) !== parts.length) {
+        this.reject(new AmpError('function_failed_to_run', `output of the call arrived out of order (${event})`))
+      }
+      parts.push(msg.data)
+    } else if (event === 'result') {
+      this.resolve(msg)
+    }
+    if (msg.reply) msg.respond()
+  }
+}
+
+/** The listener's side of the NATS protocol (see protocol.ts): offers calls to workers and waits for the answers. */
+export class Dispatcher {
+  private readonly pending = new Map<string, PendingCall>()
+  private sub?: Subscription
+  private readonly options: typeof DEFAULTS
+
+  constructor(private readonly nc: NatsConnection, private readonly listenerId: string, options: DispatcherOptions = {}) {
+    this.options = {...DEFAULTS, ...options}
+  }
+
+  start(): void {
+    this.sub = this.nc.subscribe(`${REPLY_SUBJECT_PREFIX}.${this.listenerId}.*`, {
+      callback: (error, msg) => {
+        if (error) return
+        const callId = msg.subject.slice(msg.subject.lastIndexOf('.') + 1)
+        const call = this.pending.get(callId)
+        if (call) call.onEvent(msg)
+        else if (msg.reply) msg.respond() // a late answer for a call already answered: take it so the worker moves on
+      },
+    })
+  }
+
+  async call(callId: string, spec: FunctionSpec, input: Uint8Array): Promise<CallResult> {
+    const pending = new PendingCall()
+    this.pending.set(callId, pending)
+    const watchdog = setInterval(() => {
+      if (pending.accepted && Date.now() - pending.lastHeard > this.options.workerSilenceMs) {
+        pending.reject(
+          new AmpError('function_failed_to_run', `worker ${pending.worker || '?'} stopped responding during the call`),
+        )
+      }
+    }, 250)
+    const cap = setTimeout(
+      () => pending.reject(new AmpError('function_timeout', `function ${spec.name} did not finish in time`)),
+      spec.timeoutMs + this.options.queueAllowanceMs,
+    )
+    try {
+      await this.offer(callId, spec, input, pending)
+      const result = await pending.done
+      return this.finish(callId, spec, pending, result)
+    } finally {
+      clearInterval(watchdog)
+      clearTimeout(cap)
+      this.pending.delete(callId)
+    }
+  }
+
+  /** Sends the call to one worker of the queue group, then the rest of its input. */
+  private async offer(callId: string, spec: FunctionSpec, input: Uint8Array, pending: PendingCall): Promise<void> {
+    const size = chunkSizeFor(this.nc.info?.max_payload ?? 1024 * 1024)
+    const [first = new Uint8Array(0), ...rest] = [...chunks(input, size)]
+    const h = headers()
+    h.set(HEADER.callId, callId)
+    h.set(HEADER.function, spec.name)
+    h.set(HEADER.image, spec.image)
+    h.set(HEADER.timeoutMs, String(spec.timeoutMs))
+    h.set(HEADER.network, spec.network)
+    h.set(HEADER.inputSize, String(input.length))
+    h.set(HEADER.replyTo, replySubject(this.listenerId, callId))
+
+    let answer: Msg | undefined
+    for (let attempt = 0; attempt <= this.options.busyRetries; attempt++) {
+      if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, 1000))
+      answer = await this.request(callSubject(spec.name), first, h)
+      if (answer.headers?.get(HEADER.status) !== 'busy') break
+    }
+    const status = answer?.headers?.get(HEADER.status)
+    pending.worker = answer?.headers?.get(HEADER.worker) ?? ''
+    pending.lastHeard = Date.now()
+    pending.accepted = status === 'accepted'
+    if (status === 'busy') {
+      throw new AmpError('no_worker', 'all workers are busy: try again shortly')
+    }
+    if (status !== 'accepted') {
+      throw new AmpError('function_failed_to_run', answer?.headers?.get(HEADER.error) || 'the worker refused the call')
+    }
+    const inputSubject = answer?.headers?.get(HEADER.inputSubject)
+    if (rest.length === 0) return
+    if (!inputSubject) throw new AmpError('function_failed_to_run', 'the worker did not ask for the rest of the input')
+    let seq = 1
+    for (const chunk of rest) {
+      const ch = headers()
+      ch.set(HEADER.callId, callId)
+      ch.set(HEADER.seq, String(seq++))
+      try {
+        await this.nc.request(inputSubject, chunk, {headers: ch, timeout: CHUNK_TIMEOUT_MS})
+      } catch (error) {
+        throw new AmpError('function_failed_to_run', `worker ${pending.worker} stopped taking input: ${(error as Error).message}`)
+      }
+      pending.lastHeard = Date.now()
+    }
+  }
+
+  private async request(subject: string, data: Uint8Array, h: ReturnType<typeof headers>): Promise<Msg> {
+    try {
+      return await this.nc.request(subject, data, {headers: h, timeout: this.options.acceptTimeoutMs})
+    } catch (error) {
+      if (isNoResponders(error)) {
+        throw new AmpError('no_worker', 'no worker is running: start one with `amp worker start`')
+      }
+      if (error instanceof errors.TimeoutError || (error as Error).name === 'TimeoutError') {
+        throw new AmpError('no_worker', `no worker took the call within ${formatDuration(this.options.acceptTimeoutMs)}`)
+      }
+      throw new AmpError('no_worker', `cannot reach workers over NATS: ${(error as Error).message}`)
+    }
+  }
+
+  private finish(callId: string, spec: FunctionSpec, pending: PendingCall, msg: Msg): CallResult {
+    const h = msg.headers
+    const outcome = h?.get(HEADER.outcome)
+    const worker = h?.get(HEADER.worker) || pending.worker
+    if (outcome === 'timeout') {
+      throw new AmpError(
+        'function_timeout',
+        `function ${spec.name} timed out after ${formatDuration(spec.timeoutMs)}; its container was killed`,
+      )
+    }
+    if (outcome !== 'exited') {
+      throw new AmpError('function_failed_to_run', h?.get(HEADER.error) || 'the container could not run')
+    }
+    const stdout = Buffer.concat(pending.stdout)
+    const stderr = Buffer.concat(pending.stderr)
+    if (stdout.length !== Number(h?.get(HEADER.stdoutSize)) || stderr.length !== Number(h?.get(HEADER.stderrSize))) {
+      throw new AmpError('function_failed_to_run', 'part of the output was lost between worker and listener')
+    }
+    return {
+      callId,
+      function: spec.name,
+      exitCode: Number(h?.get(HEADER.exitCode)),
+      stdout,
+      stderr,
+      stderrTruncated: h?.get(HEADER.stderrTruncated) === 'true',
+      durationMs: Number(h?.get(HEADER.durationMs)),
+      worker,
+    }
+  }
+
+  get inFlight(): number {
+    return this.pending.size
+  }
+
+  async close(): Promise<void> {
+    await this.sub?.drain().catch(() => {})
+  }
+}
+
+function isNoResponders(error: unknown): boolean {
+  if (error instanceof errors.NoRespondersError) return true
+  if (error instanceof errors.RequestError) return error.isNoResponders()
+  return false
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,0 +1,208 @@
+import type {IncomingMessage, ServerResponse} from 'node:http'
+import {randomUUID} from 'node:crypto'
+
+import {formatBytes} from './container-runner.js'
+import type {CallResult, Dispatcher} from './dispatcher.js'
+import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
+import {checkFunctionInput, type FunctionSpec} from './function-spec.js'
+import type {Logger} from './logger.js'
+import type {Registry} from './registry.js'
+import {checkName} from './validate.js'
+
+/** API routes start with "/_amp/": "_" cannot appear in a function name, so no function can shadow them. */
+export const API_PREFIX = '/_amp/v1'
+export const RESULT_MEDIA_TYPE = 'application/vnd.amp.result+json'
+const MAX_API_BODY = 64 * 1024
+
+export interface ApiContext {
+  registry: Pick<Registry, 'get' | 'list' | 'put' | 'remove'>
+  dispatcher: Pick<Dispatcher, 'call'>
+  maxBodyBytes: number
+  logger: Logger
+  /** True once the listener is shutting down: new calls are turned away. */
+  draining: () => boolean
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, callId: string) => Promise<void>
+
+export function createRequestHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const callId = randomUUID()
+    res.setHeader('Amp-Call-Id', callId)
+    route(ctx, req)(req, res, callId).catch((error: unknown) => {
+      const failure = isAmpError(error) ? error : new AmpError('internal', 'internal error in the listener')
+      if (!isAmpError(error)) ctx.logger.error('request failed', {call: callId, error: (error as Error).message})
+      sendError(res, failure, callId)
+    })
+  }
+}
+
+function route(ctx: ApiContext, req: IncomingMessage): Handler {
+  const path = (req.url ?? '/').split('?')[0]
+  const method = req.method ?? 'GET'
+  if (path === `${API_PREFIX}/health`) {
+    return only(method, ['GET', 'HEAD'], async (_req, res) =>
+      ctx.draining() ? sendJson(res, 503, {status: 'draining'}) : sendJson(res, 200, {status: 'ok'}),
+    )
+  }
+  if (path === `${API_PREFIX}/functions`) {
+    return only(method, ['GET'], async (_req, res) => sendJson(res, 200, {functions: await ctx.registry.list()}))
+  }
+  if (path.startsWith(`${API_PREFIX}/functions/`)) {
+    const name = path.slice(`${API_PREFIX}/functions/`.length)
+    if (method === 'GET') return async (_req, res) => sendJson(res, 200, await mustGet(ctx, name))
+    if (method === 'PUT') return (req, res) => putFunction(ctx, name, req, res)
+    if (method === 'DELETE') return (_req, res) => removeFunction(ctx, name, res)
+    return only(method, ['GET', 'PUT', 'DELETE'], async () => {})
+  }
+  if (path.startsWith('/_amp/') || path === '/') {
+    return async () => {
+      throw new AmpError('not_found', `no such route: ${method} ${path.slice(0, 100)} (see ${API_PREFIX}/functions)`)
+    }
+  }
+  return only(method, ['POST'], (req, res, callId) => invoke(ctx, path.slice(1), req, res, callId))
+}
+
+function only(method: string, allowed: string[], handler: Handler): Handler {
+  if (allowed.includes(method)) return handler
+  return async (_req, res) => {
+    res.setHeader('Allow', allowed.join(', '))
+    throw new AmpError('method_not_allowed', `method ${method.slice(0, 20)} is not allowed here; use ${allowed.join(' or ')}`)
+  }
+}
+
+async function mustGet(ctx: ApiContext, name: string): Promise<FunctionSpec> {
+  const spec = isName(name) ? await ctx.registry.get(name) : undefined
+  if (!spec) {
+    throw new AmpError('function_not_found', `no function named ${JSON.stringify(name.slice(0, 80))}`, {
+      suggestions: ['list functions with: amp function ls'],
+    })
+  }
+  return spec
+}
+
+async function putFunction(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  checkName(name)
+  const text = (await readBody(req, MAX_API_BODY, 'function definition')).toString('utf8')
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    throw new AmpError('bad_request', 'body must be JSON like {"image": "busybox:1.36", "timeoutMs": 30000}')
+  }
+  let input
+  try {
+    input = checkFunctionInput(name, body)
+  } catch (error) {
+    throw isAmpError(error) ? error : new AmpError('bad_request', (error as Error).message)
+  }
+  const replace = /[?&]replace=(true|1)(&|$)/.test(req.url ?? '')
+  const {spec, created} = await ctx.registry.put(input, replace)
+  ctx.logger.info(created ? 'function created' : 'function replaced', {fn: spec.name, image: spec.image})
+  sendJson(res, created ? 201 : 200, spec)
+}
+
+async function removeFunction(ctx: ApiContext, name: string, res: ServerResponse): Promise<void> {
+  const removed = isName(name) ? await ctx.registry.remove(name) : undefined
+  if (!removed) throw new AmpError('function_not_found', `no function named ${JSON.stringify(name.slice(0, 80))}`)
+  ctx.logger.info('function removed', {fn: name})
+  sendJson(res, 200, removed)
+}
+
+async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse, callId: string) {
+  if (ctx.draining()) {
+    res.setHeader('Retry-After', '1')
+    throw new AmpError('no_worker', 'this listener is shutting down: try again (another listener, or this one after restart)')
+  }
+  const started = Date.now()
+  const log = ctx.logger.child({call: callId, fn: name.slice(0, 63)})
+  try {
+    const spec = await mustGet(ctx, name)
+    const input = await readBody(req, ctx.maxBodyBytes, 'input')
+    const result = await ctx.dispatcher.call(callId, spec, input)
+    sendResult(req, res, result)
+    log.info('call answered', {
+      status: res.statusCode,
+      exit: result.exitCode,
+      ms: Date.now() - started,
+      worker: result.worker,
+      in: input.length,
+      out: result.stdout.length,
+    })
+  } catch (error) {
+    const code = isAmpError(error) ? error.code : 'internal'
+    log.info('call failed', {status: HTTP_STATUS[code], error: code, ms: Date.now() - started})
+    if (code === 'no_worker') res.setHeader('Retry-After', '1')
+    throw error
+  }
+}
+
+function sendResult(req: IncomingMessage, res: ServerResponse, result: CallResult): void {
+  res.statusCode = result.exitCode === 0 ? 200 : 500
+  res.setHeader('Amp-Exit-Code', String(result.exitCode))
+  res.setHeader('Amp-Duration-Ms', String(result.durationMs))
+  res.setHeader('Amp-Worker', result.worker)
+  res.setHeader('Amp-Stderr-Size', String(result.stderr.length))
+  if ((req.headers.accept ?? '').includes(RESULT_MEDIA_TYPE)) {
+    const body = JSON.stringify({
+      callId: result.callId,
+      function: result.function,
+      exitCode: result.exitCode,
+      stdout: result.stdout.toString('base64'),
+      stderr: result.stderr.toString('base64'),
+      stderrTruncated: result.stderrTruncated,
+      durationMs: result.durationMs,
+      worker: result.worker,
+    })
+    res.setHeader('Content-Type', RESULT_MEDIA_TYPE)
+    res.end(body)
+    return
+  }
+  res.setHeader('Content-Type', 'application/octet-stream')
+  res.end(result.stdout)
+}
+
+function isName(name: string): boolean {
+  try {
+    checkName(name)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Reads a request body, refusing it as soon as it is known to be over the limit. */
+export async function readBody(req: IncomingMessage, limit: number, what: string): Promise<Buffer> {
+  const tooLarge = () =>
+    new AmpError('input_too_large', `${what} is larger than the limit of ${formatBytes(limit)}`, {
+      suggestions: ['send less, or raise the listener limit with --max-body'],
+    })
+  const declared = Number(req.headers['content-length'])
+  if (declared > limit) throw tooLarge()
+  const parts: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) throw tooLarge()
+    parts.push(chunk)
+  }
+  return Buffer.concat(parts)
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.statusCode = status
+  res.setHeader('Content-Type', 'application/json')
+  res.end(JSON.stringify(body))
+}
+
+function sendError(res: ServerResponse, error: AmpError, callId: string): void {
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  const status = HTTP_STATUS[error.code]
+  res.setHeader('Amp-Error-Code', error.code)
+  // The request body may not have been read (413, early errors): do not reuse the connection.
+  if (status === 413 || !res.req.complete) res.setHeader('Connection', 'close')
+  sendJson(res, status, {error: {code: error.code, message: error.message, callId}})
+}

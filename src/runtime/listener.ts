@@ -1,0 +1,107 @@
+import {createServer, type Server} from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {randomBytes} from 'node:crypto'
+
+import {Dispatcher, type DispatcherOptions} from './dispatcher.js'
+import {createRequestHandler} from './http-api.js'
+import {createLogger, type Logger} from './logger.js'
+import {connectNats} from './nats.js'
+import {Registry} from './registry.js'
+import {AmpError} from './errors.js'
+
+export interface ListenerOptions {
+  host: string
+  port: number
+  /** NATS server URLs, comma-separated. */
+  nats: string
+  etcd: string[]
+  /** Largest call input accepted; bigger ones get 413. */
+  maxBodyBytes?: number
+  /** How long close() waits for calls in flight. */
+  drainTimeoutMs?: number
+  dispatch?: DispatcherOptions
+  logger?: Logger
+}
+
+export interface Listener {
+  id: string
+  /** Where it really listens (port 0 picks a free port). */
+  url: string
+  close(): Promise<void>
+}
+
+export const DEFAULT_MAX_BODY = 8 * 1024 * 1024
+export const DEFAULT_LISTENER_DRAIN_MS = 30_000
+
+export async function startListener(options: ListenerOptions): Promise<Listener> {
+  const id = `l${randomBytes(6).toString('hex')}`
+  const log = (options.logger ?? createLogger()).child({listener: id})
+  const nc = await connectNats(options.nats, `amp-listener ${id}`)
+  const registry = Registry.connect(options.etcd)
+  const dispatcher = new Dispatcher(nc, id, options.dispatch)
+  dispatcher.start()
+  await nc.flush()
+  let draining = false
+  const server = createServer(
+    createRequestHandler({
+      registry,
+      dispatcher,
+      maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
+      logger: log,
+      draining: () => draining,
+    }),
+  )
+  try {
+    await listen(server, options.host, options.port)
+  } catch (error) {
+    await nc.close()
+    registry.close()
+    throw error
+  }
+  const address = server.address() as AddressInfo
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  const url = `http://${host}:${address.port}`
+  if (!(await registry.ping())) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd: options.etcd.join(',')})
+  log.info('listener ready', {url, nats: options.nats, etcd: options.etcd.join(',')})
+
+  let closing: Promise<void> | undefined
+  const shutdown = async () => {
+    draining = true
+    const deadline = options.drainTimeoutMs ?? DEFAULT_LISTENER_DRAIN_MS
+    log.info('listener stopping: no new calls, finishing calls in flight', {inFlight: dispatcher.inFlight, deadlineMs: deadline})
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+    server.closeIdleConnections()
+    const started = Date.now()
+    while (dispatcher.inFlight > 0 && Date.now() - started < deadline) await sleep(50)
+    server.closeAllConnections()
+    await closed
+    await dispatcher.close()
+    await nc.drain().catch(() => {})
+    registry.close()
+    log.info('listener stopped')
+  }
+  return {
+    id,
+    url,
+    close() {
+      closing ??= shutdown()
+      return closing
+    },
+  }
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      const reason = error.code === 'EADDRINUSE' ? 'the address is already in use' : error.message
+      reject(
+        new AmpError('service_unavailable', `cannot listen on ${host}:${port}: ${reason}`, {
+          suggestions: ['choose another port with --port or AMP_PORT'],
+        }),
+      )
+    })
+    server.listen(port, host, () => resolve())
+  })
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,0 +1,95 @@
+import {Etcd3} from 'etcd3'
+
+import {AmpError} from './errors.js'
+import type {FunctionSpec} from './function-spec.js'
+
+/** etcd key of a function: the JSON of its FunctionSpec. */
+export const FUNCTION_PREFIX = '/amp/v1/functions/'
+export const functionKey = (name: string): string => `${FUNCTION_PREFIX}${name}`
+
+const CALL_DEADLINE_MS = 3000
+
+/** The function registry, stored in etcd. Every etcd failure becomes one `registry_unavailable` error. */
+export class Registry {
+  constructor(private readonly etcd: Etcd3, private readonly now: () => Date = () => new Date()) {}
+
+  static connect(hosts: string[]): Registry {
+    return new Registry(
+      new Etcd3({
+        hosts,
+        dialTimeout: CALL_DEADLINE_MS,
+        defaultCallOptions: (context) => (context.isStream ? {} : {deadline: Date.now() + CALL_DEADLINE_MS}),
+      }),
+    )
+  }
+
+  async get(name: string): Promise<FunctionSpec | undefined> {
+    const value = await this.guard(() => this.etcd.get(functionKey(name)).string())
+    return value === null ? undefined : parse(value)
+  }
+
+  async list(): Promise<FunctionSpec[]> {
+    const all = await this.guard(() => this.etcd.getAll().prefix(FUNCTION_PREFIX).strings())
+    return Object.values(all)
+      .map(parse)
+      .sort((a, b) => a.name.localeCompare(b.name))
+  }
+
+  /** Creates a function; with `replace`, overwrites an existing one (keeping its createdAt). */
+  async put(
+    spec: Omit<FunctionSpec, 'createdAt' | 'updatedAt'>,
+    replace: boolean,
+  ): Promise<{spec: FunctionSpec; created: boolean}> {
+    const key = functionKey(spec.name)
+    const now = this.now().toISOString()
+    const fresh: FunctionSpec = {...spec, createdAt: now, updatedAt: now}
+    // Create only if absent, in one transaction, so two racing creates cannot both win.
+    const txn = await this.guard(() =>
+      this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(JSON.stringify(fresh))).commit(),
+    )
+    if (txn.succeeded) return {spec: fresh, created: true}
+    if (!replace) {
+      throw new AmpError('function_exists', `function ${spec.name} already exists`, {
+        suggestions: [`replace it with: amp function create ${spec.name} ${spec.image} --replace`],
+      })
+    }
+    const previous = await this.get(spec.name)
+    const replaced: FunctionSpec = {...spec, createdAt: previous?.createdAt ?? now, updatedAt: now}
+    await this.guard(() => this.etcd.put(key).value(JSON.stringify(replaced)).exec())
+    return {spec: replaced, created: false}
+  }
+
+  /** Removes a function and returns what it was, or undefined if there was none. */
+  async remove(name: string): Promise<FunctionSpec | undefined> {
+    const previous = await this.guard(() => this.etcd.delete().key(functionKey(name)).getPrevious())
+    return previous.length === 0 ? undefined : parse(previous[0].value.toString('utf8'))
+  }
+
+  /** True when etcd answers. */
+  async ping(): Promise<boolean> {
+    try {
+      await this.etcd.maintenance.status()
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  close(): void {
+    this.etcd.close()
+  }
+
+  private async guard<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation()
+    } catch (error) {
+      throw new AmpError('registry_unavailable', `function registry (etcd) unavailable: ${(error as Error).message}`, {
+        cause: error,
+      })
+    }
+  }
+}
+
+function parse(value: string): FunctionSpec {
+  return JSON.parse(value) as FunctionSpec
+}

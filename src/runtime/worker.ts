@@ -1,0 +1,325 @@
+import {Empty, headers, type Msg, type MsgHdrs, type Subscription} from '@nats-io/transport-node'
+import {randomBytes} from 'node:crypto'
+import {hostname} from 'node:os'
+
+import {ContainerRunner, type PullPolicy, type RunResult} from './container-runner.js'
+import {connectNats, type NatsConnection} from './nats.js'
+import {createLogger, type Logger} from './logger.js'
+import {
+  type AcceptStatus,
+  CALL_SUBJECT_PREFIX,
+  chunks,
+  chunkSizeFor,
+  HEADER,
+  HEARTBEAT_INTERVAL_MS,
+  inputSubject,
+  WORKER_QUEUE,
+} from './protocol.js'
+import {checkImage, checkName, checkNetwork, checkTimeoutMs} from './validate.js'
+
+export interface WorkerOptions {
+  nats: string
+  /** Containers run at once. */
+  concurrency: number
+  /** Calls accepted beyond `concurrency` that wait for a free slot; past this the worker answers "busy". */
+  backlog?: number
+  docker: string
+  pull?: PullPolicy
+  /** How long close() waits for calls in flight before it kills their containers. */
+  drainTimeoutMs?: number
+  maxInputBytes?: number
+  logger?: Logger
+}
+
+export interface Worker {
+  id: string
+  close(): Promise<void>
+}
+
+export interface WorkerDeps {
+  nc?: NatsConnection
+  runner?: ContainerRunner
+}
+
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
+const DEFAULT_MAX_INPUT = 64 * 1024 * 1024
+/** A listener that stops sending input for this long is gone. */
+const INPUT_IDLE_MS = 10_000
+const REPLY_TIMEOUT_MS = 10_000
+
+interface CallRequest {
+  callId: string
+  function: string
+  image: string
+  network: string
+  timeoutMs: number
+  inputSize: number
+  replyTo: string
+}
+
+export function newWorkerId(): string {
+  const host = hostname().replace(/[^A-Za-z0-9-]/g, '-').slice(0, 40)
+  return `${host}-${process.pid}-${randomBytes(3).toString('hex')}`
+}
+
+/** Header values must be one line of printable ASCII. */
+export function headerValue(text: string): string {
+  return text.replace(/[^\x20-\x7e]+/g, ' ').slice(0, 1000)
+}
+
+function parseCall(msg: Msg): CallRequest {
+  const h = msg.headers
+  if (!h) throw new TypeError('call without headers')
+  const callId = h.get(HEADER.callId)
+  const replyTo = h.get(HEADER.replyTo)
+  const inputSize = Number(h.get(HEADER.inputSize))
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(callId)) throw new TypeError('invalid call id')
+  if (!/^[A-Za-z0-9._-]+$/.test(replyTo)) throw new TypeError('invalid reply subject')
+  if (!Number.isInteger(inputSize) || inputSize < msg.data.length) throw new TypeError('invalid input size')
+  return {
+    callId,
+    function: checkName(h.get(HEADER.function)),
+    image: checkImage(h.get(HEADER.image)),
+    network: checkNetwork(h.get(HEADER.network)),
+    timeoutMs: checkTimeoutMs(Number(h.get(HEADER.timeoutMs))),
+    inputSize,
+    replyTo,
+  }
+}
+
+class WorkerService implements Worker {
+  readonly id: string
+  private readonly calls = new Set<Promise<void>>()
+  private readonly waiting: Array<() => void> = []
+  private running = 0
+  private sub?: Subscription
+  private closing?: Promise<void>
+  private aborted = false
+  private readonly concurrency: number
+  private readonly backlog: number
+  private readonly maxInput: number
+  private readonly chunkSize: number
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly runner: ContainerRunner,
+    private readonly options: WorkerOptions,
+    private readonly log: Logger,
+    id: string,
+  ) {
+    this.id = id
+    this.concurrency = options.concurrency
+    this.backlog = options.backlog ?? options.concurrency * 4
+    this.maxInput = options.maxInputBytes ?? DEFAULT_MAX_INPUT
+    this.chunkSize = chunkSizeFor(nc.info?.max_payload ?? 1024 * 1024)
+  }
+
+  start(): void {
+    this.sub = this.nc.subscribe(`${CALL_SUBJECT_PREFIX}.*`, {
+      queue: WORKER_QUEUE,
+      callback: (error, msg) => {
+        if (error) this.log.error('subscription failed', {error: error.message})
+        else this.onCall(msg)
+      },
+    })
+  }
+
+  private answer(msg: Msg, status: AcceptStatus, extra: Record<string, string> = {}): void {
+    const h = headers()
+    h.set(HEADER.status, status)
+    h.set(HEADER.worker, this.id)
+    for (const [key, value] of Object.entries(extra)) h.set(key, headerValue(value))
+    msg.respond(Empty, {headers: h})
+  }
+
+  private onCall(msg: Msg): void {
+    let call: CallRequest
+    try {
+      call = parseCall(msg)
+    } catch (error) {
+      this.log.warn('call rejected', {error: (error as Error).message})
+      this.answer(msg, 'rejected', {[HEADER.error]: `worker refused the call: ${(error as Error).message}`})
+      return
+    }
+    if (call.inputSize > this.maxInput) {
+      this.answer(msg, 'rejected', {[HEADER.error]: `input of ${call.inputSize} bytes is over this worker's limit of ${this.maxInput}`})
+      return
+    }
+    // Draining or full: the listener asks another worker.
+    if (this.closing || this.calls.size >= this.concurrency + this.backlog) {
+      this.answer(msg, 'busy')
+      return
+    }
+    const task: Promise<void> = this.handle(msg, call)
+      .catch((error: Error) => this.log.error('call failed in worker', {call: call.callId, error: error.message}))
+      .finally(() => this.calls.delete(task))
+    this.calls.add(task)
+  }
+
+  private async handle(msg: Msg, call: CallRequest): Promise<void> {
+    const log = this.log.child({call: call.callId, fn: call.function})
+    const beat = setInterval(() => this.publishEvent(call, 'heartbeat'), HEARTBEAT_INTERVAL_MS)
+    try {
+      const input = await this.receiveInput(msg, call)
+      log.debug('call accepted', {image: call.image, bytes: input.length})
+      await this.acquire()
+      let result: RunResult
+      try {
+        result = this.aborted
+          ? {outcome: 'failed', error: 'the worker shut down before the call started', stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
+          : await this.runner.run({...call, input})
+      } finally {
+        this.release()
+      }
+      log.info('call done', {
+        outcome: result.outcome,
+        exit: result.exitCode,
+        ms: result.durationMs,
+        out: result.stdout.length,
+        err: result.stderr.length,
+        error: result.error,
+      })
+      await this.sendResult(call, result)
+    } catch (error) {
+      log.warn('call abandoned', {error: (error as Error).message})
+    } finally {
+      clearInterval(beat)
+    }
+  }
+
+  /** Answers the call request and gathers the rest of the input, chunk by chunk. */
+  private receiveInput(msg: Msg, call: CallRequest): Promise<Uint8Array> {
+    if (msg.data.length >= call.inputSize) {
+      this.answer(msg, 'accepted')
+      return Promise.resolve(msg.data)
+    }
+    const subject = inputSubject(this.id, call.callId)
+    const parts: Uint8Array[] = [msg.data]
+    let received = msg.data.length
+    return new Promise((resolve, reject) => {
+      let idle: NodeJS.Timeout
+      const fail = (reason: string) => {
+        clearTimeout(idle)
+        sub.unsubscribe()
+        reject(new Error(reason))
+      }
+      const arm = () => {
+        clearTimeout(idle)
+        idle = setTimeout(() => fail('listener stopped sending input'), INPUT_IDLE_MS)
+      }
+      const sub = this.nc.subscribe(subject, {
+        callback: (error, chunk) => {
+          if (error) return fail(error.message)
+          if (Number(chunk.headers?.get(HEADER.seq)) !== parts.length) return fail('input chunk out of order')
+          parts.push(chunk.data)
+          received += chunk.data.length
+          chunk.respond()
+          if (received > call.inputSize) return fail('more input than announced')
+          if (received === call.inputSize) {
+            clearTimeout(idle)
+            sub.unsubscribe()
+            resolve(Buffer.concat(parts))
+            return
+          }
+          arm()
+        },
+      })
+      arm()
+      // Subscribed before answering: NATS keeps the order of one connection, so no chunk can arrive too early.
+      this.answer(msg, 'accepted', {[HEADER.inputSubject]: subject})
+    })
+  }
+
+  private eventHeaders(call: CallRequest, event: string): MsgHdrs {
+    const h = headers()
+    h.set(HEADER.event, event)
+    h.set(HEADER.callId, call.callId)
+    h.set(HEADER.worker, this.id)
+    return h
+  }
+
+  private publishEvent(call: CallRequest, event: 'heartbeat'): void {
+    try {
+      this.nc.publish(call.replyTo, Empty, {headers: this.eventHeaders(call, event)})
+    } catch {
+      // Disconnected: the listener will notice the silence.
+    }
+  }
+
+  private async sendResult(call: CallRequest, result: RunResult): Promise<void> {
+    for (const [event, data] of [['stdout', result.stdout], ['stderr', result.stderr]] as const) {
+      let seq = 0
+      for (const chunk of chunks(data, this.chunkSize)) {
+        const h = this.eventHeaders(call, event)
+        h.set(HEADER.seq, String(seq++))
+        await this.nc.request(call.replyTo, chunk, {headers: h, timeout: REPLY_TIMEOUT_MS})
+      }
+    }
+    const h = this.eventHeaders(call, 'result')
+    h.set(HEADER.outcome, result.outcome)
+    h.set(HEADER.durationMs, String(result.durationMs))
+    h.set(HEADER.stdoutSize, String(result.stdout.length))
+    h.set(HEADER.stderrSize, String(result.stderr.length))
+    if (result.stderrTruncated) h.set(HEADER.stderrTruncated, 'true')
+    if (result.exitCode !== undefined) h.set(HEADER.exitCode, String(result.exitCode))
+    if (result.error) h.set(HEADER.error, headerValue(result.error))
+    await this.nc.request(call.replyTo, Empty, {headers: h, timeout: REPLY_TIMEOUT_MS})
+  }
+
+  private acquire(): Promise<void> {
+    if (this.running < this.concurrency) {
+      this.running++
+      return Promise.resolve()
+    }
+    return new Promise((resolve) => this.waiting.push(resolve))
+  }
+
+  private release(): void {
+    const next = this.waiting.shift()
+    if (next) next()
+    else this.running--
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown()
+    return this.closing
+  }
+
+  private async shutdown(): Promise<void> {
+    const deadline = this.options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
+    this.log.info('worker stopping: no new calls, finishing calls in flight', {inFlight: this.calls.size, deadlineMs: deadline})
+    await this.sub?.drain().catch(() => {})
+    let timer: NodeJS.Timeout | undefined
+    const finished = await Promise.race([
+      Promise.allSettled([...this.calls]).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), deadline))),
+    ])
+    clearTimeout(timer)
+    if (!finished) {
+      this.log.warn('drain deadline passed: killing containers still running', {inFlight: this.calls.size})
+      this.aborted = true
+      this.runner.killAll()
+      await Promise.allSettled([...this.calls])
+    }
+    await this.nc.drain().catch(() => {})
+    this.log.info('worker stopped')
+  }
+}
+
+export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {}): Promise<Worker> {
+  if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
+    throw new TypeError('concurrency must be a whole number of at least 1')
+  }
+  const id = newWorkerId()
+  const log = (options.logger ?? createLogger()).child({worker: id})
+  const runner =
+    deps.runner ?? new ContainerRunner({docker: options.docker, pull: options.pull, workerId: id})
+  const removed = await runner.removeOrphans()
+  if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length})
+  const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`))
+  const worker = new WorkerService(nc, runner, options, log, id)
+  worker.start()
+  await nc.flush()
+  log.info('worker ready', {nats: options.nats, concurrency: options.concurrency, docker: options.docker})
+  return worker
+}
