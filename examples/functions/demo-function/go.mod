@@ -1,0 +1,3 @@
+module github.com/appcelerator/amp-demo-function
+
+go 1.19

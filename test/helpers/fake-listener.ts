@@ -1,0 +1,163 @@
+/**
+ * A tiny in-memory stand-in for the listener's HTTP API (README "HTTP API"), on a real loopback
+ * port, for command tests. It answers as the documented API does; `onInvoke` decides each call.
+ */
+import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+
+export type FakeCallAnswer =
+  | {exitCode: number; stdout?: Buffer | string; stderr?: Buffer | string; stderrTruncated?: boolean}
+  | {status: number; code: string; message: string}
+  | {raw: {status: number; contentType?: string; body: string}}
+
+export interface FakeRequest {
+  method: string
+  path: string
+  headers: IncomingMessage['headers']
+  body: Buffer
+}
+
+export interface FakeListener {
+  url: string
+  functions: Map<string, FunctionSpec>
+  requests: FakeRequest[]
+  /** Default: echo the input on stdout, exit 0. */
+  onInvoke: (name: string, input: Buffer) => FakeCallAnswer
+  /** Answer the function API with 503 registry_unavailable, as a listener without etcd does. */
+  registryDown: boolean
+  /** Answer everything with an HTML 502 page, as a reverse proxy in front of a dead listener does. */
+  behindDeadProxy: boolean
+  add(name: string, image?: string, timeoutMs?: number): FunctionSpec
+  close(): Promise<void>
+}
+
+let calls = 0
+
+export async function startFakeListener(): Promise<FakeListener> {
+  const functions = new Map<string, FunctionSpec>()
+  const requests: FakeRequest[] = []
+  const fake: FakeListener = {
+    url: '',
+    functions,
+    requests,
+    onInvoke: (_name, input) => ({exitCode: 0, stdout: input, stderr: ''}),
+    registryDown: false,
+    behindDeadProxy: false,
+    add(name, image = 'busybox:1.36', timeoutMs = 30_000) {
+      const time = new Date('2025-01-31T14:05:09.123Z').toISOString()
+      const spec = {name, image, timeoutMs, network: 'none', createdAt: time, updatedAt: time}
+      functions.set(name, spec)
+      return spec
+    },
+    close: async () => {},
+  }
+
+  const json = (res: ServerResponse, status: number, body: unknown, callId?: string) => {
+    res.writeHead(status, {'content-type': 'application/json', ...(callId ? {'amp-call-id': callId} : {})})
+    res.end(JSON.stringify(body))
+  }
+  const error = (res: ServerResponse, status: number, code: string, message: string, callId = 'c-err') => {
+    res.setHeader('amp-error-code', code)
+    json(res, status, {error: {code, message, callId}}, callId)
+  }
+
+  const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
+    const url = new URL(req.url ?? '/', 'http://fake')
+    const path = url.pathname
+    if (fake.behindDeadProxy) {
+      res.writeHead(502, {'content-type': 'text/html'})
+      return res.end('<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>')
+    }
+    const api = /^\/_amp\/v1\/functions(?:\/([^/]+))?$/.exec(path)
+    if (api && fake.registryDown) {
+      return error(res, 503, 'registry_unavailable', 'the function registry (etcd) is unavailable: connection refused')
+    }
+    if (api) {
+      const name = api[1]
+      if (!name && req.method === 'GET') {
+        return json(res, 200, {functions: [...functions.values()].sort((a, b) => a.name.localeCompare(b.name))})
+      }
+      if (name && req.method === 'GET') {
+        const spec = functions.get(name)
+        return spec ? json(res, 200, spec) : error(res, 404, 'function_not_found', `no function named ${name}`)
+      }
+      if (name && req.method === 'DELETE') {
+        const spec = functions.get(name)
+        if (!spec) return error(res, 404, 'function_not_found', `no function named ${name}`)
+        functions.delete(name)
+        return json(res, 200, spec)
+      }
+      if (name && req.method === 'PUT') {
+        const input = JSON.parse(body.toString('utf8')) as {image: string; timeoutMs?: number; network?: string}
+        const existing = functions.get(name)
+        if (existing && url.searchParams.get('replace') !== 'true') {
+          return error(res, 409, 'function_exists', `function ${name} already exists`)
+        }
+        const now = new Date().toISOString()
+        const spec: FunctionSpec = {
+          name,
+          image: input.image,
+          timeoutMs: input.timeoutMs ?? 30_000,
+          network: input.network ?? 'none',
+          createdAt: existing?.createdAt ?? now,
+          updatedAt: now,
+        }
+        functions.set(name, spec)
+        return json(res, existing ? 200 : 201, spec)
+      }
+      return error(res, 405, 'method_not_allowed', `${req.method} is not allowed on ${path}`)
+    }
+    const call = /^\/([a-z0-9-]+)$/.exec(path)
+    if (call && req.method === 'POST') {
+      const name = call[1]
+      const callId = `c${++calls}`
+      if (!functions.has(name)) return error(res, 404, 'function_not_found', `no function named ${name}`, callId)
+      const answer = fake.onInvoke(name, body)
+      if ('raw' in answer) {
+        res.writeHead(answer.raw.status, answer.raw.contentType ? {'content-type': answer.raw.contentType} : {})
+        return res.end(answer.raw.body)
+      }
+      if ('code' in answer) return error(res, answer.status, answer.code, answer.message, callId)
+      const stdout = Buffer.from(answer.stdout ?? '')
+      const stderr = Buffer.from(answer.stderr ?? '')
+      res.writeHead(answer.exitCode === 0 ? 200 : 500, {
+        'content-type': 'application/vnd.amp.result+json',
+        'amp-call-id': callId,
+        'amp-exit-code': String(answer.exitCode),
+      })
+      return res.end(
+        JSON.stringify({
+          callId,
+          function: name,
+          exitCode: answer.exitCode,
+          stdout: stdout.toString('base64'),
+          stderr: stderr.toString('base64'),
+          stderrTruncated: answer.stderrTruncated ?? false,
+          durationMs: 12,
+          worker: 'w-fake',
+        }),
+      )
+    }
+    return error(res, 404, 'not_found', `no route ${path}`)
+  }
+
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => {
+      const body = Buffer.concat(chunks)
+      requests.push({method: req.method ?? '', path: req.url ?? '', headers: req.headers, body})
+      handle(req, res, body)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  fake.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    })
+  return fake
+}

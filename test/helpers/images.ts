@@ -1,0 +1,87 @@
+/**
+ * The function images the integration tests run, built FROM scratch with Debian's static busybox
+ * (no registry needed). Each image is labelled with a hash of its build context; when the label
+ * matches, nothing is built, so calling ensureTestImages() in every suite's `before` is cheap.
+ */
+import {createHash} from 'node:crypto'
+import {copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {execa} from 'execa'
+import {DOCKER, requireDocker} from './services.js'
+
+const FIXTURES = fileURLToPath(new URL('../fixtures/images/', import.meta.url))
+const BUSYBOX = process.env.AMP_TEST_BUSYBOX ?? '/usr/bin/busybox'
+const HASH_LABEL = 'amp-test.context-hash'
+
+/** Image references by behaviour; see test/fixtures/images/<name>/Dockerfile. */
+export const TEST_IMAGES = {
+  /** stdin -> stdout, byte for byte */
+  cat: 'amp-test/cat:1',
+  /** stdin -> stdout, "boom" on stderr, exit 3 */
+  fail: 'amp-test/fail:1',
+  /** stdin -> stdout, "log: <input>" on stderr */
+  stderr: 'amp-test/stderr:1',
+  /** sleeps 2 s, then stdin -> stdout */
+  slow: 'amp-test/slow:1',
+  /** sleeps 300 s, ignores stdin */
+  sleep: 'amp-test/sleep:1',
+  /** the demo: "input <text>" on stderr, Title Case on stdout */
+  title: 'amp-test/title:1',
+} as const
+
+export type TestImage = keyof typeof TEST_IMAGES
+
+let ensured: Promise<typeof TEST_IMAGES> | undefined
+
+export function ensureTestImages(): Promise<typeof TEST_IMAGES> {
+  ensured ??= buildAll()
+  // A failed build must not be cached: the next suite should try again and show the error.
+  ensured.catch(() => (ensured = undefined))
+  return ensured
+}
+
+async function buildAll(): Promise<typeof TEST_IMAGES> {
+  await requireDocker()
+  let busybox: Buffer
+  try {
+    busybox = readFileSync(BUSYBOX)
+  } catch {
+    throw new Error(`${BUSYBOX} is missing: install Debian's busybox-static (scripts/setup.sh does) to build the test images`)
+  }
+  const busyboxHash = createHash('sha256').update(busybox).digest('hex')
+  await Promise.all((Object.keys(TEST_IMAGES) as TestImage[]).map((name) => ensureImage(name, busyboxHash)))
+  return TEST_IMAGES
+}
+
+function contextHash(dir: string, busyboxHash: string): string {
+  const hash = createHash('sha256').update(busyboxHash)
+  for (const file of readdirSync(dir).sort()) hash.update(file).update('\0').update(readFileSync(path.join(dir, file)))
+  return hash.digest('hex').slice(0, 16)
+}
+
+async function ensureImage(name: TestImage, busyboxHash: string): Promise<void> {
+  const tag = TEST_IMAGES[name]
+  const source = path.join(FIXTURES, name)
+  const hash = contextHash(source, busyboxHash)
+  const current = await execa(DOCKER, ['image', 'inspect', '--format', `{{index .Config.Labels "${HASH_LABEL}"}}`, tag], {
+    reject: false,
+  })
+  if (current.exitCode === 0 && String(current.stdout).trim() === hash) return
+
+  const context = mkdtempSync(path.join(tmpdir(), `amp-test-image-${name}-`))
+  try {
+    cpSync(source, context, {recursive: true})
+    copyFileSync(BUSYBOX, path.join(context, 'busybox'))
+    const result = await execa(DOCKER, ['build', '--quiet', '--label', `${HASH_LABEL}=${hash}`, '-t', tag, context], {
+      reject: false,
+      env: {DOCKER_CLI_HINTS: 'false'},
+    })
+    if (result.exitCode !== 0) {
+      throw new Error(`docker build of ${tag} failed: ${String(result.stderr).trim() || result.message}`)
+    }
+  } finally {
+    rmSync(context, {recursive: true, force: true})
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Real nats-server and etcd for integration tests, each on free loopback ports with its own temp dir.
+ * Call `stop()` in an `after` hook; whatever is left is killed and removed when the test process exits,
+ * so a failing test never leaves a server or a temp dir behind.
+ */
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {execa} from 'execa'
+import {freePort, startEtcdServer, startNatsServer, type ServerProcess} from '../../src/runtime/servers.js'
+
+export interface ServiceHandle {
+  /** nats://127.0.0.1:PORT or http://127.0.0.1:PORT */
+  url: string
+  /** Where the server logs; look here when a test fails. */
+  logFile: string
+  /** Graceful stop (SIGTERM, SIGKILL after a few seconds) and temp dir removal; idempotent. */
+  stop(): Promise<void>
+  /** Sends a signal and returns at once: SIGKILL simulates a crash, SIGSTOP a hang. */
+  kill(signal?: NodeJS.Signals): void
+  /** Starts it again on the same port (and, for etcd, the same data). */
+  restart(): Promise<void>
+}
+
+export interface NatsOptions {
+  /** Server max_payload in bytes (nats-server 2.9 only takes it from a config file). */
+  maxPayload?: number
+  /** Extra nats-server arguments. */
+  args?: string[]
+}
+
+const live = new Set<{server: ServerProcess; dir: string}>()
+
+// Synchronous on purpose: 'exit' handlers cannot wait. Mocha runs with `exit: true`.
+process.once('exit', () => {
+  for (const {server, dir} of live) {
+    server.kill('SIGKILL')
+    rmSync(dir, {recursive: true, force: true})
+  }
+})
+
+function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(tmpdir(), `amp-test-${prefix}-`))
+}
+
+function handle(server: ServerProcess, dir: string): ServiceHandle {
+  const entry = {server, dir}
+  live.add(entry)
+  let stopped: Promise<void> | undefined
+  return {
+    url: server.url,
+    logFile: server.logFile,
+    kill: (signal) => server.kill(signal),
+    restart: () => server.restart(),
+    stop() {
+      stopped ??= server.stop(3000).finally(() => {
+        live.delete(entry)
+        rmSync(dir, {recursive: true, force: true})
+      })
+      return stopped
+    },
+  }
+}
+
+/** Free ports can be taken between asking and binding; try a few times. */
+async function withRetries<T>(start: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start()
+    } catch (error) {
+      if (attempt >= attempts) throw error
+    }
+  }
+}
+
+export async function startNats(options: NatsOptions = {}): Promise<ServiceHandle> {
+  const dir = tempDir('nats')
+  try {
+    const args = [...(options.args ?? [])]
+    if (options.maxPayload !== undefined) {
+      const config = path.join(dir, 'nats.conf')
+      writeFileSync(config, `max_payload: ${options.maxPayload}\n`)
+      args.push('-c', config)
+    }
+    const server = await withRetries(async () =>
+      startNatsServer({host: '127.0.0.1', port: await freePort(), args, logFile: path.join(dir, 'nats-server.log')}),
+    )
+    return handle(server, dir)
+  } catch (error) {
+    rmSync(dir, {recursive: true, force: true})
+    throw error
+  }
+}
+
+export async function startEtcd(): Promise<ServiceHandle> {
+  const dir = tempDir('etcd')
+  try {
+    const server = await withRetries(async () => {
+      rmSync(path.join(dir, 'data'), {recursive: true, force: true})
+      return startEtcdServer({
+        host: '127.0.0.1',
+        port: await freePort(),
+        peerPort: await freePort(),
+        dataDir: path.join(dir, 'data'),
+        name: path.basename(dir),
+        logFile: path.join(dir, 'etcd.log'),
+      })
+    })
+    return handle(server, dir)
+  } catch (error) {
+    rmSync(dir, {recursive: true, force: true})
+    throw error
+  }
+}
+
+/** The docker CLI the tests use (AMP_DOCKER, as for the worker). */
+export const DOCKER = process.env.AMP_DOCKER ?? 'docker'
+
+let dockerChecked: Promise<void> | undefined
+
+/** Fails fast, with what to do, when no Docker daemon answers. Call it in a `before` hook. */
+export function requireDocker(): Promise<void> {
+  dockerChecked ??= execa(DOCKER, ['info', '--format', '{{.ServerVersion}}'], {timeout: 15_000, reject: false}).then(
+    (result) => {
+      if (result.exitCode === 0 && String(result.stdout).trim()) return
+      const why = String(result.stderr || result.message || '').trim().split('\n').at(-1)
+      throw new Error(
+        `Docker is not available (\`${DOCKER} info\` failed: ${why}). ` +
+          'The integration tests need a running dockerd: run scripts/setup.sh as root, or start dockerd.',
+      )
+    },
+  )
+  return dockerChecked
+}
