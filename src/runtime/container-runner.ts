@@ -15,6 +15,7 @@ export const LABEL = {
 } as const
 
 export type PullPolicy = 'missing' | 'never' | 'always'
+const PULL_POLICIES: readonly string[] = ['missing', 'never', 'always'] satisfies PullPolicy[]
 
 export interface RunSpec {
   callId: string
@@ -56,6 +57,9 @@ export const containerName = (callId: string): string => `amp-${callId}`
 
 /** The complete `docker run` argument array. Every value in it has been validated. */
 export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy): string[] {
+  if (!/^[A-Za-z0-9-]{1,64}$/.test(spec.callId)) throw new TypeError('invalid call id')
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(workerId)) throw new TypeError('invalid worker id')
+  if (!PULL_POLICIES.includes(pull)) throw new TypeError('invalid pull policy')
   const labels = {
     [LABEL.managed]: 'true',
     [LABEL.call]: spec.callId,
@@ -64,7 +68,6 @@ export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy)
     [LABEL.host]: hostname(),
     [LABEL.pid]: String(process.pid),
   }
-  if (!/^[A-Za-z0-9-]{1,64}$/.test(spec.callId)) throw new TypeError('invalid call id')
   return [
     'run',
     '--interactive',
@@ -164,6 +167,9 @@ export class ContainerRunner {
       reject: false,
       stripFinalNewline: false,
       encoding: 'buffer',
+      // execa's cleanup (signal-exit) would re-raise SIGTERM while a call runs and end the worker before it
+      // drains; killing the docker CLI would not stop the container anyway. Shutdown is handled by close().
+      cleanup: false,
     })
     child.stdout?.on('data', (chunk: Buffer) => stdout.add(chunk))
     child.stderr?.on('data', (chunk: Buffer) => stderr.add(chunk))
@@ -210,12 +216,12 @@ export class ContainerRunner {
   // The container may not exist yet (docker run is still creating it), so keep trying until docker run returns.
   private async killUntilGone(name: string, done: () => boolean): Promise<void> {
     while (!done()) {
-      await this.exec(this.docker, ['kill', '--signal', 'KILL', name], {reject: false, stdin: 'ignore'})
+      await this.exec(this.docker, ['kill', '--signal', 'KILL', name], {reject: false, stdin: 'ignore', cleanup: false})
       if (done()) break
       await new Promise((resolve) => setTimeout(resolve, KILL_RETRY_MS))
     }
     // --rm removes the container when it exits; make sure, in case the daemon did not.
-    await this.exec(this.docker, ['rm', '--force', name], {reject: false, stdin: 'ignore'})
+    await this.exec(this.docker, ['rm', '--force', name], {reject: false, stdin: 'ignore', cleanup: false})
   }
 
   /**
@@ -235,7 +241,7 @@ export class ContainerRunner {
         '--format',
         `{{.Names}}\t{{.Label "${LABEL.pid}"}}`,
       ],
-      {reject: false, stdin: 'ignore'},
+      {reject: false, stdin: 'ignore', cleanup: false},
     )
     if (listed.failed) return []
     const orphans = String(listed.stdout)
@@ -243,7 +249,7 @@ export class ContainerRunner {
       .map((line) => line.split('\t'))
       .filter(([name, pid]) => name && /^amp-[A-Za-z0-9-]+$/.test(name) && Number(pid) !== process.pid && !isAlive(Number(pid)))
       .map(([name]) => name)
-    if (orphans.length > 0) await this.exec(this.docker, ['rm', '--force', ...orphans], {reject: false, stdin: 'ignore'})
+    if (orphans.length > 0) await this.exec(this.docker, ['rm', '--force', ...orphans], {reject: false, stdin: 'ignore', cleanup: false})
     return orphans
   }
 }

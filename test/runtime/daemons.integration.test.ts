@@ -1,0 +1,156 @@
+import {expect} from 'chai'
+import {execa, type ResultPromise} from 'execa'
+import {fileURLToPath} from 'node:url'
+import {request} from 'undici'
+
+import {startListener, type Listener} from '../../src/runtime/listener.js'
+import {startWorker} from '../../src/runtime/worker.js'
+import {silentLogger} from '../../src/runtime/logger.js'
+import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
+import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
+
+const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
+
+/** `amp <args>` as its own process, the way systemd runs it. Resolves once it logs that it is ready. */
+async function daemon(args: string[]): Promise<{child: ResultPromise; stderr: () => string}> {
+  const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: ''}, stdin: 'ignore'})
+  let stderr = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`amp ${args.join(' ')} did not get ready:\n${stderr}`)), 30_000)
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+      if (/ready/.test(stderr)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    child.on('exit', () => reject(new Error(`amp ${args.join(' ')} exited early:\n${stderr}`)))
+  })
+  return {child, stderr: () => stderr}
+}
+
+async function post(url: string, body: string) {
+  const started = Date.now()
+  const res = await request(url, {method: 'POST', body})
+  const text = await res.body.text()
+  return {status: res.statusCode, text, ms: Date.now() - started, callId: String(res.headers['amp-call-id'])}
+}
+
+async function containers(filter: string): Promise<string[]> {
+  const {stdout} = await execa(DOCKER, ['ps', '--all', '--quiet', '--filter', filter])
+  return stdout.split('\n').filter(Boolean)
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, withinMs = 20_000): Promise<T> {
+  const until = Date.now() + withinMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+describe('daemons as processes: crash and graceful stop', function () {
+  this.timeout(120_000)
+  let nats: ServiceHandle
+  let etcd: ServiceHandle
+  let listener: Listener
+
+  before(async () => {
+    await requireDocker()
+    await ensureTestImages()
+    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
+    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
+    for (const [name, image, timeoutMs] of [
+      ['hang', TEST_IMAGES.sleep, 120_000],
+      ['slow', TEST_IMAGES.slow, 30_000],
+    ] as const) {
+      const res = await request(`${listener.url}/_amp/v1/functions/${name}?replace=true`, {
+        method: 'PUT',
+        body: JSON.stringify({image, timeoutMs}),
+      })
+      expect(res.statusCode).to.be.oneOf([200, 201])
+      await res.body.dump()
+    }
+  })
+
+  after(async () => {
+    await listener?.close()
+    await Promise.all([nats?.stop(), etcd?.stop()])
+  })
+
+  it('answers 502 within a few seconds when the worker is killed mid-call, and the next worker removes its container', async () => {
+    const {child} = await daemon(['worker', 'start', '--nats', nats.url, '--docker', DOCKER])
+    const pending = post(`${listener.url}/hang`, 'x')
+    const container = await waitFor('the call container', async () => {
+      const found = await containers(`label=amp.worker-pid=${child.pid}`)
+      return found.length > 0 ? found[0] : undefined
+    })
+    const killedAt = Date.now()
+    child.kill('SIGKILL')
+    const res = await pending
+    const waited = Date.now() - killedAt
+    expect(res.status).to.equal(502)
+    expect(JSON.parse(res.text).error.message).to.match(/stopped responding/)
+    expect(waited, 'ms from kill -9 to the answer').to.be.below(6000)
+
+    // The function ignores stdin, so its container outlives the worker; the next worker on this host removes it.
+    const next = await startWorker({nats: nats.url, concurrency: 1, docker: DOCKER, logger: silentLogger})
+    try {
+      expect(await containers(`id=${container}`)).to.deep.equal([])
+      expect(await containers(`label=amp.call=${res.callId}`)).to.deep.equal([])
+    } finally {
+      await next.close()
+    }
+  })
+
+  it('on SIGTERM, a worker finishes the call in flight, takes no new one, and exits 0', async () => {
+    const {child, stderr} = await daemon(['worker', 'start', '--nats', nats.url, '--docker', DOCKER])
+    const inFlight = post(`${listener.url}/slow`, 'finish me')
+    await waitFor('the call container', async () =>
+      (await containers(`label=amp.worker-pid=${child.pid}`)).length > 0 ? true : undefined,
+    )
+    child.kill('SIGTERM')
+    const res = await inFlight
+    expect(res.status).to.equal(200)
+    expect(res.text).to.equal('finish me')
+    const exited = await child
+    expect(exited.exitCode, stderr()).to.equal(0)
+    // It was the only worker: a call now finds nobody, at once.
+    const after = await post(`${listener.url}/slow`, 'x')
+    expect(after.status).to.equal(503)
+    expect(await containers(`label=amp.worker-pid=${child.pid}`)).to.deep.equal([])
+  })
+
+  it('on SIGTERM, a listener finishes the call in flight, then exits 0', async () => {
+    const worker = await startWorker({nats: nats.url, concurrency: 2, docker: DOCKER, logger: silentLogger})
+    try {
+      const {child, stderr} = await daemon([
+        'listener',
+        'start',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--nats',
+        nats.url,
+        '--etcd',
+        etcd.url,
+      ])
+      const url = /url=(http:\/\/\S+)/.exec(stderr())?.[1] ?? /(http:\/\/127\.0\.0\.1:\d+)/.exec(stderr())?.[1]
+      expect(url, stderr()).to.be.a('string')
+      const inFlight = post(`${url}/slow`, 'listener drains')
+      await waitFor('the call container', async () =>
+        (await containers('label=amp.function=slow')).length > 0 ? true : undefined,
+      )
+      child.kill('SIGTERM')
+      const res = await inFlight
+      expect(res.status).to.equal(200)
+      expect(res.text).to.equal('listener drains')
+      expect((await child).exitCode, stderr()).to.equal(0)
+    } finally {
+      await worker.close()
+    }
+  })
+})
