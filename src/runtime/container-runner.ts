@@ -200,7 +200,9 @@ export class ContainerRunner {
     }
     const exitCode = result.exitCode ?? 1
     const failure = dockerFailure(exitCode, stderr.buffer.toString('utf8'))
-    if (failure) return {...base, stderr: Buffer.alloc(0), stderrTruncated: false, outcome: 'failed', error: failure}
+    if (failure) {
+      return {...base, stderr: Buffer.alloc(0), stderrTruncated: false, outcome: 'failed', error: `cannot run ${spec.image}: ${failure}`}
+    }
     return {...base, outcome: 'exited', exitCode}
   }
 

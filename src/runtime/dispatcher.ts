@@ -195,6 +195,11 @@ export class Dispatcher {
     if (outcome !== 'exited') {
       throw new AmpError('function_failed_to_run', h?.get(HEADER.error) || 'the container could not run')
     }
+    // A worker that breaks the protocol must not turn into "the function exited NaN".
+    const exitCode = Number(h?.get(HEADER.exitCode) || Number.NaN)
+    if (!Number.isInteger(exitCode) || exitCode < 0 || exitCode > 255) {
+      throw new AmpError('function_failed_to_run', `worker ${worker || '?'} sent a result without a valid exit code`)
+    }
     const stdout = Buffer.concat(pending.stdout)
     const stderr = Buffer.concat(pending.stderr)
     if (stdout.length !== Number(h?.get(HEADER.stdoutSize)) || stderr.length !== Number(h?.get(HEADER.stderrSize))) {
@@ -203,7 +208,7 @@ export class Dispatcher {
     return {
       callId,
       function: spec.name,
-      exitCode: Number(h?.get(HEADER.exitCode)),
+      exitCode,
       stdout,
       stderr,
       stderrTruncated: h?.get(HEADER.stderrTruncated) === 'true',

@@ -8,6 +8,9 @@ export const FUNCTION_PREFIX = '/amp/v1/functions/'
 export const functionKey = (name: string): string => `${FUNCTION_PREFIX}${name}`
 
 const CALL_DEADLINE_MS = 3000
+// etcd3 retries a failed call up to 3 times, each with its own deadline: a hung etcd would take 9 s or more
+// to fail. This bounds a whole operation, leaving room for one quick retry after a fast failure.
+const OPERATION_DEADLINE_MS = 4000
 
 /** The function registry, stored in etcd. Every etcd failure becomes one `registry_unavailable` error. */
 export class Registry {
@@ -68,7 +71,7 @@ export class Registry {
   /** True when etcd answers. */
   async ping(): Promise<boolean> {
     try {
-      await this.etcd.maintenance.status()
+      await this.guard(() => this.etcd.maintenance.status())
       return true
     } catch {
       return false
@@ -80,12 +83,20 @@ export class Registry {
   }
 
   private async guard<T>(operation: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${OPERATION_DEADLINE_MS / 1000} s`)), OPERATION_DEADLINE_MS)
+    })
+    const running = operation()
+    running.catch(() => {}) // it may still fail after the deadline; that failure has been reported already
     try {
-      return await operation()
+      return await Promise.race([running, deadline])
     } catch (error) {
       throw new AmpError('registry_unavailable', `function registry (etcd) unavailable: ${(error as Error).message}`, {
         cause: error,
       })
+    } finally {
+      clearTimeout(timer)
     }
   }
 }

@@ -1,0 +1,193 @@
+import {expect} from 'chai'
+import {Etcd3} from 'etcd3'
+
+import {AmpError} from '../../src/runtime/errors.js'
+import {Registry, functionKey} from '../../src/runtime/registry.js'
+import {startEtcd, type ServiceHandle} from '../helpers/services.js'
+
+const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none'})
+
+async function failure(promise: Promise<unknown>): Promise<AmpError> {
+  try {
+    await promise
+  } catch (error) {
+    expect(error).to.be.instanceOf(AmpError)
+    return error as AmpError
+  }
+  throw new Error('expected a failure')
+}
+
+describe('Registry against etcd (integration)', function () {
+  this.timeout(60_000)
+  let etcd: ServiceHandle
+  let registry: Registry
+  let raw: Etcd3
+  let clock: number
+
+  before(async () => {
+    etcd = await startEtcd()
+    raw = new Etcd3({hosts: etcd.url})
+  })
+  after(async () => {
+    raw?.close()
+    await etcd?.stop()
+  })
+
+  beforeEach(async () => {
+    await raw.delete().all()
+    clock = Date.UTC(2024, 0, 1)
+    // A clock that moves one second per reading, so createdAt and updatedAt can be told apart.
+    registry = new Registry(new Etcd3({hosts: etcd.url}), () => new Date((clock += 1000)))
+  })
+  afterEach(() => registry.close())
+
+  it('creates a function, stores it under its documented key, and reads it back', async () => {
+    const {spec: created, created: isNew} = await registry.put(spec('echo'), false)
+    expect(isNew).to.equal(true)
+    expect(created).to.deep.equal({
+      ...spec('echo'),
+      createdAt: '2024-01-01T00:00:01.000Z',
+      updatedAt: '2024-01-01T00:00:01.000Z',
+    })
+    expect(JSON.parse((await raw.get('/amp/v1/functions/echo').string())!)).to.deep.equal(created)
+    expect(functionKey('echo')).to.equal('/amp/v1/functions/echo')
+    expect(await registry.get('echo')).to.deep.equal(created)
+  })
+
+  it('returns undefined for a function that does not exist', async () => {
+    expect(await registry.get('nope')).to.equal(undefined)
+  })
+
+  it('refuses to create a name that exists, leaving the stored function as it was', async () => {
+    const {spec: first} = await registry.put(spec('echo', 'busybox:1'), false)
+    const error = await failure(registry.put(spec('echo', 'busybox:2'), false))
+    expect(error.code).to.equal('function_exists')
+    expect(error.exit).to.equal(103)
+    expect(error.message).to.contain('echo')
+    expect(error.suggestions.join(' ')).to.contain('--replace')
+    expect(await registry.get('echo')).to.deep.equal(first)
+  })
+
+  it('lets exactly one of many racing creates of the same name win', async () => {
+    const outcomes = await Promise.allSettled(
+      Array.from({length: 10}, (_, i) => registry.put(spec('race', `busybox:${i}`), false)),
+    )
+    const won = outcomes.filter((outcome) => outcome.status === 'fulfilled')
+    expect(won).to.have.length(1)
+    for (const lost of outcomes.filter((outcome) => outcome.status === 'rejected')) {
+      expect((lost as PromiseRejectedResult).reason.code).to.equal('function_exists')
+    }
+    const stored = await registry.get('race')
+    expect(stored?.image).to.equal((won[0] as PromiseFulfilledResult<{spec: {image: string}}>).value.spec.image)
+  })
+
+  it('replaces a function on request, keeping createdAt and moving updatedAt', async () => {
+    const {spec: first} = await registry.put(spec('echo', 'busybox:1'), false)
+    const {spec: second, created} = await registry.put({...spec('echo', 'busybox:2'), timeoutMs: 500}, true)
+    expect(created).to.equal(false)
+    expect(second.image).to.equal('busybox:2')
+    expect(second.timeoutMs).to.equal(500)
+    expect(second.createdAt).to.equal(first.createdAt)
+    expect(second.updatedAt > first.updatedAt).to.equal(true)
+    expect(await registry.get('echo')).to.deep.equal(second)
+  })
+
+  it('creates on replace when the name is new', async () => {
+    const {spec: created, created: isNew} = await registry.put(spec('fresh'), true)
+    expect(isNew).to.equal(true)
+    expect(created.createdAt).to.equal(created.updatedAt)
+  })
+
+  it('lists the functions sorted by name, and only functions', async () => {
+    for (const name of ['zeta', 'alpha', 'a-b', 'b0', 'a1']) await registry.put(spec(name), false)
+    await raw.put('/amp/v1/other').value('not a function')
+    await raw.put('/amp/v1/functionsx').value('not a function either')
+    const names = (await registry.list()).map((fn) => fn.name)
+    expect(names).to.deep.equal(['a-b', 'a1', 'alpha', 'b0', 'zeta'])
+  })
+
+  it('lists nothing when there are no functions', async () => {
+    expect(await registry.list()).to.deep.equal([])
+  })
+
+  it('removes a function and returns what it was, then undefined', async () => {
+    const {spec: created} = await registry.put(spec('echo'), false)
+    await registry.put(spec('keep'), false)
+    expect(await registry.remove('echo')).to.deep.equal(created)
+    expect(await registry.get('echo')).to.equal(undefined)
+    expect(await registry.remove('echo')).to.equal(undefined)
+    expect((await registry.list()).map((fn) => fn.name)).to.deep.equal(['keep'])
+  })
+
+  it('does not remove a function whose name merely starts with the given one', async () => {
+    await registry.put(spec('echo-two'), false)
+    expect(await registry.remove('echo')).to.equal(undefined)
+    expect(await registry.get('echo-two')).to.not.equal(undefined)
+  })
+
+  it('answers ping while etcd runs', async () => {
+    expect(await registry.ping()).to.equal(true)
+  })
+
+  describe('when etcd is down', () => {
+    // Registry.connect is what the listener uses: its deadlines are what keep a request from hanging.
+    let connected: Registry
+
+    beforeEach(async () => {
+      connected = Registry.connect([etcd.url])
+      await connected.put(spec('echo'), false)
+    })
+    afterEach(async () => {
+      connected.close()
+      etcd.kill('SIGCONT')
+      await etcd.restart()
+    })
+
+    async function expectUnavailable(operation: () => Promise<unknown>): Promise<void> {
+      const started = Date.now()
+      const error = await failure(operation())
+      const elapsed = Date.now() - started
+      if (process.env.AMP_TEST_TIMING) console.log(`      ${elapsed} ms: ${error.message}`)
+      expect(error.code).to.equal('registry_unavailable')
+      expect(error.exit).to.equal(108)
+      expect(error.message).to.contain('etcd')
+      expect(elapsed, 'fails within a few seconds, not hanging').to.be.below(6000)
+    }
+
+    it('fails every operation with registry_unavailable within a few seconds when etcd has stopped', async () => {
+      etcd.kill('SIGKILL')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      await expectUnavailable(() => connected.get('echo'))
+      await expectUnavailable(() => connected.list())
+      await expectUnavailable(() => connected.put(spec('other'), false))
+      await expectUnavailable(() => connected.remove('echo'))
+      expect(await connected.ping()).to.equal(false)
+    })
+
+    it('fails with registry_unavailable within a few seconds when etcd hangs', async () => {
+      etcd.kill('SIGSTOP')
+      await expectUnavailable(() => connected.get('echo'))
+      await expectUnavailable(() => connected.list())
+      const started = Date.now()
+      expect(await connected.ping()).to.equal(false)
+      expect(Date.now() - started).to.be.below(6000)
+    })
+
+    it('works again once etcd is back', async () => {
+      etcd.kill('SIGKILL')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      await expectUnavailable(() => connected.get('echo'))
+      await etcd.restart()
+      const deadline = Date.now() + 15_000
+      for (;;) {
+        try {
+          expect((await connected.get('echo'))?.name).to.equal('echo')
+          break
+        } catch (error) {
+          if (Date.now() > deadline) throw error
+          await new Promise((resolve) => setTimeout(resolve, 250))
+        }
+      }
+    })
+  })
+})
