@@ -1,0 +1,149 @@
+/**
+ * The base of every amp command: shared flags, the config file, settings resolution and the one
+ * place where failures become exit codes (README "Exit codes").
+ */
+import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+
+import {AmpClient} from './runtime/client.js'
+import {
+  type ConfigKey,
+  DEFAULT_TEXT,
+  type GivenSettings,
+  isSet,
+  type LoadedConfig,
+  loadConfig,
+  resolveSettings,
+  type Settings,
+} from './runtime/config.js'
+import {EXIT, isAmpError} from './runtime/errors.js'
+import {createLogger, type Logger} from './runtime/logger.js'
+
+export type AmpFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof AmpCommand)['baseFlags'] & T['flags']>
+export type AmpArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/** A settings flag: env var AMP_<KEY>, no oclif default (the config file may still set it), default shown in help. */
+export function settingFlag(key: ConfigKey, description: string) {
+  return {
+    description,
+    env: `AMP_${key.toUpperCase().replaceAll('-', '_')}`,
+    defaultHelp: async () => DEFAULT_TEXT[key],
+  }
+}
+
+const GLOBAL = 'GLOBAL'
+
+/** An AmpError as oclif shows it; the code is kept for --json only (oclif would print a "Code:" line). */
+class AmpCliError extends Errors.CLIError {
+  constructor(
+    message: string,
+    readonly ampCode: string,
+    options: {exit: number; suggestions?: string[]},
+  ) {
+    super(message, options)
+  }
+}
+
+export abstract class AmpCommand<T extends typeof Command> extends Command {
+  static override enableJsonFlag = true
+
+  static override baseFlags = {
+    server: Flags.string({...settingFlag('server', 'URL of the amp listener'), helpGroup: GLOBAL}),
+    'use-config': Flags.string({
+      description: 'read settings from this YAML file instead of $HOME/.config/amp/amp.yaml',
+      env: 'AMP_CONFIG',
+      helpGroup: GLOBAL,
+    }),
+    'config-used': Flags.boolean({
+      description: 'print which config file was read (or that none was) on stderr',
+      env: 'AMP_CONFIG_USED',
+      helpGroup: GLOBAL,
+    }),
+    verbose: Flags.boolean({char: 'v', description: 'print debug details on stderr', env: 'AMP_VERBOSE', helpGroup: GLOBAL}),
+  }
+
+  protected flags!: AmpFlags<T>
+  protected args!: AmpArgs<T>
+  /** All positional arguments in order (for commands with strict = false). */
+  protected positional!: string[]
+  protected loadedConfig!: LoadedConfig
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {args, argv, flags} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (super.ctor as typeof AmpCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as AmpFlags<T>
+    this.args = args as AmpArgs<T>
+    this.positional = argv.map(String)
+    this.loadedConfig = await loadConfig(this.flags['use-config'])
+    if (this.flags['config-used']) {
+      const {found, path} = this.loadedConfig
+      process.stderr.write(found ? `config file: ${path}\n` : `config file: none (no file at ${path})\n`)
+    }
+  }
+
+  /** Flag/env values, then the config file, then the defaults. */
+  protected get settings(): Settings {
+    return resolveSettings(this.flags as GivenSettings, this.loadedConfig.settings)
+  }
+
+  /** Whether a setting was given by flag, env or the config file rather than left to its default. */
+  protected isSet(key: ConfigKey): boolean {
+    return isSet(key, this.flags as GivenSettings, this.loadedConfig.settings)
+  }
+
+  protected createLogger(): Logger {
+    return createLogger({level: this.flags.verbose ? 'debug' : 'info'})
+  }
+
+  protected createClient(): AmpClient {
+    return new AmpClient({
+      server: this.settings.server,
+      logger: createLogger({level: this.flags.verbose ? 'debug' : 'warn'}),
+    })
+  }
+
+  /** Turns every failure into one line on stderr (or a JSON error under --json) and its exit code. */
+  protected override async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    const failure = this.toCliError(error)
+    if (this.flags?.verbose && error.stack && !(error instanceof Errors.CLIError)) process.stderr.write(`${error.stack}\n`)
+    if (this.jsonEnabled()) {
+      // oclif would exit 1 here; keep the documented code instead.
+      process.exitCode = failure.oclif.exit ?? EXIT.unexpected
+      this.logJson(this.toErrorJson(failure))
+      return
+    }
+    return super.catch(failure)
+  }
+
+  protected override toErrorJson(error: unknown): unknown {
+    const failure = error as Errors.CLIError
+    const code = failure instanceof AmpCliError ? failure.ampCode : undefined
+    return {
+      error: {
+        code: code ?? (failure.oclif?.exit === EXIT.usage ? 'bad_request' : 'internal'),
+        message: failure.message,
+        exit: failure.oclif?.exit ?? EXIT.unexpected,
+        ...(failure.suggestions?.length ? {suggestions: failure.suggestions} : {}),
+      },
+    }
+  }
+
+  private toCliError(error: Error & {oclif?: {exit?: number}}): Errors.CLIError {
+    if (isAmpError(error)) {
+      return new AmpCliError(error.message, error.code, {exit: error.exit, suggestions: error.suggestions})
+    }
+    if (error instanceof Errors.CLIError) return error
+    // Flag parse failures carry oclif.exit (2); anything else is an unexpected failure (exit 1).
+    const exit = error.oclif?.exit ?? EXIT.unexpected
+    if (exit !== EXIT.unexpected) return new Errors.CLIError(error.message, {exit})
+    return new Errors.CLIError(`unexpected error: ${error.message}`, {
+      exit,
+      suggestions: this.flags?.verbose ? undefined : ['Run again with --verbose to see where it happened'],
+    })
+  }
+}

@@ -1,0 +1,47 @@
+import {Flags} from '@oclif/core'
+
+import {AmpCommand, settingFlag} from '../../base-command.js'
+import {formatSize} from '../../runtime/config.js'
+import {startListener} from '../../runtime/listener.js'
+import {waitForShutdownSignal} from '../../runtime/signals.js'
+
+export default class ListenerStart extends AmpCommand<typeof ListenerStart> {
+  static override summary = 'Run the HTTP listener until SIGINT or SIGTERM'
+  static override description = `Serves POST /<function> (one call, answered when it is done) and the function API under /_amp/v1/, keeps functions in etcd and sends calls to the workers over NATS.
+On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0.`
+  // Runs until stopped: there is nothing to print as JSON.
+  static override enableJsonFlag = false
+  static override examples = [
+    {description: 'Listen on 127.0.0.1:4242 with local NATS and etcd', command: '<%= config.bin %> listener start'},
+    {
+      description: 'Serve other machines, with a NATS and an etcd cluster',
+      command: '<%= config.bin %> listener start --host 0.0.0.0 --nats nats://n1:4222,nats://n2:4222 --etcd http://e1:2379,http://e2:2379',
+    },
+  ]
+
+  static override flags = {
+    host: Flags.string(settingFlag('host', 'address to listen on (0.0.0.0 for all interfaces: there is no authentication yet)')),
+    port: Flags.integer({...settingFlag('port', 'TCP port to listen on (0 picks a free one)'), min: 0, max: 65_535}),
+    nats: Flags.string(settingFlag('nats', 'NATS server URL(s), comma-separated')),
+    etcd: Flags.string({...settingFlag('etcd', 'etcd URL(s), comma-separated or the flag repeated'), multiple: true}),
+    'max-body': Flags.string(settingFlag('max-body', 'largest call input accepted (bigger ones get 413), e.g. 8MiB')),
+  }
+
+  async run(): Promise<void> {
+    const settings = this.settings
+    const listener = await startListener({
+      host: settings.host,
+      port: settings.port,
+      nats: settings.nats,
+      etcd: settings.etcd,
+      maxBodyBytes: settings.maxBodyBytes,
+      logger: this.createLogger(),
+    })
+    this.log(
+      `amp listener ${listener.id} listening on ${listener.url} (NATS ${settings.nats}, etcd ${settings.etcd.join(',')}, max body ${formatSize(settings.maxBodyBytes)})`,
+    )
+    const signal = await waitForShutdownSignal()
+    this.logToStderr(`amp: ${signal}: finishing the calls in flight (send it again to stop at once)`)
+    await listener.close()
+  }
+}

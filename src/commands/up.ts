@@ -1,0 +1,92 @@
+import {Flags} from '@oclif/core'
+import {Listr} from 'listr2'
+
+import {AmpCommand, settingFlag} from '../base-command.js'
+import {PULL_POLICIES} from '../runtime/config.js'
+import {createLogger} from '../runtime/logger.js'
+import {waitForShutdownSignal} from '../runtime/signals.js'
+import {type Stack, startStack} from '../runtime/stack.js'
+
+export default class Up extends AmpCommand<typeof Up> {
+  static override summary = 'Run the whole stack on this machine until Ctrl-C'
+  static override description = `Starts nats-server and etcd from PATH unless they are already reachable (etcd keeps its data under <%= config.dataDir %>), plus a listener and a worker in this process.
+Ctrl-C (or SIGTERM) stops all of it cleanly.`
+  // Runs until stopped: there is nothing to print as JSON.
+  static override enableJsonFlag = false
+  static override examples = [
+    {description: 'Start everything with the defaults (listener on http://127.0.0.1:4242)', command: '<%= config.bin %> up'},
+    {description: 'Use a NATS server that already runs elsewhere, and another port', command: '<%= config.bin %> up --nats nats://10.0.0.5:4222 --port 8080'},
+  ]
+
+  static override flags = {
+    host: Flags.string(settingFlag('host', 'address the listener listens on')),
+    port: Flags.integer({...settingFlag('port', 'port the listener listens on (0 picks a free one)'), min: 0, max: 65_535}),
+    nats: Flags.string(settingFlag('nats', 'NATS URL(s); nats-server is started there if nothing answers')),
+    etcd: Flags.string({...settingFlag('etcd', 'etcd URL(s); etcd is started there if nothing answers'), multiple: true}),
+    concurrency: Flags.integer({...settingFlag('concurrency', 'containers the worker runs at once'), min: 1, max: 1024}),
+    docker: Flags.string(settingFlag('docker', 'path or name of the docker CLI')),
+    pull: Flags.string({...settingFlag('pull', 'when the worker pulls a function image'), options: [...PULL_POLICIES]}),
+  }
+
+  async run(): Promise<void> {
+    const settings = this.settings
+    // Log lines go under the spinner while starting on a terminal, to stderr once everything runs.
+    let write = (line: string): void => {
+      process.stderr.write(line)
+    }
+    const logger = createLogger({level: this.flags.verbose ? 'debug' : 'info', write: (line) => write(line)})
+    const start = () =>
+      startStack({
+        dataDir: this.config.dataDir,
+        host: settings.host,
+        port: settings.port,
+        // Left out unless given, so the stack checks the default address and starts a server there if needed.
+        nats: this.isSet('nats') ? settings.nats : undefined,
+        etcd: this.isSet('etcd') ? settings.etcd.join(',') : undefined,
+        concurrency: settings.concurrency,
+        docker: settings.docker,
+        pull: settings.pull,
+        logger,
+      })
+
+    let stack: Stack
+    if (process.stdout.isTTY) {
+      const tasks = new Listr<{stack?: Stack}>(
+        [
+          {
+            title: 'Starting NATS, etcd, a worker and a listener',
+            task: async (ctx, task) => {
+              write = (line) => {
+                task.output = line.trim()
+              }
+              ctx.stack = await start()
+              task.title = 'amp is up'
+            },
+          },
+        ],
+        {registerSignalListeners: false},
+      )
+      try {
+        stack = (await tasks.run()).stack as Stack
+      } finally {
+        write = (line) => {
+          process.stderr.write(line)
+        }
+      }
+    } else {
+      stack = await start()
+    }
+
+    const origin = (started: boolean, log?: string) => (started ? `started by amp${log ? `, log ${log}` : ''}` : 'already running')
+    this.log(`amp is up:
+  listener  ${stack.listenerUrl}
+  NATS      ${stack.natsUrl} (${origin(stack.startedNats, stack.natsLog)})
+  etcd      ${stack.etcdUrl} (${origin(stack.startedEtcd, stack.etcdLog)})
+  worker    in this process, ${settings.concurrency} containers at once (docker: ${settings.docker}, pull: ${settings.pull})
+Try: amp function create hello IMAGE && echo hi | amp function invoke hello
+Press Ctrl-C to stop.`)
+    const signal = await waitForShutdownSignal()
+    this.logToStderr(`amp: ${signal}: stopping the listener, the worker${stack.startedNats || stack.startedEtcd ? ' and the servers amp started' : ''} (send it again to stop at once)`)
+    await stack.close()
+  }
+}

@@ -1,0 +1,44 @@
+import {Flags} from '@oclif/core'
+
+import {AmpCommand, settingFlag} from '../../base-command.js'
+import {PULL_POLICIES} from '../../runtime/config.js'
+import {waitForShutdownSignal} from '../../runtime/signals.js'
+import {startWorker} from '../../runtime/worker.js'
+
+export default class WorkerStart extends AmpCommand<typeof WorkerStart> {
+  static override summary = 'Run a worker until SIGINT or SIGTERM'
+  static override description = `Takes calls from NATS and runs each in a fresh container (docker run -i --rm).
+On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0. Run it under systemd on each machine with Docker.`
+  // Runs until stopped: there is nothing to print as JSON.
+  static override enableJsonFlag = false
+  static override examples = [
+    {description: 'Run up to 4 containers at once, with local NATS', command: '<%= config.bin %> worker start'},
+    {description: 'Use a NATS cluster and run 16 at once', command: '<%= config.bin %> worker start --nats nats://n1:4222,nats://n2:4222 --concurrency 16'},
+    {description: 'Never pull images: use only those already on this machine', command: '<%= config.bin %> worker start --pull never'},
+  ]
+
+  static override flags = {
+    nats: Flags.string(settingFlag('nats', 'NATS server URL(s), comma-separated')),
+    concurrency: Flags.integer({...settingFlag('concurrency', 'containers run at once'), min: 1, max: 1024}),
+    docker: Flags.string(settingFlag('docker', 'path or name of the docker CLI')),
+    pull: Flags.string({
+      ...settingFlag('pull', 'when to pull a function image: missing (if not on this machine), never or always'),
+      options: [...PULL_POLICIES],
+    }),
+  }
+
+  async run(): Promise<void> {
+    const settings = this.settings
+    const worker = await startWorker({
+      nats: settings.nats,
+      concurrency: settings.concurrency,
+      docker: settings.docker,
+      pull: settings.pull,
+      logger: this.createLogger(),
+    })
+    this.log(`amp worker ${worker.id} taking calls from ${settings.nats} (concurrency ${settings.concurrency}, pull ${settings.pull})`)
+    const signal = await waitForShutdownSignal()
+    this.logToStderr(`amp: ${signal}: finishing the calls in flight (send it again to stop at once)`)
+    await worker.close()
+  }
+}

@@ -1,0 +1,380 @@
+/**
+ * The CLI's client for the listener's HTTP API (README "HTTP API"). Every failure becomes an
+ * AmpError whose code picks amp's exit code: network trouble is listener_unreachable, an error
+ * body keeps the listener's code and message, anything else the listener would never send
+ * (a proxy's HTML page, a cut-off body) is bad_answer.
+ */
+import {type Dispatcher, request} from 'undici'
+
+import {checkServerUrl} from './config.js'
+import {AmpError, type ErrorCode} from './errors.js'
+import type {FunctionSpec} from './function-spec.js'
+import {type Logger, silentLogger} from './logger.js'
+import {checkImage, checkName, checkNetwork, checkTimeoutMs, MAX_TIMEOUT_MS} from './validate.js'
+
+export const API_PREFIX = '/_amp/v1'
+/** Asks the listener for the whole outcome of a call (stdout, stderr, exit code) as JSON. */
+export const RESULT_MEDIA_TYPE = 'application/vnd.amp.result+json'
+
+export interface InvokeResult {
+  callId: string
+  function: string
+  exitCode: number
+  stdout: Buffer
+  stderr: Buffer
+  stderrTruncated: boolean
+  durationMs: number
+  worker: string
+}
+
+export interface CreateResult {
+  function: FunctionSpec
+  /** true when an existing function was overwritten (--replace). */
+  replaced: boolean
+}
+
+export interface RemoveResult {
+  removed: FunctionSpec[]
+  /** Names that had no function. */
+  missing: string[]
+}
+
+export interface AmpClientOptions {
+  /** Listener URL, e.g. http://localhost:4242; a path prefix is kept (for listeners behind a proxy). */
+  server: string
+  /** undici dispatcher; the global one when omitted (tests pass a MockAgent). */
+  dispatcher?: Dispatcher
+  logger?: Logger
+  /** For API calls (not invocations): how long to wait for an answer. */
+  requestTimeoutMs?: number
+}
+
+/** Error codes a listener may send; anything else in an error body is a bad answer. */
+const LISTENER_CODES = new Set<ErrorCode>([
+  'bad_request',
+  'function_not_found',
+  'function_exists',
+  'no_worker',
+  'function_timeout',
+  'function_failed_to_run',
+  'input_too_large',
+  'registry_unavailable',
+  'not_found',
+  'method_not_allowed',
+  'internal',
+])
+
+/** What to do next, per error code; NAME stands for the function's name when it is not known. */
+function suggestionsFor(code: ErrorCode, name = 'NAME'): string[] {
+  switch (code) {
+    case 'function_not_found':
+      return ['See the registered functions with: amp function ls']
+    case 'function_exists':
+      return [`Overwrite it with: amp function create ${name} IMAGE --replace`]
+    case 'no_worker':
+      return ['Start a worker with: amp worker start (or run the whole stack with: amp up)']
+    case 'function_timeout':
+      return [`Give it more time with: amp function create ${name} IMAGE --timeout 2m --replace`]
+    case 'function_failed_to_run':
+      return ['Check that the image exists where the workers run (docker image ls) and read the worker log']
+    case 'input_too_large':
+      return ['Send less input, or start the listener with a larger --max-body']
+    case 'registry_unavailable':
+      return ['Check that etcd is running and that the listener reaches it (amp listener start --etcd URL)']
+    default:
+      return []
+  }
+}
+
+interface Answer {
+  status: number
+  contentType: string
+  body: Buffer
+}
+
+export class AmpClient {
+  readonly server: string
+  private readonly base: URL
+  private readonly dispatcher?: Dispatcher
+  private readonly logger: Logger
+  private readonly requestTimeoutMs: number
+
+  constructor(options: AmpClientOptions) {
+    this.base = checkServerUrl(options.server)
+    this.server = options.server.replace(/\/+$/, '')
+    this.dispatcher = options.dispatcher
+    this.logger = options.logger ?? silentLogger
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000
+  }
+
+  async createFunction(
+    name: string,
+    input: {image: string; timeoutMs?: number; network?: string},
+    options: {replace?: boolean} = {},
+  ): Promise<CreateResult> {
+    // Checked here too, so a bad value never leaves the machine and fails with exit 2.
+    const body = {
+      image: checkImage(input.image),
+      ...(input.timeoutMs === undefined ? {} : {timeoutMs: checkTimeoutMs(input.timeoutMs)}),
+      ...(input.network === undefined ? {} : {network: checkNetwork(input.network)}),
+    }
+    const query = options.replace ? '?replace=true' : ''
+    const answer = await this.send('PUT', `${API_PREFIX}/functions/${checkName(name)}${query}`, {
+      body: JSON.stringify(body),
+      headers: {'content-type': 'application/json'},
+    })
+    if (answer.status !== 201 && answer.status !== 200) throw this.failure(answer, {name})
+    return {function: this.spec(answer, this.json(answer)), replaced: answer.status === 200}
+  }
+
+  async getFunction(name: string): Promise<FunctionSpec> {
+    const answer = await this.send('GET', `${API_PREFIX}/functions/${checkName(name)}`)
+    if (answer.status !== 200) throw this.failure(answer)
+    return this.spec(answer, this.json(answer))
+  }
+
+  async listFunctions(): Promise<FunctionSpec[]> {
+    const answer = await this.send('GET', `${API_PREFIX}/functions`)
+    if (answer.status !== 200) throw this.failure(answer)
+    const data = this.json(answer) as {functions?: unknown}
+    if (!Array.isArray(data?.functions)) throw this.badAnswer(answer, 'expected {"functions": [...]}')
+    return data.functions.map((item) => this.spec(answer, item))
+  }
+
+  async removeFunction(name: string): Promise<FunctionSpec> {
+    const answer = await this.send('DELETE', `${API_PREFIX}/functions/${checkName(name)}`)
+    if (answer.status !== 200) throw this.failure(answer)
+    return this.spec(answer, this.json(answer))
+  }
+
+  /**
+   * Removes each function that exists and reports the names that did not. All names are checked
+   * before the first request; any failure other than "not found" stops at once.
+   */
+  async removeFunctions(names: string[]): Promise<RemoveResult> {
+    for (const name of names) checkName(name)
+    const result: RemoveResult = {removed: [], missing: []}
+    for (const name of new Set(names)) {
+      try {
+        result.removed.push(await this.removeFunction(name))
+      } catch (error) {
+        if (!(error instanceof AmpError && error.code === 'function_not_found')) throw error
+        result.missing.push(name)
+      }
+    }
+    return result
+  }
+
+  /** Calls a function with `input` on its stdin and waits for the whole outcome. */
+  async invoke(name: string, input: Buffer): Promise<InvokeResult> {
+    const answer = await this.send('POST', `/${checkName(name)}`, {
+      body: input,
+      headers: {'content-type': 'application/octet-stream', accept: RESULT_MEDIA_TYPE},
+      // The listener answers every call by the function's own timeout (at most 24h); do not cut it short.
+      timeoutMs: MAX_TIMEOUT_MS + 60_000,
+    })
+    if ((answer.status === 200 || answer.status === 500) && answer.contentType === RESULT_MEDIA_TYPE) {
+      return this.result(answer)
+    }
+    throw this.failure(answer, {name, call: true})
+  }
+
+  private async send(
+    method: 'DELETE' | 'GET' | 'POST' | 'PUT',
+    path: string,
+    options: {body?: Buffer | string; headers?: Record<string, string>; timeoutMs?: number} = {},
+  ): Promise<Answer> {
+    const url = new URL(this.base.pathname.replace(/\/+$/, '') + path, this.base)
+    const timeout = options.timeoutMs ?? this.requestTimeoutMs
+    const started = Date.now()
+    let response: Dispatcher.ResponseData
+    try {
+      response = await request(url, {
+        method,
+        body: options.body,
+        headers: options.headers,
+        dispatcher: this.dispatcher,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+      })
+    } catch (error) {
+      throw this.unreachable(error, Buffer.byteLength(options.body ?? ''))
+    }
+    let body: Buffer
+    try {
+      body = Buffer.from(await response.body.arrayBuffer())
+    } catch (error) {
+      // The answer began and then broke off: the listener died, or a proxy cut it.
+      throw new AmpError(
+        'bad_answer',
+        `the listener at ${this.server} broke off its answer to ${method} ${url.pathname} (${errorCode(error) ?? 'incomplete body'})`,
+        {cause: error},
+      )
+    }
+    const contentType = String(response.headers['content-type'] ?? '')
+      .split(';')[0]
+      .trim()
+      .toLowerCase()
+    this.logger.debug('http', {method, path: url.pathname, status: response.statusCode, ms: Date.now() - started})
+    return {status: response.statusCode, contentType, body}
+  }
+
+  private unreachable(error: unknown, sent: number): AmpError {
+    const code = errorCode(error)
+    if (isNotHttp(error)) {
+      return new AmpError('bad_answer', `the server at ${this.server} does not speak HTTP as an amp listener does`, {
+        cause: error,
+        suggestions: [`Check that --server points at an amp listener: curl ${this.server}${API_PREFIX}/health`],
+      })
+    }
+    const start = ['Start one with: amp up (whole stack) or amp listener start', 'Or point amp at a running listener with --server URL or AMP_SERVER']
+    if (code === 'EPIPE' || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') {
+      // Connected, then cut off before any answer: the listener went away, or refused a large input
+      // by closing the connection while amp was still sending it.
+      return new AmpError('listener_unreachable', `the listener at ${this.server} closed the connection before answering (${code})`, {
+        cause: error,
+        suggestions:
+          sent > 1024 * 1024
+            ? [`If ${sent} bytes of input are more than the listener's --max-body (default 8MiB), send less`, ...start]
+            : start,
+      })
+    }
+    const reason = code?.endsWith('TIMEOUT')
+      ? `no answer in time (${code})`
+      : (code ?? (error instanceof Error ? error.message : String(error)))
+    return new AmpError('listener_unreachable', `cannot reach the listener at ${this.server}: ${reason}`, {
+      cause: error,
+      suggestions: start,
+    })
+  }
+
+  /**
+   * The AmpError for an answer that is not the success we asked for. For a call, the message ends
+   * with the call id, which the listener and worker logs also carry.
+   */
+  private failure(answer: Answer, context: {name?: string; call?: boolean} = {}): AmpError {
+    let data: unknown
+    if (answer.contentType === 'application/json') {
+      try {
+        data = JSON.parse(answer.body.toString('utf8'))
+      } catch {
+        data = undefined
+      }
+    }
+    const error = (data as {error?: {code?: unknown; message?: unknown; callId?: unknown}} | undefined)?.error
+    if (error && typeof error.code === 'string' && typeof error.message === 'string' && answer.status >= 400) {
+      const message = oneLine(error.message)
+      const withCall =
+        context.call && typeof error.callId === 'string' && error.callId && !message.includes(error.callId)
+          ? `${message} (call ${error.callId})`
+          : message
+      if (LISTENER_CODES.has(error.code as ErrorCode)) {
+        const code = error.code as ErrorCode
+        return new AmpError(code, withCall, {suggestions: suggestionsFor(code, context.name)})
+      }
+      return this.badAnswer(answer, `error ${error.code}: ${withCall}`)
+    }
+    return this.badAnswer(answer)
+  }
+
+  private badAnswer(answer: Answer, detail?: string): AmpError {
+    const type = answer.contentType || 'no content type'
+    return new AmpError(
+      'bad_answer',
+      `unexpected answer from ${this.server}: HTTP ${answer.status} (${type})${detail ? `: ${detail}` : ''}`,
+      {suggestions: [`Check that --server points at an amp listener: curl ${this.server}${API_PREFIX}/health`]},
+    )
+  }
+
+  private json(answer: Answer): unknown {
+    if (answer.contentType !== 'application/json') throw this.badAnswer(answer, 'expected JSON')
+    try {
+      return JSON.parse(answer.body.toString('utf8'))
+    } catch {
+      throw this.badAnswer(answer, 'the JSON body is cut off or malformed')
+    }
+  }
+
+  private spec(answer: Answer, value: unknown): FunctionSpec {
+    const spec = value as Partial<Record<keyof FunctionSpec, unknown>> | null
+    const ok =
+      typeof spec === 'object' &&
+      spec !== null &&
+      typeof spec.name === 'string' &&
+      typeof spec.image === 'string' &&
+      typeof spec.timeoutMs === 'number' &&
+      typeof spec.network === 'string' &&
+      typeof spec.createdAt === 'string' &&
+      typeof spec.updatedAt === 'string'
+    if (!ok) throw this.badAnswer(answer, 'expected a function (name, image, timeoutMs, network, createdAt, updatedAt)')
+    const {name, image, timeoutMs, network, createdAt, updatedAt} = spec as FunctionSpec
+    return {name, image, timeoutMs, network, createdAt, updatedAt}
+  }
+
+  private result(answer: Answer): InvokeResult {
+    let data: Record<string, unknown> | null
+    try {
+      data = JSON.parse(answer.body.toString('utf8'))
+    } catch {
+      throw this.badAnswer(answer, 'the result JSON is cut off or malformed')
+    }
+    const ok =
+      typeof data === 'object' &&
+      data !== null &&
+      typeof data.callId === 'string' &&
+      typeof data.function === 'string' &&
+      Number.isInteger(data.exitCode) &&
+      isBase64(data.stdout) &&
+      isBase64(data.stderr) &&
+      typeof data.stderrTruncated === 'boolean' &&
+      typeof data.durationMs === 'number' &&
+      typeof data.worker === 'string'
+    if (!ok || !data) throw this.badAnswer(answer, 'the result lacks callId, function, exitCode, stdout, stderr, stderrTruncated, durationMs or worker')
+    return {
+      callId: data.callId as string,
+      function: data.function as string,
+      exitCode: data.exitCode as number,
+      stdout: Buffer.from(data.stdout as string, 'base64'),
+      stderr: Buffer.from(data.stderr as string, 'base64'),
+      stderrTruncated: data.stderrTruncated as boolean,
+      durationMs: data.durationMs as number,
+      worker: data.worker as string,
+    }
+  }
+}
+
+function isBase64(value: unknown): value is string {
+  return typeof value === 'string' && value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(value)
+}
+
+function oneLine(text: string): string {
+  return text.replaceAll(/\s*\n\s*/g, ' ').trim()
+}
+
+/** An error and what it wraps: causes, and the attempts of an AggregateError (happy eyeballs). */
+function* errorChain(error: unknown): Generator<{code?: unknown; name?: unknown}> {
+  const seen = new Set<unknown>()
+  let current: unknown = error
+  while (current && typeof current === 'object' && !seen.has(current)) {
+    seen.add(current)
+    yield current as {code?: unknown; name?: unknown}
+    const {errors, cause} = current as {errors?: unknown[]; cause?: unknown}
+    current = Array.isArray(errors) && errors.length > 0 ? errors[0] : cause
+  }
+}
+
+/** The most specific code on an error from node or undici. */
+function errorCode(error: unknown): string | undefined {
+  for (const item of errorChain(error)) {
+    if (typeof item.code === 'string' && item.code !== 'UND_ERR') return item.code
+  }
+  return undefined
+}
+
+/** undici could not parse the answer as HTTP at all. */
+function isNotHttp(error: unknown): boolean {
+  for (const item of errorChain(error)) {
+    if (item.name === 'HTTPParserError' || (typeof item.code === 'string' && item.code.startsWith('HPE_'))) return true
+  }
+  return false
+}

@@ -1,0 +1,305 @@
+/**
+ * Settings for the CLI and the daemons. Each setting comes, in this order of precedence, from its
+ * flag, its `AMP_<KEY>` environment variable (both handled by oclif's flag `env` option), the YAML
+ * config file (keys = flag names), or the default below. Flags get no oclif default, so that a
+ * value from the file can still apply.
+ */
+import {readFile} from 'node:fs/promises'
+import {homedir} from 'node:os'
+import {join, resolve} from 'node:path'
+import {parse as parseYaml} from 'yaml'
+
+import {AmpError} from './errors.js'
+import {DEFAULT_TIMEOUT_MS} from './function-spec.js'
+import {formatDuration, parseDuration} from './validate.js'
+
+export type PullPolicy = 'missing' | 'never' | 'always'
+export const PULL_POLICIES: readonly PullPolicy[] = ['missing', 'never', 'always']
+
+/** Settings after resolution, in the types the runtime takes. */
+export interface Settings {
+  server: string
+  host: string
+  port: number
+  nats: string
+  etcd: string[]
+  concurrency: number
+  docker: string
+  pull: PullPolicy
+  timeoutMs: number
+  maxBodyBytes: number
+}
+
+export const MIB = 1024 * 1024
+export const MAX_BODY_LIMIT = 1024 * MIB
+
+export const DEFAULTS: Readonly<Settings> = Object.freeze({
+  server: 'http://localhost:4242',
+  // Loopback only: the listener has no authentication yet. --host 0.0.0.0 serves other machines.
+  host: '127.0.0.1',
+  port: 4242,
+  nats: 'nats://127.0.0.1:4222',
+  etcd: ['http://127.0.0.1:2379'],
+  concurrency: 4,
+  docker: 'docker',
+  pull: 'missing',
+  timeoutMs: DEFAULT_TIMEOUT_MS,
+  maxBodyBytes: 8 * MIB,
+})
+
+/** The defaults as a user would write them, for flag help. */
+export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
+  server: DEFAULTS.server,
+  host: DEFAULTS.host,
+  port: String(DEFAULTS.port),
+  nats: DEFAULTS.nats,
+  etcd: DEFAULTS.etcd.join(','),
+  concurrency: String(DEFAULTS.concurrency),
+  docker: DEFAULTS.docker,
+  pull: DEFAULTS.pull,
+  timeout: formatDuration(DEFAULTS.timeoutMs),
+  'max-body': formatSize(DEFAULTS.maxBodyBytes),
+})
+
+export const CONFIG_KEYS = [
+  'server',
+  'host',
+  'port',
+  'nats',
+  'etcd',
+  'concurrency',
+  'docker',
+  'pull',
+  'timeout',
+  'max-body',
+] as const
+export type ConfigKey = (typeof CONFIG_KEYS)[number]
+
+/** Where a key's value lives in Settings. */
+const FIELD: Record<ConfigKey, keyof Settings> = {
+  server: 'server',
+  host: 'host',
+  port: 'port',
+  nats: 'nats',
+  etcd: 'etcd',
+  concurrency: 'concurrency',
+  docker: 'docker',
+  pull: 'pull',
+  timeout: 'timeoutMs',
+  'max-body': 'maxBodyBytes',
+}
+
+export const CONFIG_ENV = 'AMP_CONFIG'
+
+/** `$HOME/.config/amp/amp.yaml`, computed on each call so tests (and users) can move HOME. */
+export function defaultConfigPath(): string {
+  return join(homedir(), '.config', 'amp', 'amp.yaml')
+}
+
+export interface LoadedConfig {
+  /** The file that was read, or that would have been read (the default path) when none exists. */
+  path: string
+  /** false when the default file does not exist; settings is then empty. */
+  found: boolean
+  settings: Partial<Settings>
+}
+
+/**
+ * Reads the config file. `explicitPath` is the value of --use-config / AMP_CONFIG: that file must
+ * exist. Without it, the default file is read if it exists.
+ */
+export async function loadConfig(explicitPath?: string): Promise<LoadedConfig> {
+  const path = explicitPath ? resolve(explicitPath) : defaultConfigPath()
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' && !explicitPath) return {path, found: false, settings: {}}
+    const reason = code === 'ENOENT' ? 'no such file (given by --use-config or AMP_CONFIG)' : (code ?? String(error))
+    throw new AmpError('config_invalid', `cannot read config file ${path}: ${reason}`, {cause: error})
+  }
+  return {path, found: true, settings: parseConfig(text, path)}
+}
+
+/** Parses and checks the YAML text of a config file; `path` only names the file in errors. */
+export function parseConfig(text: string, path: string): Partial<Settings> {
+  let data: unknown
+  try {
+    data = parseYaml(text)
+  } catch (error) {
+    const reason = (error instanceof Error ? error.message : String(error)).split('\n')[0]
+    throw new AmpError('config_invalid', `config file ${path} is not valid YAML: ${reason}`, {cause: error})
+  }
+  if (data === null || data === undefined) return {}
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new AmpError('config_invalid', `config file ${path} must be a mapping of settings (key: value), e.g. "server: http://localhost:4242"`)
+  }
+  const settings: Partial<Settings> = {}
+  for (const [key, value] of Object.entries(data)) {
+    if (!(CONFIG_KEYS as readonly string[]).includes(key)) {
+      throw new AmpError(
+        'config_invalid',
+        `config file ${path}: unknown key "${key}" (known keys: ${CONFIG_KEYS.join(', ')})`,
+      )
+    }
+    try {
+      Object.assign(settings, {[FIELD[key as ConfigKey]]: fileValue(key as ConfigKey, value)})
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error)
+      throw new AmpError('config_invalid', `config file ${path}: key "${key}": ${reason}`, {cause: error})
+    }
+  }
+  return settings
+}
+
+/** Checks one value from the file; the caller names the file and key in the error. */
+function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
+  const shown = JSON.stringify(value) ?? String(value)
+  switch (key) {
+    case 'server':
+    case 'host':
+    case 'nats':
+    case 'docker': {
+      if (typeof value !== 'string' || value.trim() === '') throw new Error(`must be a non-empty string, got ${shown}`)
+      if (key === 'server') checkServerUrl(value)
+      return value
+    }
+    case 'etcd': {
+      const list = typeof value === 'string' ? splitList(value) : value
+      if (!Array.isArray(list) || list.length === 0 || !list.every((item) => typeof item === 'string' && item.trim() !== '')) {
+        throw new Error(`must be a URL, a comma-separated list of URLs or a YAML list of URLs, got ${shown}`)
+      }
+      return list.map((item: string) => item.trim())
+    }
+    case 'port':
+    case 'concurrency': {
+      const min = key === 'port' ? 0 : 1
+      const max = key === 'port' ? 65_535 : 1024
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+        throw new Error(`must be a whole number from ${min} to ${max}, got ${shown}`)
+      }
+      return value
+    }
+    case 'pull': {
+      if (typeof value !== 'string' || !(PULL_POLICIES as readonly string[]).includes(value)) {
+        throw new Error(`must be one of ${PULL_POLICIES.join(', ')}, got ${shown}`)
+      }
+      return value as PullPolicy
+    }
+    case 'timeout': {
+      // A bare number is seconds, as on the command line.
+      if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`must be a duration such as 30s or 2m, got ${shown}`)
+      return parseDuration(String(value))
+    }
+    case 'max-body': {
+      if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`must be a size such as 8MiB, got ${shown}`)
+      return parseSize(String(value))
+    }
+  }
+}
+
+/** Values given on the command line or in the environment, as oclif parsed them. */
+export interface GivenSettings {
+  server?: string
+  host?: string
+  port?: number
+  nats?: string
+  etcd?: string | string[]
+  concurrency?: number
+  docker?: string
+  pull?: string
+  timeout?: string
+  'max-body'?: string
+}
+
+/**
+ * Flag (or env) value, else file value, else default. Invalid flag or env values are usage errors
+ * (exit 2); file values were checked when the file was read.
+ */
+export function resolveSettings(given: GivenSettings, file: Partial<Settings> = {}): Settings {
+  const etcd = given.etcd === undefined ? undefined : [given.etcd].flat().flatMap((item) => splitList(item))
+  if (etcd !== undefined && etcd.length === 0) throw new AmpError('bad_request', 'invalid --etcd: give at least one URL')
+  const pull = given.pull
+  if (pull !== undefined && !(PULL_POLICIES as readonly string[]).includes(pull)) {
+    throw new AmpError('bad_request', `invalid --pull ${JSON.stringify(pull)}: use one of ${PULL_POLICIES.join(', ')}`)
+  }
+  const server = given.server ?? file.server ?? DEFAULTS.server
+  checkServerUrl(server)
+  return {
+    server,
+    host: given.host ?? file.host ?? DEFAULTS.host,
+    port: given.port ?? file.port ?? DEFAULTS.port,
+    nats: given.nats ?? file.nats ?? DEFAULTS.nats,
+    etcd: etcd ?? file.etcd ?? [...DEFAULTS.etcd],
+    concurrency: given.concurrency ?? file.concurrency ?? DEFAULTS.concurrency,
+    docker: given.docker ?? file.docker ?? DEFAULTS.docker,
+    pull: (pull as PullPolicy | undefined) ?? file.pull ?? DEFAULTS.pull,
+    timeoutMs: given.timeout === undefined ? (file.timeoutMs ?? DEFAULTS.timeoutMs) : parseDuration(given.timeout),
+    maxBodyBytes:
+      given['max-body'] === undefined ? (file.maxBodyBytes ?? DEFAULTS.maxBodyBytes) : parseSize(given['max-body']),
+  }
+}
+
+/** True when the setting was given by flag, env or file (not left to its default). */
+export function isSet(key: ConfigKey, given: GivenSettings, file: Partial<Settings>): boolean {
+  return given[key] !== undefined || file[FIELD[key]] !== undefined
+}
+
+function splitList(text: string): string[] {
+  return text
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean)
+}
+
+/** The listener URL must be http(s) with nothing after the path, e.g. http://localhost:4242. */
+export function checkServerUrl(server: string): URL {
+  let url: URL | undefined
+  try {
+    url = new URL(server)
+  } catch {
+    url = undefined
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search || url.hash || url.username || url.password) {
+    throw new AmpError(
+      'bad_request',
+      `invalid server URL ${JSON.stringify(server)}: use http(s)://host[:port], e.g. http://localhost:4242`,
+    )
+  }
+  return url
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1000,
+  kib: 1024,
+  m: MIB,
+  mb: 1_000_000,
+  mib: MIB,
+  g: 1024 * MIB,
+  gb: 1_000_000_000,
+  gib: 1024 * MIB,
+}
+
+/** Parses "8MiB", "512KiB", "1MB", "1048576" (bytes). At most 1GiB: bodies are held in memory. */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
+  const unit = match ? SIZE_UNITS[match[2].toLowerCase()] : undefined
+  const bytes = match && unit ? Math.floor(Number(match[1]) * unit) : Number.NaN
+  if (!(bytes > 0 && bytes <= MAX_BODY_LIMIT)) {
+    throw new AmpError(
+      'bad_request',
+      `invalid size ${JSON.stringify(text)}: use e.g. 8MiB, 512KiB or a number of bytes, more than 0 and at most 1GiB`,
+    )
+  }
+  return bytes
+}
+
+export function formatSize(bytes: number): string {
+  if (bytes % MIB === 0) return `${bytes / MIB}MiB`
+  if (bytes % 1024 === 0) return `${bytes / 1024}KiB`
+  return `${bytes}B`
+}

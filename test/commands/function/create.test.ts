@@ -1,0 +1,101 @@
+import {expect} from 'chai'
+
+import type {CreateResult} from '../../../src/runtime/client.js'
+import {type FakeListener, startFakeListener} from '../../helpers/fake-listener.js'
+import {isolateEnvironment, runAmp} from '../../helpers/run-amp.js'
+
+describe('amp function create', () => {
+  isolateEnvironment()
+  let fake: FakeListener
+  beforeEach(async () => {
+    fake = await startFakeListener()
+  })
+  afterEach(() => fake.close())
+
+  it('registers the image with the default timeout and network and says so in one line', async () => {
+    const {stdout, result, exitCode} = await runAmp<CreateResult>(['function', 'create', 'test', 'my/image:1', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.equal('Created function test (image my/image:1, timeout 30s)\n')
+    expect(result?.replaced).to.equal(false)
+    expect(fake.requests).to.have.length(1)
+    expect(fake.requests[0]).to.include({method: 'PUT', path: '/_amp/v1/functions/test'})
+    expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({image: 'my/image:1', timeoutMs: 30_000, network: 'none'})
+  })
+
+  it('works as amp fn create, with --timeout and --network', async () => {
+    const {stdout, exitCode} = await runAmp(['fn', 'create', 'slow', 'busybox:1.36', '--timeout', '2m', '--network', 'bridge', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.equal('Created function slow (image busybox:1.36, timeout 2m, network bridge)\n')
+    expect(fake.functions.get('slow')).to.include({timeoutMs: 120_000, network: 'bridge'})
+  })
+
+  it('prints the function as JSON with --json', async () => {
+    const {stdout, exitCode} = await runAmp(['function', 'create', 'test', 'my/image:1', '--timeout', '500ms', '--json', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    const printed = JSON.parse(stdout)
+    expect(printed.replaced).to.equal(false)
+    expect(printed.function).to.include({name: 'test', image: 'my/image:1', timeoutMs: 500, network: 'none'})
+  })
+
+  it('refuses to overwrite an existing function (exit 103) unless --replace is given', async () => {
+    fake.add('test', 'old/image:1')
+    const refused = await runAmp(['function', 'create', 'test', 'new/image:2', '--server', fake.url])
+    expect(refused.exitCode).to.equal(103)
+    expect(refused.error?.message).to.equal('function test already exists')
+    expect(refused.error?.suggestions).to.deep.equal(['Overwrite it with: amp function create test IMAGE --replace'])
+    expect(fake.functions.get('test')?.image).to.equal('old/image:1')
+
+    const replaced = await runAmp(['function', 'create', 'test', 'new/image:2', '--replace', '--server', fake.url])
+    expect(replaced.exitCode).to.equal(0)
+    expect(replaced.stdout).to.equal('Replaced function test (image new/image:2, timeout 30s)\n')
+    expect(fake.functions.get('test')?.image).to.equal('new/image:2')
+  })
+
+  const refusedLocally: Array<[string, string[], RegExp]> = [
+    ['an upper-case name', ['Test', 'busybox'], /invalid function name "Test"/],
+    ['a name with an underscore (the API prefix)', ['_amp', 'busybox'], /invalid function name "_amp"/],
+    ['a name of 64 characters', ['a'.repeat(64), 'busybox'], /invalid function name/],
+    ['an image that docker would read as a flag', ['test', '--', '--privileged'], /invalid image reference "--privileged"/],
+    ['an image with a volume flag', ['test', '--', '-v/:/host'], /invalid image reference "-v\/:\/host"/],
+    ['an image with upper-case letters', ['test', 'BusyBox'], /invalid image reference "BusyBox"/],
+    ['the host network', ['test', 'busybox', '--network', 'host'], /invalid network "host"/],
+    ['a bad duration', ['test', 'busybox', '--timeout', '5min'], /invalid duration "5min"/],
+    ['a zero timeout', ['test', 'busybox', '--timeout', '0s'], /invalid duration "0s"/],
+  ]
+  for (const [what, args, message] of refusedLocally) {
+    it(`refuses ${what} with exit 2 before any request`, async () => {
+      const {error, exitCode} = await runAmp(['function', 'create', '--server', fake.url, ...args])
+      expect(exitCode).to.equal(2)
+      expect(error?.message).to.match(message)
+      expect(fake.requests).to.have.length(0)
+    })
+  }
+
+  it('needs both NAME and IMAGE (exit 2)', async () => {
+    const {error, exitCode} = await runAmp(['function', 'create', 'test', '--server', fake.url])
+    expect(exitCode).to.equal(2)
+    expect(error?.message).to.match(/Missing 1 required arg/)
+  })
+
+  it('reports a bad --timeout as a JSON error under --json, with exit 2', async () => {
+    const {stdout, exitCode} = await runAmp(['function', 'create', 'test', 'busybox', '--timeout', 'soon', '--json', '--server', fake.url])
+    expect(exitCode).to.equal(2)
+    expect(JSON.parse(stdout)).to.deep.equal({
+      error: {code: 'bad_request', message: 'invalid duration "soon": use e.g. 500ms, 30s, 2m or 1m30s', exit: 2},
+    })
+  })
+
+  it('exits 108 when the registry is down', async () => {
+    fake.registryDown = true
+    const {error, exitCode} = await runAmp(['function', 'create', 'test', 'busybox', '--server', fake.url])
+    expect(exitCode).to.equal(108)
+    expect(error?.message).to.match(/^the function registry \(etcd\) is unavailable/)
+  })
+
+  it('exits 109 on an answer no listener would give (a proxy\'s HTML page)', async () => {
+    fake.behindDeadProxy = true
+    const {error, exitCode} = await runAmp(['function', 'create', 'test', 'busybox', '--server', fake.url])
+    expect(exitCode).to.equal(109)
+    expect(error?.message).to.equal(`unexpected answer from ${fake.url}: HTTP 502 (text/html)`)
+  })
+})
