@@ -32,8 +32,8 @@ export function createRequestHandler(ctx: ApiContext): (req: IncomingMessage, re
     route(ctx, req)(req, res, callId).catch((error: unknown) => {
       const failure = isAmpError(error) ? error : new AmpError('internal', 'internal error in the listener')
       if (!isAmpError(error)) ctx.logger.error('request failed', {call: callId, error: (error as Error).message})
-      sendError(res, failure, callId)
-    })
+      return sendError(res, failure, callId)
+    }).catch(() => res.destroy())
   }
 }
 
@@ -171,21 +171,30 @@ function isName(name: string): boolean {
   }
 }
 
-/** Reads a request body, refusing it as soon as it is known to be over the limit. */
+/**
+ * Past the limit, up to this much more is read and thrown away before answering 413: a client still
+ * sending would otherwise see its connection cut (EPIPE) instead of the answer. Beyond it, we cut.
+ */
+const DISCARD_LIMIT = 64 * 1024 * 1024
+
+/** Reads a request body, refusing it (413) once it is known to be over the limit. */
 export async function readBody(req: IncomingMessage, limit: number, what: string): Promise<Buffer> {
   const tooLarge = () =>
     new AmpError('input_too_large', `${what} is larger than the limit of ${formatBytes(limit)}`, {
       suggestions: ['send less, or raise the listener limit with --max-body'],
     })
   const declared = Number(req.headers['content-length'])
-  if (declared > limit) throw tooLarge()
+  if (declared > limit + DISCARD_LIMIT) throw tooLarge()
+  let over = declared > limit
   const parts: Buffer[] = []
   let size = 0
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length
-    if (size > limit) throw tooLarge()
-    parts.push(chunk)
+    if (size > limit + DISCARD_LIMIT) throw tooLarge() // ends the loop, which closes the connection
+    if (size > limit) over = true
+    if (!over) parts.push(chunk)
   }
+  if (over) throw tooLarge()
   return Buffer.concat(parts)
 }
 
@@ -195,14 +204,34 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(JSON.stringify(body))
 }
 
-function sendError(res: ServerResponse, error: AmpError, callId: string): void {
+async function sendError(res: ServerResponse, error: AmpError, callId: string): Promise<void> {
   if (res.headersSent) {
     res.destroy()
     return
   }
+  // Answering before the client has sent its whole body would cut it off mid-send (EPIPE) and it
+  // would never see the answer: read the rest first, within a budget.
+  await drainBody(res.req, DISCARD_LIMIT)
   const status = HTTP_STATUS[error.code]
   res.setHeader('Amp-Error-Code', error.code)
-  // The request body may not have been read (413, early errors): do not reuse the connection.
-  if (status === 413 || !res.req.complete) res.setHeader('Connection', 'close')
+  if (!res.req.complete) res.setHeader('Connection', 'close')
   sendJson(res, status, {error: {code: error.code, message: error.message, callId}})
+}
+
+/** Reads and drops what is left of a request body, up to `budget` bytes. */
+function drainBody(req: IncomingMessage, budget: number): Promise<void> {
+  if (req.complete || req.destroyed) return Promise.resolve()
+  return new Promise((resolve) => {
+    let left = budget
+    const done = () => {
+      req.off('data', onData).off('end', done).off('error', done).off('close', done)
+      resolve()
+    }
+    const onData = (chunk: Buffer) => {
+      left -= chunk.length
+      if (left < 0) done()
+    }
+    req.on('data', onData).once('end', done).once('error', done).once('close', done)
+    req.resume()
+  })
 }

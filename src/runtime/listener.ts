@@ -42,15 +42,20 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   dispatcher.start()
   await nc.flush()
   let draining = false
-  const server = createServer(
-    createRequestHandler({
-      registry,
-      dispatcher,
-      maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
-      logger: log,
-      draining: () => draining,
-    }),
-  )
+  // Requests being served, not only calls out on NATS: one still reading its body must finish too.
+  let active = 0
+  const handle = createRequestHandler({
+    registry,
+    dispatcher,
+    maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
+    logger: log,
+    draining: () => draining,
+  })
+  const server = createServer((req, res) => {
+    active++
+    res.once('close', () => active--)
+    handle(req, res)
+  })
   try {
     await listen(server, options.host, options.port)
   } catch (error) {
@@ -68,11 +73,11 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const shutdown = async () => {
     draining = true
     const deadline = options.drainTimeoutMs ?? DEFAULT_LISTENER_DRAIN_MS
-    log.info('listener stopping: no new calls, finishing calls in flight', {inFlight: dispatcher.inFlight, deadlineMs: deadline})
+    log.info('listener stopping: no new calls, finishing calls in flight', {inFlight: active, deadlineMs: deadline})
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
     server.closeIdleConnections()
     const started = Date.now()
-    while (dispatcher.inFlight > 0 && Date.now() - started < deadline) await sleep(50)
+    while (active > 0 && Date.now() - started < deadline) await sleep(50)
     server.closeAllConnections()
     await closed
     await dispatcher.close()

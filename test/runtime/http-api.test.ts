@@ -443,7 +443,7 @@ describe('http-api', () => {
       expect(dispatcher.calls).to.deep.equal([])
     })
 
-    it('gets the 413 to a client (undici, as the CLI) still streaming a much larger body', async () => {
+    it('gets the 413 to a client (undici, as the CLI) still streaming a much larger body, not a cut connection', async () => {
       let sent = 0
       async function* body() {
         for (let i = 0; i < 64; i++) {
@@ -456,7 +456,8 @@ describe('http-api', () => {
       expect(response.statusCode).to.equal(413)
       expect(reply.error.code).to.equal('input_too_large')
       expect(reply.error.callId).to.equal(response.headers['amp-call-id'])
-      expect(sent, 'the client stopped sending early').to.be.below(64)
+      // The listener read (and dropped) the rest, so the client could finish sending and read the answer.
+      expect(sent).to.equal(64)
       expect(dispatcher.calls).to.deep.equal([])
     })
 
