@@ -9,23 +9,13 @@ import {type Dispatcher, request} from 'undici'
 import {checkServerUrl} from './config.js'
 import {AmpError, type ErrorCode} from './errors.js'
 import type {FunctionSpec} from './function-spec.js'
+import {API_PREFIX, type CallResult, fromEnvelope, RESULT_MEDIA_TYPE} from './http-contract.js'
 import {type Logger, silentLogger} from './logger.js'
 import {checkImage, checkName, checkNetwork, checkTimeoutMs, MAX_TIMEOUT_MS} from './validate.js'
 
-export const API_PREFIX = '/_amp/v1'
-/** Asks the listener for the whole outcome of a call (stdout, stderr, exit code) as JSON. */
-export const RESULT_MEDIA_TYPE = 'application/vnd.amp.result+json'
-
-export interface InvokeResult {
-  callId: string
-  function: string
-  exitCode: number
-  stdout: Buffer
-  stderr: Buffer
-  stderrTruncated: boolean
-  durationMs: number
-  worker: string
-}
+export {API_PREFIX, RESULT_MEDIA_TYPE}
+/** What a call returns to the CLI. */
+export type InvokeResult = CallResult
 
 export interface CreateResult {
   function: FunctionSpec
@@ -312,39 +302,16 @@ export class AmpClient {
   }
 
   private result(answer: Answer): InvokeResult {
-    let data: Record<string, unknown> | null
+    let data: unknown
     try {
       data = JSON.parse(answer.body.toString('utf8'))
     } catch {
       throw this.badAnswer(answer, 'the result JSON is cut off or malformed')
     }
-    const ok =
-      typeof data === 'object' &&
-      data !== null &&
-      typeof data.callId === 'string' &&
-      typeof data.function === 'string' &&
-      Number.isInteger(data.exitCode) &&
-      isBase64(data.stdout) &&
-      isBase64(data.stderr) &&
-      typeof data.stderrTruncated === 'boolean' &&
-      typeof data.durationMs === 'number' &&
-      typeof data.worker === 'string'
-    if (!ok || !data) throw this.badAnswer(answer, 'the result lacks callId, function, exitCode, stdout, stderr, stderrTruncated, durationMs or worker')
-    return {
-      callId: data.callId as string,
-      function: data.function as string,
-      exitCode: data.exitCode as number,
-      stdout: Buffer.from(data.stdout as string, 'base64'),
-      stderr: Buffer.from(data.stderr as string, 'base64'),
-      stderrTruncated: data.stderrTruncated as boolean,
-      durationMs: data.durationMs as number,
-      worker: data.worker as string,
-    }
+    const result = fromEnvelope(data)
+    if (!result) throw this.badAnswer(answer, 'the result lacks callId, function, exitCode, stdout, stderr, stderrTruncated, durationMs or worker')
+    return result
   }
-}
-
-function isBase64(value: unknown): value is string {
-  return typeof value === 'string' && value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(value)
 }
 
 function oneLine(text: string): string {

@@ -2,6 +2,7 @@ import {errors, headers, type Msg, type Subscription} from '@nats-io/transport-n
 
 import {AmpError} from './errors.js'
 import type {FunctionSpec} from './function-spec.js'
+import type {CallResult} from './http-contract.js'
 import type {NatsConnection} from './nats.js'
 import {
   callSubject,
@@ -14,16 +15,7 @@ import {
 } from './protocol.js'
 import {formatDuration} from './validate.js'
 
-export interface CallResult {
-  callId: string
-  function: string
-  exitCode: number
-  stdout: Buffer
-  stderr: Buffer
-  stderrTruncated: boolean
-  durationMs: number
-  worker: string
-}
+export type {CallResult}
 
 export interface DispatcherOptions {
   /** How long a worker has to take a call before the listener answers 503. */

@@ -2,16 +2,15 @@ import type {IncomingMessage, ServerResponse} from 'node:http'
 import {randomUUID} from 'node:crypto'
 
 import {formatBytes} from './container-runner.js'
-import type {CallResult, Dispatcher} from './dispatcher.js'
+import type {Dispatcher} from './dispatcher.js'
 import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
 import {checkFunctionInput, type FunctionSpec} from './function-spec.js'
+import {API_PREFIX, type CallResult, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
 import type {Registry} from './registry.js'
 import {checkName} from './validate.js'
 
-/** API routes start with "/_amp/": "_" cannot appear in a function name, so no function can shadow them. */
-export const API_PREFIX = '/_amp/v1'
-export const RESULT_MEDIA_TYPE = 'application/vnd.amp.result+json'
+export {API_PREFIX, RESULT_MEDIA_TYPE}
 const MAX_API_BODY = 64 * 1024
 
 export interface ApiContext {
@@ -144,16 +143,7 @@ function sendResult(req: IncomingMessage, res: ServerResponse, result: CallResul
   res.setHeader('Amp-Worker', result.worker)
   res.setHeader('Amp-Stderr-Size', String(result.stderr.length))
   if ((req.headers.accept ?? '').includes(RESULT_MEDIA_TYPE)) {
-    const body = JSON.stringify({
-      callId: result.callId,
-      function: result.function,
-      exitCode: result.exitCode,
-      stdout: result.stdout.toString('base64'),
-      stderr: result.stderr.toString('base64'),
-      stderrTruncated: result.stderrTruncated,
-      durationMs: result.durationMs,
-      worker: result.worker,
-    })
+    const body = JSON.stringify(toEnvelope(result))
     res.setHeader('Content-Type', RESULT_MEDIA_TYPE)
     res.end(body)
     return

@@ -2,19 +2,11 @@ import {Args} from '@oclif/core'
 import {buffer} from 'node:stream/consumers'
 
 import {AmpCommand} from '../../base-command.js'
+import {type ResultEnvelope, toEnvelope} from '../../runtime/http-contract.js'
 import {checkName} from '../../runtime/validate.js'
 
 /** The --json form of a call: outputs in base64, so any bytes survive. */
-export interface InvokeJson {
-  callId: string
-  function: string
-  exitCode: number
-  stdout: string
-  stderr: string
-  stderrTruncated: boolean
-  durationMs: number
-  worker: string
-}
+export type InvokeJson = ResultEnvelope
 
 export default class FunctionInvoke extends AmpCommand<typeof FunctionInvoke> {
   static override summary = 'Call a function: stdin is its input, its stdout is written to stdout'
@@ -56,15 +48,6 @@ With --json, prints {callId, function, exitCode, stdout, stderr, stderrTruncated
     }
     // The function's own exit code becomes amp's (process.exitCode, so buffered output is flushed first).
     if (result.exitCode !== 0) process.exitCode = result.exitCode
-    return {
-      callId: result.callId,
-      function: result.function,
-      exitCode: result.exitCode,
-      stdout: result.stdout.toString('base64'),
-      stderr: result.stderr.toString('base64'),
-      stderrTruncated: result.stderrTruncated,
-      durationMs: result.durationMs,
-      worker: result.worker,
-    }
+    return toEnvelope(result)
   }
 }
