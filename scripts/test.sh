@@ -14,4 +14,13 @@ npx --no-install tsx --eval \
   </dev/null
 
 printf '\033[1m==> %s\033[0m\n' "npm test" >&2
-npm test </dev/null
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+npm test </dev/null 2>&1 | tee "$log" || status=$?
+# One plain closing line for CI, from mocha's summary ("N passing", "N failing", "N pending").
+count() { sed 's/\x1b\[[0-9;]*m//g' "$log" | sed -n "s/^ *\([0-9][0-9]*\) $1.*/\1/p" | tail -n 1; }
+passed=$(count passing); failed=$(count failing); skipped=$(count pending)
+echo "tests: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+if [ "${passed:-0}" -eq 0 ] && [ "$status" -eq 0 ]; then echo "no test ran" >&2; status=1; fi
+exit "$status"
