@@ -5,6 +5,7 @@ import {MockAgent} from 'undici'
 
 import {AmpClient, RESULT_MEDIA_TYPE} from '../../src/runtime/client.js'
 import {AmpError, EXIT} from '../../src/runtime/errors.js'
+import {ampError} from '../helpers/amp-error.js'
 
 const SERVER = 'http://amp.test:4242'
 const SPEC = {
@@ -17,15 +18,6 @@ const SPEC = {
 }
 const JSON_HEADERS = {'content-type': 'application/json'}
 
-async function failure(promise: Promise<unknown>): Promise<AmpError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).to.be.instanceOf(AmpError)
-    return error as AmpError
-  }
-  throw new Error('expected an AmpError')
-}
 
 describe('AmpClient', () => {
   let agent: MockAgent
@@ -74,7 +66,7 @@ describe('AmpClient', () => {
         () => client.removeFunctions(['ok', 'NOT OK']),
         () => client.getFunction('../_amp'),
       ]) {
-        const error = await failure(attempt())
+        const error = await ampError(attempt())
         expect(error.code).to.equal('bad_request')
         expect(error.exit).to.equal(EXIT.usage)
       }
@@ -123,7 +115,7 @@ describe('AmpClient', () => {
         pool()
           .intercept({path: '/test', method: 'POST'})
           .reply(status, {error: {code, message: `it went wrong: ${code}`, callId: 'call-7'}}, {headers: JSON_HEADERS})
-        const error = await failure(client.invoke('test', Buffer.from('in')))
+        const error = await ampError(client.invoke('test', Buffer.from('in')))
         expect(error.code).to.equal(code)
         expect(error.exit).to.equal(exit)
         expect(error.message).to.equal(`it went wrong: ${code} (call call-7)`)
@@ -134,7 +126,7 @@ describe('AmpClient', () => {
       pool()
         .intercept({path: '/test', method: 'POST'})
         .reply(503, {error: {code: 'no_worker', message: 'no worker is running', callId: 'c'}}, {headers: JSON_HEADERS})
-      const error = await failure(client.invoke('test', Buffer.alloc(0)))
+      const error = await ampError(client.invoke('test', Buffer.alloc(0)))
       expect(error.suggestions.join(' ')).to.include('amp worker start')
     })
 
@@ -142,7 +134,7 @@ describe('AmpClient', () => {
       pool()
         .intercept({path: '/_amp/v1/functions/test', method: 'PUT'})
         .reply(409, {error: {code: 'function_exists', message: 'function test already exists', callId: 'c5'}}, {headers: JSON_HEADERS})
-      const error = await failure(client.createFunction('test', {image: 'busybox'}))
+      const error = await ampError(client.createFunction('test', {image: 'busybox'}))
       expect(error.message).to.equal('function test already exists')
       expect(error.suggestions).to.deep.equal(['Overwrite it with: amp function create test IMAGE --replace'])
     })
@@ -151,7 +143,7 @@ describe('AmpClient', () => {
       pool()
         .intercept({path: '/_amp/v1/functions', method: 'GET'})
         .reply(500, {error: {code: 'config_invalid', message: 'odd'}}, {headers: JSON_HEADERS})
-      const error = await failure(client.listFunctions())
+      const error = await ampError(client.listFunctions())
       expect(error.code).to.equal('bad_answer')
       expect(error.message).to.include('config_invalid: odd')
     })
@@ -220,7 +212,7 @@ describe('AmpClient', () => {
     for (const [what, intercept, call] of odd) {
       it(`takes ${what} for a bad answer`, async () => {
         intercept()
-        const error = await failure(call())
+        const error = await ampError(call())
         expect(error.code).to.equal('bad_answer')
         expect(error.exit).to.equal(EXIT.badAnswer)
         expect(error.message).to.match(/^unexpected answer from http:\/\/amp\.test:4242: HTTP \d+/)
@@ -267,7 +259,7 @@ describe('AmpClient', () => {
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
       const {port} = server.address() as AddressInfo
       await new Promise<void>((resolve) => server.close(() => resolve()))
-      const error = await failure(new AmpClient({server: `http://127.0.0.1:${port}`}).listFunctions())
+      const error = await ampError(new AmpClient({server: `http://127.0.0.1:${port}`}).listFunctions())
       expect(error.code).to.equal('listener_unreachable')
       expect(error.exit).to.equal(EXIT.unreachable)
       expect(error.message).to.equal(`cannot reach the listener at http://127.0.0.1:${port}: ECONNREFUSED`)
@@ -278,7 +270,7 @@ describe('AmpClient', () => {
       pool()
         .intercept({path: '/_amp/v1/functions', method: 'GET'})
         .replyWithError(Object.assign(new Error('getaddrinfo ENOTFOUND amp.test'), {code: 'ENOTFOUND'}))
-      const error = await failure(client.listFunctions())
+      const error = await ampError(client.listFunctions())
       expect(error.code).to.equal('listener_unreachable')
       expect(error.message).to.equal(`cannot reach the listener at ${SERVER}: ENOTFOUND`)
     })
@@ -291,7 +283,7 @@ describe('AmpClient', () => {
       try {
         const {port} = server.address() as AddressInfo
         const slow = new AmpClient({server: `http://127.0.0.1:${port}`, requestTimeoutMs: 200})
-        const error = await failure(slow.listFunctions())
+        const error = await ampError(slow.listFunctions())
         expect(error.code).to.equal('listener_unreachable')
         expect(error.message).to.match(/no answer in time \(UND_ERR_HEADERS_TIMEOUT\)$/)
       } finally {
@@ -304,7 +296,7 @@ describe('AmpClient', () => {
       pool()
         .intercept({path: '/test', method: 'POST'})
         .replyWithError(Object.assign(new Error('write EPIPE'), {code: 'EPIPE'}))
-      const error = await failure(client.invoke('test', Buffer.alloc(2 * 1024 * 1024)))
+      const error = await ampError(client.invoke('test', Buffer.alloc(2 * 1024 * 1024)))
       expect(error.code).to.equal('listener_unreachable')
       expect(error.message).to.equal(`the listener at ${SERVER} closed the connection before answering (EPIPE)`)
       expect(error.suggestions[0]).to.match(/2097152 bytes of input are more than the listener's --max-body/)
@@ -319,7 +311,7 @@ describe('AmpClient', () => {
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
       try {
         const {port} = server.address() as AddressInfo
-        const error = await failure(new AmpClient({server: `http://127.0.0.1:${port}`}).listFunctions())
+        const error = await ampError(new AmpClient({server: `http://127.0.0.1:${port}`}).listFunctions())
         expect(error.code).to.equal('bad_answer')
         expect(error.message).to.match(/broke off its answer to GET \/_amp\/v1\/functions/)
       } finally {
@@ -333,7 +325,7 @@ describe('AmpClient', () => {
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
       try {
         const {port} = server.address() as AddressInfo
-        const error = await failure(new AmpClient({server: `http://127.0.0.1:${port}`}).listFunctions())
+        const error = await ampError(new AmpClient({server: `http://127.0.0.1:${port}`}).listFunctions())
         expect(error.code).to.equal('bad_answer')
         expect(error.message).to.match(/does not speak HTTP/)
       } finally {

@@ -14,6 +14,7 @@ import {
   resolveSettings,
 } from '../../src/runtime/config.js'
 import {AmpError, EXIT} from '../../src/runtime/errors.js'
+import {ampError} from '../helpers/amp-error.js'
 
 function thrown(fn: () => unknown): AmpError {
   try {
@@ -25,15 +26,6 @@ function thrown(fn: () => unknown): AmpError {
   throw new Error('expected an AmpError')
 }
 
-async function rejected(promise: Promise<unknown>): Promise<AmpError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).to.be.instanceOf(AmpError)
-    return error as AmpError
-  }
-  throw new Error('expected an AmpError')
-}
 
 describe('config', () => {
   describe('parseConfig', () => {
@@ -134,7 +126,7 @@ describe('config', () => {
     })
 
     it('fails with exit 100 when a file given explicitly does not exist', async () => {
-      const error = await rejected(loadConfig(join(dir, 'missing.yaml')))
+      const error = await ampError(loadConfig(join(dir, 'missing.yaml')))
       expect(error.code).to.equal('config_invalid')
       expect(error.message).to.equal(
         `cannot read config file ${join(dir, 'missing.yaml')}: no such file (given by --use-config or AMP_CONFIG)`,
@@ -142,7 +134,7 @@ describe('config', () => {
     })
 
     it('fails with exit 100 when the path is a directory', async () => {
-      const error = await rejected(loadConfig(dir))
+      const error = await ampError(loadConfig(dir))
       expect(error.code).to.equal('config_invalid')
       expect(error.message).to.include('EISDIR')
     })
@@ -150,7 +142,7 @@ describe('config', () => {
     it('names the file in errors about its content', async () => {
       const file = join(dir, 'amp.yaml')
       writeFileSync(file, 'colour: blue\n')
-      const error = await rejected(loadConfig(file))
+      const error = await ampError(loadConfig(file))
       expect(error.message).to.match(new RegExp(`^config file ${file}: unknown key "colour"`))
     })
   })

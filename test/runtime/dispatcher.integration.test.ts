@@ -6,11 +6,11 @@ import {connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subs
 import {expect} from 'chai'
 import {randomBytes, randomUUID} from 'node:crypto'
 
-import {Dispatcher, type CallResult, type DispatcherOptions} from '../../src/runtime/dispatcher.js'
-import {AmpError} from '../../src/runtime/errors.js'
+import {Dispatcher, type DispatcherOptions} from '../../src/runtime/dispatcher.js'
 import type {FunctionSpec} from '../../src/runtime/function-spec.js'
 import {callSubject, chunks, chunkSizeFor, HEADER, replySubject, WORKER_QUEUE} from '../../src/runtime/protocol.js'
 import {startNats, type ServiceHandle} from '../helpers/services.js'
+import {ampError} from '../helpers/amp-error.js'
 
 const SPEC: FunctionSpec = {
   name: 'echo',
@@ -144,21 +144,12 @@ describe('Dispatcher against nats-server (integration)', function () {
     return {offers, failures}
   }
 
-  async function failure(promise: Promise<CallResult>): Promise<AmpError> {
-    try {
-      await promise
-    } catch (error) {
-      expect(error).to.be.instanceOf(AmpError)
-      return error as AmpError
-    }
-    throw new Error('expected the call to fail')
-  }
 
   describe('with a default nats-server', () => {
     it('answers no_worker at once when no worker subscribes (NATS no responders)', async () => {
       await setUp(nats.url, {acceptTimeoutMs: 5000})
       const started = Date.now()
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
       const elapsed = Date.now() - started
       expect(error.code).to.equal('no_worker')
       expect(error.message).to.contain('amp worker start')
@@ -243,7 +234,7 @@ describe('Dispatcher against nats-server (integration)', function () {
     it('answers no_worker when every offer finds the workers busy', async () => {
       await setUp(nats.url, {busyRetries: 2})
       const worker = await fakeWorker((call) => call.answer('busy'))
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
       expect(error.code).to.equal('no_worker')
       expect(error.message).to.contain('busy')
       expect(worker.offers).to.have.length(3)
@@ -252,7 +243,7 @@ describe('Dispatcher against nats-server (integration)', function () {
     it('answers function_failed_to_run with the reason when the worker rejects the call', async () => {
       await setUp(nats.url)
       await fakeWorker((call) => call.answer('rejected', {[HEADER.error]: 'input of 9 bytes is over this worker limit'}))
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('123456789')))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('123456789')))
       expect(error.code).to.equal('function_failed_to_run')
       expect(error.message).to.equal('input of 9 bytes is over this worker limit')
     })
@@ -261,7 +252,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       await setUp(nats.url, {acceptTimeoutMs: 400})
       const worker = await fakeWorker(() => {})
       const started = Date.now()
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
       expect(error.code).to.equal('no_worker')
       expect(error.message).to.contain('400ms')
       expect(Date.now() - started).to.be.within(350, 3000)
@@ -272,7 +263,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       await setUp(nats.url, {workerSilenceMs: 800})
       await fakeWorker((call) => call.answer('accepted')) // then nothing: the worker died
       const started = Date.now()
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
       const elapsed = Date.now() - started
       expect(error.code).to.equal('function_failed_to_run')
       expect(error.message).to.contain('fake-worker stopped responding')
@@ -303,7 +294,7 @@ describe('Dispatcher against nats-server (integration)', function () {
         clearInterval(beat)
       })
       const started = Date.now()
-      const error = await failure(dispatcher.call(randomUUID(), {...SPEC, timeoutMs: 400}, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), {...SPEC, timeoutMs: 400}, Buffer.from('in')))
       expect(error.code).to.equal('function_timeout')
       expect(Date.now() - started).to.be.within(650, 2500)
     })
@@ -314,7 +305,7 @@ describe('Dispatcher against nats-server (integration)', function () {
         call.answer('accepted')
         await call.result({[HEADER.outcome]: 'timeout', [HEADER.durationMs]: '2000', [HEADER.stdoutSize]: '0', [HEADER.stderrSize]: '0'})
       })
-      const error = await failure(dispatcher.call(randomUUID(), {...SPEC, timeoutMs: 2000}, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), {...SPEC, timeoutMs: 2000}, Buffer.from('in')))
       expect(error.code).to.equal('function_timeout')
       expect(error.message).to.equal('function echo timed out after 2s; its container was killed')
     })
@@ -330,7 +321,7 @@ describe('Dispatcher against nats-server (integration)', function () {
           [HEADER.stderrSize]: '0',
         })
       })
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
       expect(error.code).to.equal('function_failed_to_run')
       expect(error.message).to.equal('Error response from daemon: No such image: amp-test/cat:1')
     })
@@ -347,7 +338,7 @@ describe('Dispatcher against nats-server (integration)', function () {
           [HEADER.stderrSize]: '0',
         })
       })
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
       expect(error.code).to.equal('function_failed_to_run')
       expect(error.message).to.contain('lost')
     })
@@ -359,7 +350,7 @@ describe('Dispatcher against nats-server (integration)', function () {
         await call.output('stderr', Buffer.from('abc'))
         await call.result({[HEADER.outcome]: 'exited', [HEADER.exitCode]: '0', [HEADER.stdoutSize]: '0', [HEADER.stderrSize]: '2'})
       })
-      expect((await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))).code).to.equal('function_failed_to_run')
+      expect((await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))).code).to.equal('function_failed_to_run')
     })
 
     it('fails the call when output chunks arrive out of order', async () => {
@@ -370,7 +361,7 @@ describe('Dispatcher against nats-server (integration)', function () {
         await call.chunk('stdout', 0, Buffer.from('first'))
         await call.result({[HEADER.outcome]: 'exited', [HEADER.exitCode]: '0', [HEADER.stdoutSize]: '11', [HEADER.stderrSize]: '0'})
       })
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
       expect(error.code).to.equal('function_failed_to_run')
       expect(error.message).to.contain('out of order')
     })
@@ -385,7 +376,7 @@ describe('Dispatcher against nats-server (integration)', function () {
           if (exitCode !== undefined) fields[HEADER.exitCode] = exitCode
           await call.result(fields)
         }, fn)
-        const error = await failure(dispatcher.call(randomUUID(), {...SPEC, name: fn}, Buffer.from('in')))
+        const error = await ampError(dispatcher.call(randomUUID(), {...SPEC, name: fn}, Buffer.from('in')))
         expect(error.code, String(exitCode)).to.equal('function_failed_to_run')
         expect(error.message).to.contain('exit code')
       }
@@ -484,7 +475,7 @@ describe('Dispatcher against nats-server (integration)', function () {
     it('fails the call when a worker accepts a large input without asking for the rest', async () => {
       await setUp(small.url)
       await fakeWorker((call) => call.answer('accepted'))
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, randomBytes(200 * 1024)))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, randomBytes(200 * 1024)))
       expect(error.code).to.equal('function_failed_to_run')
       expect(error.message).to.contain('rest of the input')
     })
@@ -493,7 +484,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       await setUp(small.url)
       await fakeWorker((call) => call.answer('accepted', {[HEADER.inputSubject]: `amp.v1.input.gone.${call.callId}`}))
       const started = Date.now()
-      const error = await failure(dispatcher.call(randomUUID(), SPEC, randomBytes(200 * 1024)))
+      const error = await ampError(dispatcher.call(randomUUID(), SPEC, randomBytes(200 * 1024)))
       expect(error.code).to.equal('function_failed_to_run')
       expect(error.message).to.contain('stopped taking input')
       expect(Date.now() - started).to.be.below(3000)

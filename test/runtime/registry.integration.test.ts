@@ -1,21 +1,12 @@
 import {expect} from 'chai'
 import {Etcd3} from 'etcd3'
 
-import {AmpError} from '../../src/runtime/errors.js'
 import {Registry, functionKey} from '../../src/runtime/registry.js'
 import {startEtcd, type ServiceHandle} from '../helpers/services.js'
+import {ampError} from '../helpers/amp-error.js'
 
 const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none'})
 
-async function failure(promise: Promise<unknown>): Promise<AmpError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).to.be.instanceOf(AmpError)
-    return error as AmpError
-  }
-  throw new Error('expected a failure')
-}
 
 describe('Registry against etcd (integration)', function () {
   this.timeout(60_000)
@@ -60,7 +51,7 @@ describe('Registry against etcd (integration)', function () {
 
   it('refuses to create a name that exists, leaving the stored function as it was', async () => {
     const {spec: first} = await registry.put(spec('echo', 'busybox:1'), false)
-    const error = await failure(registry.put(spec('echo', 'busybox:2'), false))
+    const error = await ampError(registry.put(spec('echo', 'busybox:2'), false))
     expect(error.code).to.equal('function_exists')
     expect(error.exit).to.equal(103)
     expect(error.message).to.contain('echo')
@@ -145,7 +136,7 @@ describe('Registry against etcd (integration)', function () {
 
     async function expectUnavailable(operation: () => Promise<unknown>): Promise<void> {
       const started = Date.now()
-      const error = await failure(operation())
+      const error = await ampError(operation())
       const elapsed = Date.now() - started
       if (process.env.AMP_TEST_TIMING) console.log(`      ${elapsed} ms: ${error.message}`)
       expect(error.code).to.equal('registry_unavailable')
