@@ -3,7 +3,12 @@ import {execa, type ResultPromise} from 'execa'
 import {fileURLToPath} from 'node:url'
 import {request} from 'undici'
 
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
 import {startListener, type Listener} from '../../src/runtime/listener.js'
+import {freePort, probeEtcd, probeNats} from '../../src/runtime/servers.js'
 import {startWorker} from '../../src/runtime/worker.js'
 import {silentLogger} from '../../src/runtime/logger.js'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
@@ -12,21 +17,31 @@ import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '.
 const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
 /** `amp <args>` as its own process, the way systemd runs it. Resolves once it logs that it is ready. */
-async function daemon(args: string[]): Promise<{child: ResultPromise; stderr: () => string}> {
-  const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: ''}, stdin: 'ignore'})
+async function daemon(
+  args: string[],
+  env: Record<string, string> = {},
+  ready = /ready/,
+): Promise<{child: ResultPromise; stderr: () => string; stdout: () => string}> {
+  const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore'})
   let stderr = ''
+  let stdout = ''
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`amp ${args.join(' ')} did not get ready:\n${stderr}`)), 30_000)
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString()
-      if (/ready/.test(stderr)) {
+    const check = () => {
+      if (ready.test(stderr) || ready.test(stdout)) {
         clearTimeout(timer)
         resolve()
       }
+    }
+    child.stdout?.on('data', check)
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+      check()
     })
     child.on('exit', () => reject(new Error(`amp ${args.join(' ')} exited early:\n${stderr}`)))
   })
-  return {child, stderr: () => stderr}
+  return {child, stderr: () => stderr, stdout: () => stdout}
 }
 
 async function post(url: string, body: string) {
@@ -151,6 +166,42 @@ describe('daemons as processes: crash and graceful stop', function () {
       expect((await child).exitCode, stderr()).to.equal(0)
     } finally {
       await worker.close()
+    }
+  })
+})
+
+describe('amp up as a process', function () {
+  this.timeout(120_000)
+
+  it('starts NATS, etcd, a listener and a worker, says where they are, serves a call, and stops all on Ctrl-C', async () => {
+    await requireDocker()
+    await ensureTestImages()
+    const home = mkdtempSync(path.join(tmpdir(), 'amp-up-'))
+    const nats = `nats://127.0.0.1:${await freePort()}`
+    const etcd = `http://127.0.0.1:${await freePort()}`
+    try {
+      const {child, stdout, stderr} = await daemon(
+        ['up', '--port', '0', '--nats', nats, '--etcd', etcd, '--docker', DOCKER],
+        {HOME: home, XDG_DATA_HOME: path.join(home, 'data')},
+        /Ctrl-C/,
+      )
+      expect(stdout()).to.contain(nats).and.contain(etcd).and.contain('started by amp')
+      const url = /listener\s+(http:\/\/\S+)/.exec(stdout())?.[1]
+      expect(url, stdout()).to.be.a('string')
+
+      const created = await request(`${url}/_amp/v1/functions/demo`, {method: 'PUT', body: JSON.stringify({image: TEST_IMAGES.title})})
+      expect(created.statusCode).to.equal(201)
+      await created.body.dump()
+      const res = await post(`${url}/demo`, 'hello from amp up\n')
+      expect(res.status).to.equal(200)
+      expect(res.text).to.equal('Hello From Amp Up\n')
+
+      child.kill('SIGINT')
+      expect((await child).exitCode, stderr()).to.equal(0)
+      expect(await probeNats(nats)).to.equal(false)
+      expect(await probeEtcd(etcd)).to.equal('unreachable')
+    } finally {
+      rmSync(home, {recursive: true, force: true})
     }
   })
 })
