@@ -206,3 +206,40 @@ describe('end to end: no worker', function () {
     expect(Date.now() - started).to.be.below(2000)
   })
 })
+
+describe('end to end: several listeners and workers', function () {
+  this.timeout(120_000)
+  let nats: ServiceHandle
+  let etcd: ServiceHandle
+  const listeners: Listener[] = []
+  const workers: Worker[] = []
+
+  before(async () => {
+    await requireDocker()
+    await ensureTestImages()
+    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
+    for (let i = 0; i < 2; i++) {
+      workers.push(await startWorker({nats: nats.url, concurrency: 3, docker: DOCKER, logger: silentLogger}))
+      listeners.push(
+        await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger}),
+      )
+    }
+    await createFunction(listeners[0], 'cat', {image: TEST_IMAGES.cat})
+  })
+
+  after(async () => {
+    for (const listener of listeners) await listener.close()
+    for (const worker of workers) await worker.close()
+    await Promise.all([nats?.stop(), etcd?.stop()])
+  })
+
+  it('gives each call its own answer, spreading calls over the workers, whichever listener takes it', async () => {
+    const inputs = Array.from({length: 24}, (_, i) => `call ${i} ${randomBytes(6).toString('hex')}`)
+    // A function created through one listener is served by the other at once (both read etcd).
+    const results = await Promise.all(inputs.map((input, i) => call(`${listeners[i % 2].url}/cat`, input)))
+    expect(results.map((r) => r.body.toString())).to.deep.equal(inputs)
+    const used = new Set(results.map((r) => r.headers['amp-worker']))
+    expect([...used].sort()).to.deep.equal(workers.map((w) => w.id).sort())
+    for (const r of results) await expectNoContainer(String(r.headers['amp-call-id']))
+  })
+})
