@@ -226,6 +226,20 @@ export class ContainerRunner {
     await this.exec(this.docker, ['rm', '--force', name], {reject: false, stdin: 'ignore', cleanup: false})
   }
 
+  /** The Docker engine's version, or why the docker CLI cannot reach it. */
+  async engine(): Promise<{version?: string; error?: string}> {
+    const result = await this.exec(this.docker, ['version', '--format', '{{.Server.Version}}'], {
+      reject: false,
+      stdin: 'ignore',
+      cleanup: false,
+    })
+    const version = String(result.stdout ?? '').trim()
+    if (!result.failed && version) return {version}
+    if ((result as {code?: string}).code === 'ENOENT') return {error: `docker CLI not found (${this.docker}): install docker or set --docker`}
+    const why = `${String(result.stderr ?? '')}\n${result.shortMessage}`.split('\n').find((line) => line.trim())
+    return {error: why?.trim() ?? 'docker version failed'}
+  }
+
   /**
    * Removes containers left by dead workers on this host (a worker killed with -9 cannot clean up).
    * Containers of live workers, and containers amp did not start, are not touched.

@@ -314,12 +314,21 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   const log = (options.logger ?? createLogger()).child({worker: id})
   const runner =
     deps.runner ?? new ContainerRunner({docker: options.docker, pull: options.pull, workerId: id})
+  const engine = await runner.engine()
+  if (engine.error) {
+    log.warn('docker is not reachable: calls will fail with 502 until it is', {docker: options.docker, error: engine.error})
+  }
   const removed = await runner.removeOrphans()
   if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length})
   const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`))
   const worker = new WorkerService(nc, runner, options, log, id)
   worker.start()
   await nc.flush()
-  log.info('worker ready', {nats: options.nats, concurrency: options.concurrency, docker: options.docker})
+  log.info('worker ready', {
+    nats: options.nats,
+    concurrency: options.concurrency,
+    docker: options.docker,
+    engine: engine.version,
+  })
   return worker
 }
