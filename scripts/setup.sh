@@ -36,6 +36,9 @@ have etcd || missing+=(etcd-server)
 # The test images are FROM scratch and need a statically linked busybox.
 installed busybox-static || missing+=(busybox-static)
 have curl || missing+=(curl)
+# The systemd unit tests use python3 for a unix datagram socket (Node has none) and systemd-analyze.
+have python3 || missing+=(python3)
+have systemd-analyze || missing+=(systemd)
 for pkg in "$@"; do installed "$pkg" || missing+=("$pkg"); done
 
 systemd_running() { [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; }

@@ -16,7 +16,7 @@ import {
   type Settings,
 } from './runtime/config.js'
 import {EXIT, isAmpError} from './runtime/errors.js'
-import {createLogger, type Logger} from './runtime/logger.js'
+import {createLogger, LOG_FORMATS, type Logger, type LoggerOptions} from './runtime/logger.js'
 
 export type AmpFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof AmpCommand)['baseFlags'] & T['flags']>
 export type AmpArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -59,6 +59,11 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
       helpGroup: GLOBAL,
     }),
     verbose: Flags.boolean({char: 'v', description: 'print debug details on stderr', env: 'AMP_VERBOSE', helpGroup: GLOBAL}),
+    'log-format': Flags.string({
+      ...settingFlag('log-format', 'format of the log lines amp writes on stderr (daemons, -v): logfmt or json (one object per line)'),
+      options: [...LOG_FORMATS],
+      helpGroup: GLOBAL,
+    }),
   }
 
   protected flags!: AmpFlags<T>
@@ -96,14 +101,15 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
     return isSet(key, this.flags as GivenSettings, this.loadedConfig.settings)
   }
 
-  protected createLogger(): Logger {
-    return createLogger({level: this.flags.verbose ? 'debug' : 'info'})
+  /** The daemons' logger: --log-format, and -v raises the level to debug. */
+  protected createLogger(options: Omit<LoggerOptions, 'level' | 'format'> = {}): Logger {
+    return createLogger({...options, level: this.flags.verbose ? 'debug' : 'info', format: this.settings.logFormat})
   }
 
   protected createClient(): AmpClient {
     return new AmpClient({
       server: this.settings.server,
-      logger: createLogger({level: this.flags.verbose ? 'debug' : 'warn'}),
+      logger: createLogger({level: this.flags.verbose ? 'debug' : 'warn', format: this.settings.logFormat}),
     })
   }
 

@@ -3,7 +3,6 @@ import {Listr} from 'listr2'
 
 import {AmpCommand, settingFlag} from '../base-command.js'
 import {PULL_POLICIES} from '../runtime/config.js'
-import {createLogger} from '../runtime/logger.js'
 import {waitForShutdownSignal} from '../runtime/signals.js'
 import {type Stack, startStack} from '../runtime/stack.js'
 
@@ -34,7 +33,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
     let write = (line: string): void => {
       process.stderr.write(line)
     }
-    const logger = createLogger({level: this.flags.verbose ? 'debug' : 'info', write: (line) => write(line)})
+    const logger = this.createLogger({write: (line) => write(line)})
     const start = () =>
       startStack({
         dataDir: this.config.dataDir,
@@ -50,7 +49,8 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
       })
 
     let stack: Stack
-    if (process.stdout.isTTY) {
+    // Progress only on a terminal that has a width: listr2 would draw one letter per line on a width of 0.
+    if (process.stdout.isTTY && process.stdout.columns > 0) {
       const tasks = new Listr<{stack?: Stack}>(
         [
           {

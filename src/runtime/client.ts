@@ -4,13 +4,18 @@
  * body keeps the listener's code and message, anything else the listener would never send
  * (a proxy's HTML page, a cut-off body) is bad_answer.
  */
+import {createInterface} from 'node:readline'
+import type {Readable} from 'node:stream'
 import {type Dispatcher, request} from 'undici'
+
+import type {LogLine} from './call-logs.js'
 
 import {checkServerUrl} from './config.js'
 import {AmpError, type ErrorCode} from './errors.js'
-import type {FunctionSpec} from './function-spec.js'
+import {checkFunctionPatch, type FunctionPatch, type FunctionSpec} from './function-spec.js'
 import {API_PREFIX, type CallResult, fromEnvelope, RESULT_MEDIA_TYPE} from './http-contract.js'
 import {type Logger, silentLogger} from './logger.js'
+import {checkCallId, NDJSON_MEDIA_TYPE, parseSince} from './logs-route.js'
 import {checkImage, checkName, checkNetwork, checkTimeoutMs, MAX_TIMEOUT_MS} from './validate.js'
 
 export {API_PREFIX, RESULT_MEDIA_TYPE}
@@ -49,6 +54,7 @@ const LISTENER_CODES = new Set<ErrorCode>([
   'function_failed_to_run',
   'input_too_large',
   'registry_unavailable',
+  'service_unavailable',
   'not_found',
   'method_not_allowed',
   'internal',
@@ -64,7 +70,7 @@ function suggestionsFor(code: ErrorCode, name = 'NAME'): string[] {
     case 'no_worker':
       return ['Start a worker with: amp worker start (or run the whole stack with: amp up)']
     case 'function_timeout':
-      return [`Give it more time with: amp function create ${name} IMAGE --timeout 2m --replace`]
+      return [`Give it more time with: amp function update ${name} --timeout 2m`]
     case 'function_failed_to_run':
       return ['Check that the image exists where the workers run (docker image ls) and read the worker log']
     case 'input_too_large':
@@ -123,6 +129,22 @@ export class AmpClient {
     return this.spec(answer, this.json(answer))
   }
 
+  /**
+   * Changes some settings of a function in place (PATCH). Calls already running finish with the
+   * settings they started with; the next call uses the new ones.
+   */
+  async updateFunction(name: string, patch: FunctionPatch): Promise<FunctionSpec> {
+    // Checked here too, so a bad value never leaves the machine and fails with exit 2.
+    checkName(name)
+    const body = checkFunctionPatch(patch)
+    const answer = await this.send('PATCH', `${API_PREFIX}/functions/${name}`, {
+      body: JSON.stringify(body),
+      headers: {'content-type': 'application/json'},
+    })
+    if (answer.status !== 200) throw this.failure(answer, {name})
+    return this.spec(answer, this.json(answer))
+  }
+
   async listFunctions(): Promise<FunctionSpec[]> {
     const answer = await this.send('GET', `${API_PREFIX}/functions`)
     if (answer.status !== 200) throw this.failure(answer)
@@ -169,8 +191,74 @@ export class AmpClient {
     throw this.failure(answer, {name, call: true})
   }
 
+  /**
+   * A function's log lines, oldest first. Resolves once the listener has answered, so an unknown
+   * function or missing JetStream fails before the first line. With follow the lines go on until
+   * the caller stops iterating; if the listener ends the stream, iterating fails (listener_unreachable).
+   */
+  async logs(name: string, query: {callId?: string; since?: string; follow?: boolean} = {}): Promise<AsyncIterable<LogLine>> {
+    // Checked here too, so a bad value fails with exit 2 before any request.
+    const params = new URLSearchParams()
+    if (query.callId !== undefined) params.set('call', checkCallId(query.callId))
+    if (query.since !== undefined) {
+      parseSince(query.since)
+      // Sent as given: "10m" is counted back from the listener's clock.
+      params.set('since', query.since)
+    }
+    if (query.follow) params.set('follow', 'true')
+    const path = `${API_PREFIX}/functions/${checkName(name)}/logs${params.size > 0 ? `?${params}` : ''}`
+    const url = new URL(this.base.pathname.replace(/\/+$/, '') + path, this.base)
+    let response: Dispatcher.ResponseData
+    try {
+      response = await request(url, {
+        method: 'GET',
+        dispatcher: this.dispatcher,
+        headersTimeout: this.requestTimeoutMs,
+        // Following waits for lines as long as it takes.
+        bodyTimeout: query.follow ? 0 : this.requestTimeoutMs,
+      })
+    } catch (error) {
+      throw this.unreachable(error, 0)
+    }
+    const contentType = String(response.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+    if (response.statusCode !== 200 || contentType !== NDJSON_MEDIA_TYPE) {
+      const body = Buffer.from(await response.body.arrayBuffer().catch(() => new ArrayBuffer(0)))
+      throw this.failure({status: response.statusCode, contentType, body}, {name})
+    }
+    return this.logLines(response.body, {status: 200, contentType, body: Buffer.alloc(0)}, Boolean(query.follow))
+  }
+
+  private async *logLines(body: Readable, answer: Answer, follow: boolean): AsyncGenerator<LogLine> {
+    const lines = createInterface({input: body, crlfDelay: Infinity})
+    try {
+      for await (const text of lines) {
+        if (text === '') continue
+        let line: unknown
+        try {
+          line = JSON.parse(text)
+        } catch {
+          throw this.badAnswer(answer, 'a log line is not JSON')
+        }
+        if (!isLogLine(line)) throw this.badAnswer(answer, 'a log line lacks time, function, callId, worker or line')
+        yield line
+      }
+    } catch (error) {
+      if (error instanceof AmpError) throw error
+      throw new AmpError('listener_unreachable', `the listener at ${this.server} broke off the log stream (${errorCode(error) ?? 'incomplete body'})`, {cause: error})
+    } finally {
+      // The caller stopped early (Ctrl-C, --call found its lines): hang up; undici reports that as an error nobody needs.
+      lines.on('error', () => {}).close()
+      body.on('error', () => {}).destroy()
+    }
+    if (follow) {
+      throw new AmpError('listener_unreachable', `the listener at ${this.server} ended the log stream (it stopped or restarted)`, {
+        suggestions: ['Run the command again to go on following'],
+      })
+    }
+  }
+
   private async send(
-    method: 'DELETE' | 'GET' | 'POST' | 'PUT',
+    method: 'DELETE' | 'GET' | 'PATCH' | 'POST' | 'PUT',
     path: string,
     options: {body?: Buffer | string; headers?: Record<string, string>; timeoutMs?: number} = {},
   ): Promise<Answer> {
@@ -312,6 +400,19 @@ export class AmpClient {
     if (!result) throw this.badAnswer(answer, 'the result lacks callId, function, exitCode, stdout, stderr, stderrTruncated, durationMs or worker')
     return result
   }
+}
+
+function isLogLine(value: unknown): value is LogLine {
+  const line = value as Partial<Record<keyof LogLine, unknown>> | null
+  return (
+    typeof line === 'object' &&
+    line !== null &&
+    typeof line.time === 'string' &&
+    typeof line.function === 'string' &&
+    typeof line.callId === 'string' &&
+    typeof line.worker === 'string' &&
+    typeof line.line === 'string'
+  )
 }
 
 function oneLine(text: string): string {

@@ -10,6 +10,7 @@ import {join, resolve} from 'node:path'
 import {parse as parseYaml} from 'yaml'
 
 import {AmpError} from './errors.js'
+import {LOG_FORMATS, type LogFormat} from './logger.js'
 import {DEFAULT_TIMEOUT_MS} from './function-spec.js'
 import {formatDuration, parseDuration} from './validate.js'
 
@@ -28,6 +29,13 @@ export interface Settings {
   pull: PullPolicy
   timeoutMs: number
   maxBodyBytes: number
+  /** Daemon log lines: logfmt or json. */
+  logFormat: LogFormat
+  /** Daemons: how long SIGTERM waits for calls in flight. */
+  drainTimeoutMs: number
+  /** Worker: port of /metrics and /health/*; off when undefined. */
+  metricsPort?: number
+  metricsHost: string
 }
 
 export const MIB = 1024 * 1024
@@ -45,6 +53,10 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   pull: 'missing',
   timeoutMs: DEFAULT_TIMEOUT_MS,
   maxBodyBytes: 8 * MIB,
+  logFormat: 'logfmt',
+  drainTimeoutMs: 30_000,
+  metricsPort: undefined,
+  metricsHost: '127.0.0.1',
 })
 
 /** The defaults as a user would write them, for flag help. */
@@ -59,6 +71,10 @@ export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
   pull: DEFAULTS.pull,
   timeout: formatDuration(DEFAULTS.timeoutMs),
   'max-body': formatSize(DEFAULTS.maxBodyBytes),
+  'log-format': DEFAULTS.logFormat,
+  'drain-timeout': formatDuration(DEFAULTS.drainTimeoutMs),
+  'metrics-port': 'off',
+  'metrics-host': DEFAULTS.metricsHost,
 })
 
 export const CONFIG_KEYS = [
@@ -72,6 +88,10 @@ export const CONFIG_KEYS = [
   'pull',
   'timeout',
   'max-body',
+  'log-format',
+  'drain-timeout',
+  'metrics-port',
+  'metrics-host',
 ] as const
 export type ConfigKey = (typeof CONFIG_KEYS)[number]
 
@@ -87,6 +107,10 @@ const FIELD: Record<ConfigKey, keyof Settings> = {
   pull: 'pull',
   timeout: 'timeoutMs',
   'max-body': 'maxBodyBytes',
+  'log-format': 'logFormat',
+  'drain-timeout': 'drainTimeoutMs',
+  'metrics-port': 'metricsPort',
+  'metrics-host': 'metricsHost',
 }
 
 export const CONFIG_ENV = 'AMP_CONFIG'
@@ -159,6 +183,7 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
   switch (key) {
     case 'server':
     case 'host':
+    case 'metrics-host':
     case 'nats':
     case 'docker': {
       if (typeof value !== 'string' || value.trim() === '') throw new Error(`must be a non-empty string, got ${shown}`)
@@ -173,9 +198,10 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
       return list.map((item: string) => item.trim())
     }
     case 'port':
+    case 'metrics-port':
     case 'concurrency': {
-      const min = key === 'port' ? 0 : 1
-      const max = key === 'port' ? 65_535 : 1024
+      const min = key === 'concurrency' ? 1 : 0
+      const max = key === 'concurrency' ? 1024 : 65_535
       if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
         throw new Error(`must be a whole number from ${min} to ${max}, got ${shown}`)
       }
@@ -187,6 +213,7 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
       }
       return value as PullPolicy
     }
+    case 'drain-timeout':
     case 'timeout': {
       // A bare number is seconds, as on the command line.
       if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`must be a duration such as 30s or 2m, got ${shown}`)
@@ -195,6 +222,12 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
     case 'max-body': {
       if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`must be a size such as 8MiB, got ${shown}`)
       return parseSize(String(value))
+    }
+    case 'log-format': {
+      if (typeof value !== 'string' || !(LOG_FORMATS as readonly string[]).includes(value)) {
+        throw new Error(`must be one of ${LOG_FORMATS.join(', ')}, got ${shown}`)
+      }
+      return value as LogFormat
     }
   }
 }
@@ -211,6 +244,10 @@ export interface GivenSettings {
   pull?: string
   timeout?: string
   'max-body'?: string
+  'log-format'?: string
+  'drain-timeout'?: string
+  'metrics-port'?: number
+  'metrics-host'?: string
 }
 
 /**
@@ -223,6 +260,10 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
   const pull = given.pull
   if (pull !== undefined && !(PULL_POLICIES as readonly string[]).includes(pull)) {
     throw new AmpError('bad_request', `invalid --pull ${JSON.stringify(pull)}: use one of ${PULL_POLICIES.join(', ')}`)
+  }
+  const logFormat = given['log-format']
+  if (logFormat !== undefined && !(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+    throw new AmpError('bad_request', `invalid --log-format ${JSON.stringify(logFormat)}: use one of ${LOG_FORMATS.join(', ')}`)
   }
   const server = given.server ?? file.server ?? DEFAULTS.server
   checkServerUrl(server)
@@ -238,6 +279,11 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
     timeoutMs: given.timeout === undefined ? (file.timeoutMs ?? DEFAULTS.timeoutMs) : parseDuration(given.timeout),
     maxBodyBytes:
       given['max-body'] === undefined ? (file.maxBodyBytes ?? DEFAULTS.maxBodyBytes) : parseSize(given['max-body']),
+    logFormat: (logFormat as LogFormat | undefined) ?? file.logFormat ?? DEFAULTS.logFormat,
+    drainTimeoutMs:
+      given['drain-timeout'] === undefined ? (file.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs) : parseDuration(given['drain-timeout']),
+    metricsPort: given['metrics-port'] ?? file.metricsPort,
+    metricsHost: given['metrics-host'] ?? file.metricsHost ?? DEFAULTS.metricsHost,
   }
 }
 

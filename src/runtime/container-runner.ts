@@ -24,6 +24,8 @@ export interface RunSpec {
   network: string
   timeoutMs: number
   input: Uint8Array
+  /** Gets the container's stderr as it arrives (the worker publishes it as the call's log); must not throw. */
+  onStderr?: (chunk: Buffer) => void
 }
 
 export interface RunResult {
@@ -36,6 +38,12 @@ export interface RunResult {
   /** Why the container could not run (outcome "failed"). */
   error?: string
   durationMs: number
+  /** From running docker run to Docker's start event of the container; set only when that event was seen. */
+  startMs?: number
+  /** From Docker's start event to the container's exit; set with startMs. */
+  runMs?: number
+  /** Why amp killed the container, if it did. */
+  killed?: 'timeout' | 'output' | 'shutdown'
 }
 
 export interface ContainerRunnerOptions {
@@ -47,6 +55,8 @@ export interface ContainerRunnerOptions {
   /** Injected for tests; execa by default. */
   exec?: typeof execa
   now?: () => number
+  /** When the named container started (epoch ms), if known: see container-events.ts. */
+  startedAt?: (containerName: string) => Promise<number | undefined>
 }
 
 export const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
@@ -135,6 +145,7 @@ export class ContainerRunner {
   private readonly maxStderr: number
   private readonly exec: typeof execa
   private readonly now: () => number
+  private readonly startedAt?: (containerName: string) => Promise<number | undefined>
   private readonly running = new Map<string, () => void>()
 
   constructor(options: ContainerRunnerOptions) {
@@ -145,6 +156,7 @@ export class ContainerRunner {
     this.maxStderr = options.maxStderrBytes ?? DEFAULT_MAX_STDERR
     this.exec = options.exec ?? execa
     this.now = options.now ?? Date.now
+    this.startedAt = options.startedAt
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
@@ -172,7 +184,10 @@ export class ContainerRunner {
       cleanup: false,
     })
     child.stdout?.on('data', (chunk: Buffer) => stdout.add(chunk))
-    child.stderr?.on('data', (chunk: Buffer) => stderr.add(chunk))
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr.add(chunk)
+      spec.onStderr?.(chunk)
+    })
     // EPIPE when a function exits without reading all its input is normal, not a failure.
     child.stdin?.on('error', () => {})
 
@@ -183,8 +198,14 @@ export class ContainerRunner {
     clearTimeout(timer)
     this.running.delete(spec.callId)
     await killing
-    const durationMs = this.now() - started
-    const base = {stdout: stdout.buffer, stderr: stderr.buffer, stderrTruncated: stderr.overflowed, durationMs}
+    const finished = this.now()
+    const durationMs = finished - started
+    // Only a container that ran has a start event to wait for; docker failing to run it has none.
+    const ran = stop !== undefined || (result.exitCode !== undefined && !dockerFailure(result.exitCode, stderr.buffer.toString('utf8')))
+    const startedAt = ran ? await this.startedAt?.(name) : undefined
+    const timings =
+      startedAt === undefined ? {} : {startMs: clamp(startedAt - started, durationMs), runMs: clamp(finished - startedAt, durationMs)}
+    const base = {stdout: stdout.buffer, stderr: stderr.buffer, stderrTruncated: stderr.overflowed, durationMs, ...timings, ...(stop ? {killed: stop} : {})}
 
     if (stop === 'timeout') return {...base, outcome: 'timeout'}
     if (stop === 'output') {
@@ -268,6 +289,11 @@ export class ContainerRunner {
     if (orphans.length > 0) await this.exec(this.docker, ['rm', '--force', ...orphans], {reject: false, stdin: 'ignore', cleanup: false})
     return orphans
   }
+}
+
+/** Docker's clock and ours are one clock on one host, but keep a skewed remote engine from giving nonsense. */
+function clamp(ms: number, max: number): number {
+  return Math.min(Math.max(0, ms), max)
 }
 
 function processAlive(pid: number): boolean {

@@ -3,6 +3,7 @@ import {errors, headers, type Msg, type Subscription} from '@nats-io/transport-n
 import {AmpError} from './errors.js'
 import type {FunctionSpec} from './function-spec.js'
 import type {CallResult} from './http-contract.js'
+import type {CallPhases} from './metrics.js'
 import type {NatsConnection} from './nats.js'
 import {
   callSubject,
@@ -25,6 +26,8 @@ export interface DispatcherOptions {
   workerSilenceMs?: number
   /** Added to the function's timeout for time spent waiting in a worker's backlog. */
   queueAllowanceMs?: number
+  /** Gets the worker's timings of each call that ran (result headers), for metrics. */
+  onPhases?: (fn: string, phases: CallPhases) => void
 }
 
 const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: 5, workerSilenceMs: WORKER_SILENCE_MS, queueAllowanceMs: 60_000}
@@ -72,9 +75,12 @@ export class Dispatcher {
   private readonly pending = new Map<string, PendingCall>()
   private sub?: Subscription
   private readonly options: typeof DEFAULTS
+  private readonly onPhases?: (fn: string, phases: CallPhases) => void
 
   constructor(private readonly nc: NatsConnection, private readonly listenerId: string, options: DispatcherOptions = {}) {
-    this.options = {...DEFAULTS, ...options}
+    const {onPhases, ...rest} = options
+    this.options = {...DEFAULTS, ...rest}
+    this.onPhases = onPhases
   }
 
   start(): void {
@@ -178,6 +184,7 @@ export class Dispatcher {
     const h = msg.headers
     const outcome = h?.get(HEADER.outcome)
     const worker = h?.get(HEADER.worker) || pending.worker
+    this.onPhases?.(spec.name, {queueMs: msHeader(h, HEADER.queueMs), startMs: msHeader(h, HEADER.startMs), runMs: msHeader(h, HEADER.runMs)})
     if (outcome === 'timeout') {
       throw new AmpError(
         'function_timeout',
@@ -216,6 +223,13 @@ export class Dispatcher {
   async close(): Promise<void> {
     await this.sub?.drain().catch(() => {})
   }
+}
+
+/** An optional, non-negative ms header; undefined when absent or not a number (older workers send none). */
+function msHeader(h: Msg['headers'], name: string): number | undefined {
+  const text = h?.get(name)
+  const ms = text ? Number(text) : Number.NaN
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined
 }
 
 function isNoResponders(error: unknown): boolean {

@@ -4,9 +4,14 @@ import {randomUUID} from 'node:crypto'
 import {formatBytes} from './container-runner.js'
 import type {Dispatcher} from './dispatcher.js'
 import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
-import {checkFunctionInput, type FunctionSpec} from './function-spec.js'
+import {checkFunctionInput, checkFunctionPatch, type FunctionSpec} from './function-spec.js'
 import {API_PREFIX, type CallResult, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
+import {checkReadiness, type ReadinessReport} from './health.js'
+import type {ListenerMetrics} from './metrics.js'
+import {answerOps} from './ops-server.js'
+import type {CallLogReader} from './call-logs.js'
+import {serveLogs} from './logs-route.js'
 import type {Registry} from './registry.js'
 import {checkName} from './validate.js'
 
@@ -14,12 +19,18 @@ export {API_PREFIX, RESULT_MEDIA_TYPE}
 const MAX_API_BODY = 64 * 1024
 
 export interface ApiContext {
-  registry: Pick<Registry, 'get' | 'list' | 'put' | 'remove'>
+  registry: Pick<Registry, 'get' | 'list' | 'put' | 'remove' | 'update'>
   dispatcher: Pick<Dispatcher, 'call'>
   maxBodyBytes: number
   logger: Logger
   /** True once the listener is shutting down: new calls are turned away. */
   draining: () => boolean
+  /** Readiness (NATS, etcd, draining); without it only draining counts. */
+  readiness?: () => Promise<ReadinessReport>
+  /** Counts calls; serves GET /_amp/v1/metrics. */
+  metrics?: ListenerMetrics
+  /** Reads function logs from JetStream (GET .../functions/<name>/logs); without it that route answers 503. */
+  logs?: Pick<CallLogReader, 'open'>
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, callId: string) => Promise<void>
@@ -40,19 +51,30 @@ function route(ctx: ApiContext, req: IncomingMessage): Handler {
   const path = (req.url ?? '/').split('?')[0]
   const method = req.method ?? 'GET'
   if (path === `${API_PREFIX}/health`) {
-    return only(method, ['GET', 'HEAD'], async (_req, res) =>
-      ctx.draining() ? sendJson(res, 503, {status: 'draining'}) : sendJson(res, 200, {status: 'ok'}),
-    )
+    // Same answer as /health/ready, with only the status in the body (as before /health/ready existed).
+    return only(method, ['GET', 'HEAD'], async (_req, res) => {
+      const report = await readiness(ctx)
+      sendJson(res, report.ready ? 200 : 503, {status: report.body.status})
+    })
+  }
+  if ([`${API_PREFIX}/health/live`, `${API_PREFIX}/health/ready`, `${API_PREFIX}/metrics`].includes(path)) {
+    return only(method, ['GET', 'HEAD'], async (req, res) => {
+      const ops = {registry: ctx.metrics?.registry, readiness: () => readiness(ctx)}
+      if (!(await answerOps(req, res, path.slice(API_PREFIX.length), ops))) throw new AmpError('not_found', 'this listener keeps no metrics')
+    })
   }
   if (path === `${API_PREFIX}/functions`) {
     return only(method, ['GET'], async (_req, res) => sendJson(res, 200, {functions: await ctx.registry.list()}))
   }
+  const logsOf = /^\/_amp\/v1\/functions\/([^/]+)\/logs$/.exec(path)?.[1]
+  if (logsOf !== undefined) return only(method, ['GET'], (req, res) => serveLogs(ctx, logsOf, req, res))
   if (path.startsWith(`${API_PREFIX}/functions/`)) {
     const name = path.slice(`${API_PREFIX}/functions/`.length)
     if (method === 'GET') return async (_req, res) => sendJson(res, 200, await mustGet(ctx, name))
     if (method === 'PUT') return (req, res) => putFunction(ctx, name, req, res)
     if (method === 'DELETE') return (_req, res) => removeFunction(ctx, name, res)
-    return only(method, ['GET', 'PUT', 'DELETE'], async () => {})
+    if (method === 'PATCH') return (req, res) => updateFunction(ctx, name, req, res)
+    return only(method, ['GET', 'PUT', 'PATCH', 'DELETE'], async () => {})
   }
   if (path.startsWith('/_amp/') || path === '/') {
     return async () => {
@@ -101,6 +123,25 @@ async function putFunction(ctx: ApiContext, name: string, req: IncomingMessage, 
   sendJson(res, created ? 201 : 200, spec)
 }
 
+/**
+ * Changes settings of a function in place. Calls already dispatched carry the settings they were
+ * sent with (image, timeout, network), so they finish on the old version; the next call uses the new.
+ */
+async function updateFunction(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  checkName(name)
+  const text = (await readBody(req, MAX_API_BODY, 'function settings')).toString('utf8')
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    throw new AmpError('bad_request', 'body must be JSON like {"image": "busybox:1.36"} (any of image, timeoutMs, network)')
+  }
+  const updated = await ctx.registry.update(name, checkFunctionPatch(body))
+  if (!updated) throw new AmpError('function_not_found', `no function named ${JSON.stringify(name)}`)
+  ctx.logger.info('function updated', {fn: name, image: updated.image, timeoutMs: updated.timeoutMs, network: updated.network})
+  sendJson(res, 200, updated)
+}
+
 async function removeFunction(ctx: ApiContext, name: string, res: ServerResponse): Promise<void> {
   const removed = isName(name) ? await ctx.registry.remove(name) : undefined
   if (!removed) throw new AmpError('function_not_found', `no function named ${JSON.stringify(name.slice(0, 80))}`)
@@ -108,8 +149,16 @@ async function removeFunction(ctx: ApiContext, name: string, res: ServerResponse
   sendJson(res, 200, removed)
 }
 
+function readiness(ctx: ApiContext): Promise<ReadinessReport> {
+  return ctx.readiness?.() ?? checkReadiness({}, ctx.draining)
+}
+
 async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse, callId: string) {
+  // The function label is set only once the function is known to exist: unknown names must not create series.
+  let fn = ''
+  const counted = ctx.metrics?.callStarted()
   if (ctx.draining()) {
+    counted?.(fn, HTTP_STATUS.no_worker)
     res.setHeader('Retry-After', '1')
     throw new AmpError('no_worker', 'this listener is shutting down: try again (another listener, or this one after restart)')
   }
@@ -117,9 +166,11 @@ async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: 
   const log = ctx.logger.child({call: callId, fn: name.slice(0, 63)})
   try {
     const spec = await mustGet(ctx, name)
+    fn = spec.name
     const input = await readBody(req, ctx.maxBodyBytes, 'input')
     const result = await ctx.dispatcher.call(callId, spec, input)
     sendResult(req, res, result)
+    counted?.(fn, res.statusCode)
     log.info('call answered', {
       status: res.statusCode,
       exit: result.exitCode,
@@ -130,6 +181,7 @@ async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: 
     })
   } catch (error) {
     const code = isAmpError(error) ? error.code : 'internal'
+    counted?.(fn, HTTP_STATUS[code])
     log.info('call failed', {status: HTTP_STATUS[code], error: code, ms: Date.now() - started})
     if (code === 'no_worker') res.setHeader('Retry-After', '1')
     throw error

@@ -2,8 +2,11 @@ import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {randomBytes} from 'node:crypto'
 
+import {CallLogReader} from './call-logs.js'
 import {Dispatcher, type DispatcherOptions} from './dispatcher.js'
 import {createRequestHandler} from './http-api.js'
+import {cachedCheck, checkReadiness, trackNats} from './health.js'
+import {daemonRegistry, ListenerMetrics, type Registry as MetricsRegistry} from './metrics.js'
 import {createLogger, type Logger} from './logger.js'
 import {connectNats} from './nats.js'
 import {Registry} from './registry.js'
@@ -21,6 +24,8 @@ export interface ListenerOptions {
   drainTimeoutMs?: number
   dispatch?: DispatcherOptions
   logger?: Logger
+  /** Where the listener's metrics go (served at /_amp/v1/metrics); tests pass their own. */
+  metricsRegistry?: MetricsRegistry
 }
 
 export interface Listener {
@@ -38,10 +43,18 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const log = (options.logger ?? createLogger()).child({listener: id})
   const nc = await connectNats(options.nats, `amp-listener ${id}`)
   const registry = Registry.connect(options.etcd)
-  const dispatcher = new Dispatcher(nc, id, options.dispatch)
+  let draining = false
+  const nats = trackNats(nc)
+  // Readiness probes and scrapes share one etcd round trip every 2 s at most; a hung etcd counts as down after 1.5 s.
+  const etcdUp = cachedCheck(() => registry.ping(), {maxAgeMs: 2000, timeoutMs: 1500})
+  const metrics = new ListenerMetrics(options.metricsRegistry ?? daemonRegistry(), {
+    natsConnected: () => nats.connected(),
+    etcdUp,
+    draining: () => draining,
+  })
+  const dispatcher = new Dispatcher(nc, id, {...options.dispatch, onPhases: (fn, phases) => metrics.phases.observe(fn, phases)})
   dispatcher.start()
   await nc.flush()
-  let draining = false
   // Requests being served, not only calls out on NATS: one still reading its body must finish too.
   let active = 0
   const handle = createRequestHandler({
@@ -50,6 +63,9 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
     logger: log,
     draining: () => draining,
+    readiness: () => checkReadiness({nats: () => nats.connected(), etcd: etcdUp}, () => draining),
+    metrics,
+    logs: new CallLogReader(nc),
   })
   const server = createServer((req, res) => {
     active++

@@ -1,8 +1,11 @@
 /**
- * Log lines for the daemons, in logfmt on stderr: `time=… level=info msg="call done" call=… fn=…`.
+ * Log lines for the daemons, on stderr, one per line: logfmt (`time=… level=info msg="call done" call=… fn=…`)
+ * or JSON (`{"time":…,"level":"info","msg":"call done","call":…,"fn":…}`), chosen by --log-format.
  * Call bodies and secrets are never passed in; fields are plain values.
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
+export type LogFormat = 'logfmt' | 'json'
+export const LOG_FORMATS: readonly LogFormat[] = ['logfmt', 'json']
 export type LogFields = Record<string, string | number | boolean | undefined>
 
 export interface Logger {
@@ -27,8 +30,19 @@ export function formatLine(level: LogLevel, msg: string, fields: LogFields, time
   return line + '\n'
 }
 
+/** One JSON object per line. time, level and msg come first and cannot be overridden by a field. */
+export function formatJsonLine(level: LogLevel, msg: string, fields: LogFields, time: Date): string {
+  const record: Record<string, string | number | boolean> = {time: time.toISOString(), level, msg}
+  for (const [key, value] of Object.entries(fields)) {
+    if (value !== undefined && !(key in record)) record[key] = value
+  }
+  return JSON.stringify(record) + '\n'
+}
+
 export interface LoggerOptions {
   level?: LogLevel
+  /** logfmt by default. */
+  format?: LogFormat
   write?: (line: string) => void
   fields?: LogFields
   now?: () => Date
@@ -39,8 +53,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const write = options.write ?? ((line: string) => process.stderr.write(line))
   const now = options.now ?? (() => new Date())
   const base = options.fields ?? {}
+  const format = options.format === 'json' ? formatJsonLine : formatLine
   const log = (level: LogLevel) => (msg: string, fields: LogFields = {}) => {
-    if (ORDER[level] >= min) write(formatLine(level, msg, {...base, ...fields}, now()))
+    if (ORDER[level] >= min) write(format(level, msg, {...base, ...fields}, now()))
   }
   return {
     debug: log('debug'),

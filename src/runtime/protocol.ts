@@ -46,6 +46,10 @@ export const HEADER = {
   outcome: 'Amp-Outcome',
   exitCode: 'Amp-Exit-Code',
   durationMs: 'Amp-Duration-Ms',
+  // Optional timings of the call on the worker (result event), for metrics: see docs/metrics.md.
+  queueMs: 'Amp-Queue-Ms',
+  startMs: 'Amp-Start-Ms',
+  runMs: 'Amp-Run-Ms',
   stdoutSize: 'Amp-Stdout-Size',
   stderrSize: 'Amp-Stderr-Size',
   stderrTruncated: 'Amp-Stderr-Truncated',

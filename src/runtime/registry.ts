@@ -1,7 +1,7 @@
-import {Etcd3} from 'etcd3'
+import {Etcd3, STMConflictError} from 'etcd3'
 
 import {AmpError} from './errors.js'
-import type {FunctionSpec} from './function-spec.js'
+import type {FunctionPatch, FunctionSpec} from './function-spec.js'
 
 /** etcd key of a function: the JSON of its FunctionSpec. */
 export const FUNCTION_PREFIX = '/amp/v1/functions/'
@@ -11,6 +11,8 @@ const CALL_DEADLINE_MS = 3000
 // etcd3 retries a failed call up to 3 times, each with its own deadline: a hung etcd would take 9 s or more
 // to fail. This bounds a whole operation, leaving room for one quick retry after a fast failure.
 const OPERATION_DEADLINE_MS = 4000
+/** Conflicting updates of one function retry this often before giving up (each retry is one etcd round trip or two). */
+const UPDATE_RETRIES = 20
 
 /** The function registry, stored in etcd. Every etcd failure becomes one `registry_unavailable` error. */
 export class Registry {
@@ -60,6 +62,34 @@ export class Registry {
     const replaced: FunctionSpec = {...spec, createdAt: previous?.createdAt ?? now, updatedAt: now}
     await this.guard(() => this.etcd.put(key).value(JSON.stringify(replaced)).exec())
     return {spec: replaced, created: false}
+  }
+
+  /**
+   * Changes some settings of a function in place and returns it as stored, or undefined if there is
+   * none. Read and write are one etcd software transaction: it commits only if the key's mod
+   * revision is still the one read, and is retried otherwise, so concurrent updates of different
+   * settings are all kept and an update never brings back a function removed meanwhile.
+   */
+  async update(name: string, patch: FunctionPatch): Promise<FunctionSpec | undefined> {
+    const key = functionKey(name)
+    const outcome = await this.guard(async () => {
+      try {
+        return await this.etcd.stm({retries: UPDATE_RETRIES}).transact(async (tx) => {
+          const value = await tx.get(key).string()
+          if (value === null) return undefined
+          const updated: FunctionSpec = {...parse(value), ...patch, updatedAt: this.now().toISOString()}
+          await tx.put(key).value(JSON.stringify(updated))
+          return updated
+        })
+      } catch (error) {
+        if (error instanceof STMConflictError) return 'conflict' as const
+        throw error
+      }
+    })
+    if (outcome === 'conflict') {
+      throw new AmpError('registry_unavailable', `function ${name} is being changed by too many clients at once; try again`)
+    }
+    return outcome
   }
 
   /** Removes a function and returns what it was, or undefined if there was none. */

@@ -45,6 +45,8 @@ export interface SpawnOptions {
 export interface NatsServerOptions extends SpawnOptions {
   host: string
   port: number
+  /** Turns JetStream on (-js) with its store in this directory (-sd); amp keeps function logs there. */
+  jetStreamDir?: string
   /** Extra arguments, e.g. ['-c', configFile]. */
   args?: string[]
 }
@@ -72,7 +74,12 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Serve
     aptPackage: 'nats-server',
     errorCode: 'service_unavailable',
     binary: options.binary ?? 'nats-server',
-    args: ['-a', options.host, '-p', String(options.port), ...(options.args ?? [])],
+    args: [
+      '-a', options.host,
+      '-p', String(options.port),
+      ...(options.jetStreamDir ? ['-js', '-sd', options.jetStreamDir] : []),
+      ...(options.args ?? []),
+    ],
     url,
     logFile: options.logFile,
     readyTimeoutMs: options.readyTimeoutMs,

@@ -8,6 +8,7 @@ import path from 'node:path'
 import {AmpError} from './errors.js'
 import {startListener as defaultStartListener, type Listener, type ListenerOptions} from './listener.js'
 import type {Logger} from './logger.js'
+import {daemonRegistry} from './metrics.js'
 import {
   etcdAddress,
   isLoopback,
@@ -109,7 +110,10 @@ export async function startStack(options: StackOptions, deps: StackDeps = {}): P
       })
     }
 
+    // One registry for both: the listener's /_amp/v1/metrics shows the worker's metrics too.
+    const metricsRegistry = daemonRegistry()
     worker = await (deps.startWorker ?? defaultStartWorker)({
+      metricsRegistry,
       nats: natsUrl,
       concurrency: options.concurrency,
       docker: options.docker,
@@ -117,6 +121,7 @@ export async function startStack(options: StackOptions, deps: StackDeps = {}): P
       logger: logger.child({component: 'worker'}),
     })
     listener = await (deps.startListener ?? defaultStartListener)({
+      metricsRegistry,
       host: options.host,
       port: options.port,
       nats: natsUrl,
@@ -173,6 +178,8 @@ async function ensureNats(urls: string, options: StackOptions, deps: StackDeps):
   }
   const server = await (deps.startNatsServer ?? defaultStartNats)({
     ...address,
+    // JetStream keeps the functions' logs (amp function logs), on disk under the data dir.
+    jetStreamDir: path.join(options.dataDir, 'nats'),
     logFile: path.join(options.dataDir, 'nats-server.log'),
   })
   options.logger.info('nats-server started', {url: server.url, pid: server.pid, log: server.logFile})

@@ -2,7 +2,12 @@ import {Empty, headers, type Msg, type MsgHdrs, type Subscription} from '@nats-i
 import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
 
+import {CallLogPublisher} from './call-logs.js'
+import {ContainerStarts} from './container-events.js'
 import {ContainerRunner, type PullPolicy, type RunResult} from './container-runner.js'
+import {cachedCheck, checkReadiness, type ReadinessReport, trackNats} from './health.js'
+import {daemonRegistry, Registry, WorkerMetrics, type WorkerCallResult} from './metrics.js'
+import {type OpsServer, startOpsServer} from './ops-server.js'
 import {connectNats, type NatsConnection} from './nats.js'
 import {createLogger, type Logger} from './logger.js'
 import {
@@ -29,10 +34,20 @@ export interface WorkerOptions {
   drainTimeoutMs?: number
   maxInputBytes?: number
   logger?: Logger
+  /** Serve /metrics, /health/live and /health/ready on this port (0: any free one); off when undefined. */
+  metricsPort?: number
+  /** Address of that port; 127.0.0.1 by default. */
+  metricsHost?: string
+  /** Where the worker's metrics go; tests pass their own. */
+  metricsRegistry?: Registry
 }
 
 export interface Worker {
   id: string
+  /** http://host:port of the metrics and health endpoint, when --metrics-port is set. */
+  metricsUrl?: string
+  /** Ready: NATS connected, docker reachable, not draining. */
+  readiness(): Promise<ReadinessReport>
   close(): Promise<void>
 }
 
@@ -89,6 +104,8 @@ function parseCall(msg: Msg): CallRequest {
 
 class WorkerService implements Worker {
   readonly id: string
+  /** Publishes each call's stderr lines to JetStream (best effort). */
+  readonly callLogs: CallLogPublisher
   private readonly calls = new Set<Promise<void>>()
   private readonly waiting: Array<() => void> = []
   private running = 0
@@ -99,6 +116,12 @@ class WorkerService implements Worker {
   private readonly backlog: number
   private readonly maxInput: number
   private readonly chunkSize: number
+  readonly metrics: WorkerMetrics
+  private readonly nats: {connected(): boolean}
+  private readonly dockerUp: () => Promise<boolean>
+  /** Stopped last, once the calls are done: the metrics endpoint, the docker events follower. */
+  readonly stopLast: Array<() => unknown> = []
+  metricsUrl?: string
 
   constructor(
     private readonly nc: NatsConnection,
@@ -108,10 +131,29 @@ class WorkerService implements Worker {
     id: string,
   ) {
     this.id = id
+    this.callLogs = new CallLogPublisher(nc, id, log)
     this.concurrency = options.concurrency
     this.backlog = options.backlog ?? options.concurrency * 4
     this.maxInput = options.maxInputBytes ?? DEFAULT_MAX_INPUT
     this.chunkSize = chunkSizeFor(nc.info?.max_payload ?? 1024 * 1024)
+    this.nats = trackNats(nc)
+    this.dockerUp = cachedCheck(async () => !(await runner.engine()).error, {maxAgeMs: 5000, timeoutMs: 3000})
+    const registry = options.metricsRegistry ?? (options.metricsPort === undefined ? new Registry() : daemonRegistry())
+    this.metrics = new WorkerMetrics(
+      registry,
+      {
+        natsConnected: () => this.nats.connected(),
+        dockerUp: () => this.dockerUp(),
+        draining: () => this.closing !== undefined,
+        slotsUsed: () => this.running,
+        inFlight: () => this.calls.size,
+      },
+      options.concurrency,
+    )
+  }
+
+  readiness(): Promise<ReadinessReport> {
+    return checkReadiness({nats: () => this.nats.connected(), docker: () => this.dockerUp()}, () => this.closing !== undefined)
   }
 
   start(): void {
@@ -138,15 +180,18 @@ class WorkerService implements Worker {
       call = parseCall(msg)
     } catch (error) {
       this.log.warn('call rejected', {error: (error as Error).message})
+      this.metrics.refused.inc({reason: 'rejected'})
       this.answer(msg, 'rejected', {[HEADER.error]: `worker refused the call: ${(error as Error).message}`})
       return
     }
     if (call.inputSize > this.maxInput) {
+      this.metrics.refused.inc({reason: 'rejected'})
       this.answer(msg, 'rejected', {[HEADER.error]: `input of ${call.inputSize} bytes is over this worker's limit of ${this.maxInput}`})
       return
     }
     // Draining or full: the listener asks another worker.
     if (this.closing || this.calls.size >= this.concurrency + this.backlog) {
+      this.metrics.refused.inc({reason: 'busy'})
       this.answer(msg, 'busy')
       return
     }
@@ -162,13 +207,18 @@ class WorkerService implements Worker {
     try {
       const input = await this.receiveInput(msg, call)
       log.debug('call accepted', {image: call.image, bytes: input.length})
+      const queuedAt = Date.now()
       await this.acquire()
+      const queueMs = Date.now() - queuedAt
+      if (!this.aborted) this.metrics.containersStarted.inc()
       let result: RunResult
+      const callLog = this.callLogs.forCall(call)
       try {
         result = this.aborted
           ? {outcome: 'failed', error: 'the worker shut down before the call started', stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
-          : await this.runner.run({...call, input})
+          : await this.runner.run({...call, input, onStderr: (chunk) => callLog.write(chunk)})
       } finally {
+        callLog.end()
         this.release()
       }
       log.info('call done', {
@@ -179,7 +229,8 @@ class WorkerService implements Worker {
         err: result.stderr.length,
         error: result.error,
       })
-      await this.sendResult(call, result)
+      this.observe(call, result, queueMs)
+      await this.sendResult(call, result, queueMs)
     } catch (error) {
       log.warn('call abandoned', {error: (error as Error).message})
     } finally {
@@ -246,7 +297,15 @@ class WorkerService implements Worker {
     }
   }
 
-  private async sendResult(call: CallRequest, result: RunResult): Promise<void> {
+  private observe(call: CallRequest, result: RunResult, queueMs: number): void {
+    const outcome: WorkerCallResult =
+      result.outcome === 'exited' ? (result.exitCode === 0 ? 'ok' : 'nonzero_exit') : result.outcome === 'timeout' ? 'timeout' : 'failed'
+    this.metrics.calls.inc({function: call.function, result: outcome})
+    if (result.killed) this.metrics.containersKilled.inc({reason: result.killed})
+    this.metrics.phases.observe(call.function, {queueMs, startMs: result.startMs, runMs: result.runMs})
+  }
+
+  private async sendResult(call: CallRequest, result: RunResult, queueMs: number): Promise<void> {
     for (const [event, data] of [['stdout', result.stdout], ['stderr', result.stderr]] as const) {
       let seq = 0
       for (const chunk of chunks(data, this.chunkSize)) {
@@ -263,6 +322,9 @@ class WorkerService implements Worker {
     if (result.stderrTruncated) h.set(HEADER.stderrTruncated, 'true')
     if (result.exitCode !== undefined) h.set(HEADER.exitCode, String(result.exitCode))
     if (result.error) h.set(HEADER.error, headerValue(result.error))
+    h.set(HEADER.queueMs, String(queueMs))
+    if (result.startMs !== undefined) h.set(HEADER.startMs, String(result.startMs))
+    if (result.runMs !== undefined) h.set(HEADER.runMs, String(result.runMs))
     await this.nc.request(call.replyTo, Empty, {headers: h, timeout: REPLY_TIMEOUT_MS})
   }
 
@@ -302,6 +364,7 @@ class WorkerService implements Worker {
       await Promise.allSettled([...this.calls])
     }
     await this.nc.drain().catch(() => {})
+    for (const stop of this.stopLast) await stop()
     this.log.info('worker stopped')
   }
 }
@@ -312,8 +375,11 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   }
   const id = newWorkerId()
   const log = (options.logger ?? createLogger()).child({worker: id})
+  // Docker's start events tell when each container really started (the "container start" metric).
+  const starts = deps.runner ? undefined : new ContainerStarts({docker: options.docker, workerId: id, logger: log})
   const runner =
-    deps.runner ?? new ContainerRunner({docker: options.docker, pull: options.pull, workerId: id})
+    deps.runner ??
+    new ContainerRunner({docker: options.docker, pull: options.pull, workerId: id, startedAt: (name) => starts!.take(name)})
   const engine = await runner.engine()
   if (engine.error) {
     log.warn('docker is not reachable: calls will fail with 502 until it is', {docker: options.docker, error: engine.error})
@@ -322,6 +388,29 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length})
   const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`))
   const worker = new WorkerService(nc, runner, options, log, id)
+  if (starts) {
+    starts.start()
+    worker.stopLast.push(() => starts.stop())
+  }
+  let ops: OpsServer | undefined
+  if (options.metricsPort !== undefined) {
+    try {
+      ops = await startOpsServer({
+        host: options.metricsHost ?? '127.0.0.1',
+        port: options.metricsPort,
+        registry: worker.metrics.registry,
+        readiness: () => worker.readiness(),
+      })
+    } catch (error) {
+      starts?.stop()
+      await nc.close()
+      throw error
+    }
+    worker.metricsUrl = ops.url
+    worker.stopLast.push(() => ops?.close())
+  }
+  // Before taking calls, so the first call's log is kept too; without JetStream it warns and goes on.
+  await worker.callLogs.start()
   worker.start()
   await nc.flush()
   log.info('worker ready', {
@@ -329,6 +418,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     concurrency: options.concurrency,
     docker: options.docker,
     engine: engine.version,
+    metrics: ops?.url,
   })
   return worker
 }

@@ -2,6 +2,7 @@ import {expect} from 'chai'
 import {mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {CONFIG_KEYS} from '../../src/runtime/config.js'
 import {type FakeListener, startFakeListener} from '../helpers/fake-listener.js'
 import {isolateEnvironment, runAmp} from '../helpers/run-amp.js'
 
@@ -96,7 +97,8 @@ describe('amp settings and config file', () => {
       const path = defaultConfig('colour: blue\n')
       const {error, exitCode} = await runAmp(['fn', 'ls', '--server', fakes[0].url])
       expect(exitCode).to.equal(100)
-      expect(error?.message).to.equal(`config file ${path}: unknown key "colour" (known keys: server, host, port, nats, etcd, concurrency, docker, pull, timeout, max-body)`)
+      expect(error?.message).to.equal(`config file ${path}: unknown key "colour" (known keys: ${CONFIG_KEYS.join(', ')})`)
+      expect(CONFIG_KEYS.slice(0, 10)).to.deep.equal(['server', 'host', 'port', 'nats', 'etcd', 'concurrency', 'docker', 'pull', 'timeout', 'max-body'])
     })
 
     it('when a file given by AMP_CONFIG does not exist (a missing default file is fine)', async () => {

@@ -107,6 +107,14 @@ export async function startFakeListener(): Promise<FakeListener> {
         functions.set(name, spec)
         return json(res, existing ? 200 : 201, spec)
       }
+      if (name && req.method === 'PATCH') {
+        const existing = functions.get(name)
+        if (!existing) return error(res, 404, 'function_not_found', `no function named ${name}`)
+        const patch = JSON.parse(body.toString('utf8')) as Partial<FunctionSpec>
+        const spec: FunctionSpec = {...existing, ...patch, updatedAt: new Date('2025-02-01T09:30:00.000Z').toISOString()}
+        functions.set(name, spec)
+        return json(res, 200, spec)
+      }
       return error(res, 405, 'method_not_allowed', `${req.method} is not allowed on ${path}`)
     }
     const call = /^\/([a-z0-9-]+)$/.exec(path)

@@ -29,6 +29,8 @@ export const TEST_IMAGES = {
   sleep: 'amp-test/sleep:1',
   /** the demo: "input <text>" on stderr, Title Case on stdout */
   title: 'amp-test/title:1',
+  /** "first" on stderr, 2 s later "second", then stdin -> stdout */
+  drip: 'amp-test/drip:1',
 } as const
 
 export type TestImage = keyof typeof TEST_IMAGES

@@ -25,7 +25,8 @@ export interface AmpRun<T> {
   exitCode: number
 }
 
-async function loadConfig(): Promise<Config> {
+/** amp's oclif Config from the sources, as bin/dev.js loads it. */
+export async function loadConfig(): Promise<Config> {
   const rootPlugin = new Plugin({root, pjson, isRoot: true, ignoreManifest: true})
   await rootPlugin.load()
   const config = await Config.load({root, pjson, plugins: new Map([[rootPlugin.name, rootPlugin]])})

@@ -27,6 +27,8 @@ export interface NatsOptions {
   maxPayload?: number
   /** Extra nats-server arguments. */
   args?: string[]
+  /** JetStream (-js, store in the temp dir), which keeps function logs; on unless false. */
+  jetStream?: boolean
 }
 
 const live = new Set<{server: ServerProcess; dir: string}>()
@@ -82,8 +84,9 @@ export async function startNats(options: NatsOptions = {}): Promise<ServiceHandl
       writeFileSync(config, `max_payload: ${options.maxPayload}\n`)
       args.push('-c', config)
     }
+    const jetStreamDir = options.jetStream === false ? undefined : path.join(dir, 'jetstream')
     const server = await withRetries(async () =>
-      startNatsServer({host: '127.0.0.1', port: await freePort(), args, logFile: path.join(dir, 'nats-server.log')}),
+      startNatsServer({host: '127.0.0.1', port: await freePort(), args, jetStreamDir, logFile: path.join(dir, 'nats-server.log')}),
     )
     return handle(server, dir)
   } catch (error) {

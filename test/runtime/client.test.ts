@@ -78,6 +78,36 @@ describe('AmpClient', () => {
       }
     })
 
+    it('updates a function with PATCH, sending only the settings to change', async () => {
+      let sent: unknown
+      const updated = {...SPEC, image: 'busybox:2', updatedAt: '2025-02-01T00:00:00.000Z'}
+      pool()
+        .intercept({path: '/_amp/v1/functions/test', method: 'PATCH'})
+        .reply(200, (options) => {
+          sent = JSON.parse(String(options.body))
+          return updated
+        }, {headers: JSON_HEADERS})
+      expect(await client.updateFunction('test', {image: 'busybox:2', timeoutMs: undefined})).to.deep.equal(updated)
+      expect(sent).to.deep.equal({image: 'busybox:2'})
+    })
+
+    it('refuses an update with nothing to change or a bad value before any request (exit 2)', async () => {
+      for (const patch of [{}, {image: '--privileged'}, {network: 'host'}, {timeoutMs: -1}]) {
+        const error = await ampError(client.updateFunction('test', patch))
+        expect(error.code, JSON.stringify(patch)).to.equal('bad_request')
+      }
+      expect((await ampError(client.updateFunction('Bad_Name', {image: 'busybox'}))).exit).to.equal(EXIT.usage)
+    })
+
+    it('says how to find the functions when the one to update does not exist (exit 102)', async () => {
+      pool()
+        .intercept({path: '/_amp/v1/functions/test', method: 'PATCH'})
+        .reply(404, {error: {code: 'function_not_found', message: 'no function named "test"', callId: 'c'}}, {headers: JSON_HEADERS})
+      const error = await ampError(client.updateFunction('test', {image: 'busybox:2'}))
+      expect(error.exit).to.equal(EXIT.notFound)
+      expect(error.suggestions.join(' ')).to.include('amp function ls')
+    })
+
     it('lists, gets and removes functions', async () => {
       pool().intercept({path: '/_amp/v1/functions', method: 'GET'}).reply(200, {functions: [SPEC]}, {headers: JSON_HEADERS})
       pool().intercept({path: '/_amp/v1/functions/test', method: 'GET'}).reply(200, SPEC, {headers: JSON_HEADERS})

@@ -67,6 +67,14 @@ describe('config', () => {
       })
     })
 
+    it('reads log-format (logfmt or json), which the daemons and -v use', () => {
+      expect(parseConfig('log-format: json', 'f')).to.deep.equal({logFormat: 'json'})
+      expect(DEFAULTS.logFormat).to.equal('logfmt')
+      expect(resolveSettings({}, parseConfig('log-format: json', 'f')).logFormat).to.equal('json')
+      expect(resolveSettings({'log-format': 'logfmt'}, parseConfig('log-format: json', 'f')).logFormat).to.equal('logfmt')
+      expect(thrown(() => resolveSettings({'log-format': 'xml'}, {})).exit).to.equal(EXIT.usage)
+    })
+
     it('accepts an empty file or one with only comments', () => {
       expect(parseConfig('', 'f')).to.deep.equal({})
       expect(parseConfig('# nothing yet\n', 'f')).to.deep.equal({})
@@ -80,6 +88,7 @@ describe('config', () => {
       ['an unknown pull policy', 'pull: sometimes', /key "pull": must be one of missing, never, always/],
       ['a bad duration', 'timeout: 5x', /key "timeout": invalid duration "5x"/],
       ['a bad size', 'max-body: lots', /key "max-body": invalid size "lots"/],
+      ['an unknown log format', 'log-format: xml', /key "log-format": must be one of logfmt, json, got "xml"/],
       ['a server that is no URL', 'server: localhost:4242', /key "server": invalid server URL "localhost:4242"/],
       ['an empty docker', 'docker: ""', /key "docker": must be a non-empty string/],
       ['a list of numbers for etcd', 'etcd: [1, 2]', /key "etcd": must be a URL/],

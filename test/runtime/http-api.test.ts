@@ -46,6 +46,15 @@ class MemoryRegistry {
     return {spec: stored, created: !previous}
   }
 
+  async update(name: string, patch: Partial<Pick<FunctionSpec, 'image' | 'timeoutMs' | 'network'>>) {
+    this.check(`update ${name} ${JSON.stringify(patch)}`)
+    const previous = this.specs.get(name)
+    if (!previous) return undefined
+    const stored = {...previous, ...patch, updatedAt: new Date(Date.UTC(2024, 0, 1, 0, 0, ++this.clock)).toISOString()}
+    this.specs.set(name, stored)
+    return stored
+  }
+
   async remove(name: string) {
     this.check(`remove ${name}`)
     const previous = this.specs.get(name)
@@ -299,9 +308,63 @@ describe('http-api', () => {
     })
 
     it('answers 405 with Allow for other methods on a function', async () => {
-      const reply = await send('PATCH', '/_amp/v1/functions/echo', {body: '{}'})
+      const reply = await send('POST', '/_amp/v1/functions/echo', {body: '{}'})
       expectError(reply, 405, 'method_not_allowed')
-      expect(reply.headers.allow).to.equal('GET, PUT, DELETE')
+      expect(reply.headers.allow).to.equal('GET, PUT, PATCH, DELETE')
+    })
+
+    it('PATCH changes only the given settings and answers 200 with the function as stored', async () => {
+      const before = registry.add('echo')
+      const reply = await send('PATCH', '/_amp/v1/functions/echo', {body: JSON.stringify({image: 'busybox:2', timeoutMs: 1500})})
+      expect(reply.status).to.equal(200)
+      expect(reply.headers['content-type']).to.equal('application/json')
+      const spec = reply.json()
+      expect(spec).to.deep.equal({...before, image: 'busybox:2', timeoutMs: 1500, updatedAt: spec.updatedAt})
+      expect(spec.updatedAt).to.not.equal(before.updatedAt)
+      expect(registry.specs.get('echo')).to.deep.equal(spec)
+      expect(registry.ops).to.deep.equal(['update echo {"image":"busybox:2","timeoutMs":1500}'])
+    })
+
+    it('PATCH answers 404 for a function that does not exist, creating nothing', async () => {
+      expectError(await send('PATCH', '/_amp/v1/functions/echo', {body: '{"network":"bridge"}'}), 404, 'function_not_found')
+      expect(registry.specs.has('echo')).to.equal(false)
+    })
+
+    const badPatches: Array<[string, string, string]> = [
+      ['a body that is not JSON', 'echo', '{image:'],
+      ['a body that is not an object', 'echo', '"busybox:2"'],
+      ['nothing to change', 'echo', '{}'],
+      ['an unknown (misspelt) setting', 'echo', JSON.stringify({timeout: 5000})],
+      ['an image that is a docker flag', 'echo', JSON.stringify({image: '--privileged'})],
+      ['the host network', 'echo', JSON.stringify({network: 'host'})],
+      ['a timeout that is not whole milliseconds', 'echo', JSON.stringify({timeoutMs: '30s'})],
+      ['an invalid name', 'Bad_Name', JSON.stringify({image: 'busybox'})],
+    ]
+    for (const [why, name, body] of badPatches) {
+      it(`PATCH answers 400 for ${why}, changing nothing`, async () => {
+        const before = registry.add('echo')
+        const error = expectError(await send('PATCH', `/_amp/v1/functions/${name}`, {body}), 400, 'bad_request')
+        expect(error.message).to.not.equal('')
+        expect(registry.ops).to.deep.equal([])
+        expect(registry.specs.get('echo')).to.deep.equal(before)
+      })
+    }
+
+    it('PATCH while a call runs: the call keeps the settings it was dispatched with, the next call gets the new ones', async () => {
+      registry.add('echo', 'busybox:1')
+      let release!: () => void
+      const held = new Promise<void>((resolve) => (release = resolve))
+      dispatcher.answer = async (call) => {
+        if (call.spec.image === 'busybox:1') await held
+        return result(call, {stdout: Buffer.from(call.spec.image)})
+      }
+      const running = send('POST', '/echo', {body: 'x'})
+      while (dispatcher.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+      expect((await send('PATCH', '/_amp/v1/functions/echo', {body: '{"image":"busybox:2"}'})).status).to.equal(200)
+      const next = await send('POST', '/echo', {body: 'y'})
+      release()
+      expect((await running).body.toString()).to.equal('busybox:1')
+      expect(next.body.toString()).to.equal('busybox:2')
     })
 
     it('answers 503 registry_unavailable when etcd is down', async () => {
@@ -309,6 +372,7 @@ describe('http-api', () => {
       expectError(await send('GET', '/_amp/v1/functions'), 503, 'registry_unavailable')
       expectError(await send('PUT', '/_amp/v1/functions/x', {body: '{"image":"busybox"}'}), 503, 'registry_unavailable')
       expectError(await send('DELETE', '/_amp/v1/functions/x'), 503, 'registry_unavailable')
+      expectError(await send('PATCH', '/_amp/v1/functions/x', {body: '{"image":"busybox"}'}), 503, 'registry_unavailable')
       expectError(await send('POST', '/x', {body: 'in'}), 503, 'registry_unavailable')
       expect(dispatcher.calls).to.deep.equal([])
     })

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {createLogger, formatLine, type LoggerOptions} from '../../src/runtime/logger.js'
+import {createLogger, formatJsonLine, formatLine, type LoggerOptions} from '../../src/runtime/logger.js'
 
 const TIME = new Date('2024-05-06T07:08:09.010Z')
 
@@ -39,7 +39,51 @@ describe('logger', () => {
     })
   })
 
+  describe('formatJsonLine (--log-format json)', () => {
+    it('writes one JSON object per line: time, level, msg, then the fields, numbers as numbers', () => {
+      const line = formatJsonLine('info', 'call done', {call: 'c1', fn: 'demo', exit: 0, ms: 291, worker: 'w1', ok: true}, TIME)
+      expect(line.endsWith('\n')).to.equal(true)
+      expect(line.slice(0, -1)).not.to.contain('\n')
+      expect(JSON.parse(line)).to.deep.equal({
+        time: '2024-05-06T07:08:09.010Z',
+        level: 'info',
+        msg: 'call done',
+        call: 'c1',
+        fn: 'demo',
+        exit: 0,
+        ms: 291,
+        worker: 'w1',
+        ok: true,
+      })
+      expect(Object.keys(JSON.parse(line)).slice(0, 3)).to.deep.equal(['time', 'level', 'msg'])
+    })
+
+    it('keeps newlines inside values escaped, leaves out undefined fields, and lets no field replace time, level or msg', () => {
+      const line = formatJsonLine('error', 'failed', {error: 'boom\n{"level":"info"}', gone: undefined, level: 'debug', msg: 'forged'}, TIME)
+      expect(line.split('\n')).to.have.length(2)
+      expect(JSON.parse(line)).to.deep.equal({time: '2024-05-06T07:08:09.010Z', level: 'error', msg: 'failed', error: 'boom\n{"level":"info"}'})
+    })
+  })
+
   describe('createLogger', () => {
+    it('writes JSON lines with format json, with child fields and the level filter as for logfmt', () => {
+      const {lines, logger} = capture({format: 'json', level: 'info', fields: {worker: 'w1'}})
+      const child = logger.child({call: 'c1', fn: 'demo'})
+      child.debug('hidden')
+      child.info('call done', {exit: 3, ms: 12})
+      expect(lines).to.have.length(1)
+      expect(JSON.parse(lines[0])).to.deep.equal({
+        time: '2024-05-06T07:08:09.010Z',
+        level: 'info',
+        msg: 'call done',
+        worker: 'w1',
+        call: 'c1',
+        fn: 'demo',
+        exit: 3,
+        ms: 12,
+      })
+    })
+
     it('drops lines below its level (info by default)', () => {
       const {lines, logger} = capture()
       logger.debug('hidden')

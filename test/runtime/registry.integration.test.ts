@@ -116,6 +116,47 @@ describe('Registry against etcd (integration)', function () {
     expect(await registry.get('echo-two')).to.not.equal(undefined)
   })
 
+  describe('update', () => {
+    it('changes only the given settings in place, keeping createdAt and moving updatedAt', async () => {
+      const {spec: first} = await registry.put({...spec('echo', 'busybox:1'), timeoutMs: 500, network: 'bridge'}, false)
+      const updated = await registry.update('echo', {image: 'busybox:2'})
+      expect(updated).to.deep.equal({...first, image: 'busybox:2', updatedAt: '2024-01-01T00:00:02.000Z'})
+      expect(JSON.parse((await raw.get('/amp/v1/functions/echo').string())!)).to.deep.equal(updated)
+      const again = await registry.update('echo', {timeoutMs: 2000, network: 'none'})
+      expect(again).to.deep.include({image: 'busybox:2', timeoutMs: 2000, network: 'none', createdAt: first.createdAt})
+    })
+
+    it('returns undefined for a function that does not exist, and creates nothing', async () => {
+      expect(await registry.update('nope', {image: 'busybox:2'})).to.equal(undefined)
+      expect(await raw.get('/amp/v1/functions/nope').string()).to.equal(null)
+    })
+
+    it('keeps every one of concurrent updates of different settings (none is lost)', async () => {
+      for (let round = 0; round < 5; round++) {
+        await registry.put(spec('echo', 'busybox:1'), true)
+        await Promise.all([
+          registry.update('echo', {image: `busybox:${round + 2}`}),
+          registry.update('echo', {timeoutMs: 1000 + round}),
+          registry.update('echo', {network: `net${round}`}),
+        ])
+        expect(await registry.get('echo'), `round ${round}`).to.deep.include({
+          image: `busybox:${round + 2}`,
+          timeoutMs: 1000 + round,
+          network: `net${round}`,
+        })
+      }
+    })
+
+    it('never brings back a function removed while it was being updated', async () => {
+      for (let round = 0; round < 10; round++) {
+        await registry.put(spec('echo'), true)
+        const updates = Array.from({length: 5}, (_, i) => registry.update('echo', {image: `busybox:${i}`}))
+        await Promise.all([...updates, registry.remove('echo'), ...updates.map(() => registry.update('echo', {timeoutMs: 1000}))])
+        expect(await registry.get('echo'), `round ${round}`).to.equal(undefined)
+      }
+    })
+  })
+
   it('answers ping while etcd runs', async () => {
     expect(await registry.ping()).to.equal(true)
   })
@@ -152,6 +193,7 @@ describe('Registry against etcd (integration)', function () {
       await expectUnavailable(() => connected.list())
       await expectUnavailable(() => connected.put(spec('other'), false))
       await expectUnavailable(() => connected.remove('echo'))
+      await expectUnavailable(() => connected.update('echo', {image: 'busybox:2'}))
       expect(await connected.ping()).to.equal(false)
     })
 

@@ -6,6 +6,7 @@ import {fileURLToPath} from 'node:url'
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {request} from 'undici'
+import {AmpClient} from '../../src/runtime/client.js'
 import {AmpError} from '../../src/runtime/errors.js'
 import {createLogger, type Logger} from '../../src/runtime/logger.js'
 import {freePort, probeEtcd, probeNats} from '../../src/runtime/servers.js'
@@ -103,6 +104,19 @@ describe('startStack (integration)', function () {
     expect(await probeEtcd(etcdUrl)).to.equal('unreachable')
     expect(lines.join('')).to.include('nats-server stopped').and.include('etcd stopped')
     expect(lines.join('')).to.not.include('exited unexpectedly')
+  })
+
+  it('starts nats-server with JetStream, its store under <dataDir>/nats, so function logs are kept', async () => {
+    await requireDocker()
+    await ensureTestImages()
+    stack = await startStack(await options())
+    const client = new AmpClient({server: stack.listenerUrl})
+    await client.createFunction('demo', {image: TEST_IMAGES.title})
+    const result = await client.invoke('demo', Buffer.from('kept in jetstream'))
+    const lines = []
+    for await (const line of await client.logs('demo', {callId: result.callId})) lines.push(line.line)
+    expect(lines).to.deep.equal(['input kept in jetstream'])
+    expect(existsSync(path.join(dataDir, 'nats', 'jetstream')), 'JetStream store under <dataDir>/nats').to.equal(true)
   })
 
   it('keeps etcd data across restarts of the stack', async () => {

@@ -1,4 +1,7 @@
+import {Flags} from '@oclif/core'
+
 import {AmpCommand} from '../../base-command.js'
+import {formatTable, formatTime} from '../../render.js'
 import type {FunctionSpec} from '../../runtime/function-spec.js'
 import {formatDuration} from '../../runtime/validate.js'
 
@@ -8,11 +11,24 @@ export default class FunctionLs extends AmpCommand<typeof FunctionLs> {
   static override hiddenAliases = ['function:list', 'fn:list']
   static override examples = [
     {description: 'Show a table of the functions', command: '<%= config.bin %> function ls'},
+    {description: 'Print the names only, one per line, for scripts', command: '<%= config.bin %> fn ls -q'},
+    {description: 'Remove the functions whose names start with "ci-"', command: "<%= config.bin %> fn ls -q | grep '^ci-' | xargs -r <%= config.bin %> fn rm"},
     {description: 'Print them as a JSON array, for scripts', command: '<%= config.bin %> fn ls --json'},
   ]
 
+  static override flags = {
+    quiet: Flags.boolean({
+      char: 'q',
+      description: 'print only the names, one per line (nothing when there are none); --json output is the same with or without it',
+    }),
+  }
+
   async run(): Promise<FunctionSpec[]> {
     const functions = await this.createClient().listFunctions()
+    if (this.flags.quiet) {
+      for (const fn of functions) this.log(fn.name)
+      return functions
+    }
     if (functions.length === 0) {
       this.log('No functions. Create one with: amp function create NAME IMAGE')
       return functions
@@ -21,14 +37,7 @@ export default class FunctionLs extends AmpCommand<typeof FunctionLs> {
       ['NAME', 'IMAGE', 'TIMEOUT', 'NETWORK', 'UPDATED'],
       ...functions.map((fn) => [fn.name, fn.image, formatDuration(fn.timeoutMs), fn.network, formatTime(fn.updatedAt)]),
     ]
-    const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)))
-    for (const row of rows) this.log(row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd())
+    for (const line of formatTable(rows)) this.log(line)
     return functions
   }
-}
-
-/** "2025-01-31 14:05:09Z": UTC, to the second. */
-function formatTime(iso: string): string {
-  const time = new Date(iso)
-  return Number.isNaN(time.getTime()) ? iso : `${time.toISOString().slice(0, 19).replace('T', ' ')}Z`
 }

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {AmpCommand, settingFlag} from '../../base-command.js'
 import {formatSize} from '../../runtime/config.js'
 import {startListener} from '../../runtime/listener.js'
+import {notifySystemd} from '../../runtime/sd-notify.js'
 import {waitForShutdownSignal} from '../../runtime/signals.js'
 
 export default class ListenerStart extends AmpCommand<typeof ListenerStart> {
@@ -25,6 +26,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     nats: Flags.string(settingFlag('nats', 'NATS server URL(s), comma-separated')),
     etcd: Flags.string({...settingFlag('etcd', 'etcd URL(s), comma-separated or the flag repeated'), multiple: true}),
     'max-body': Flags.string(settingFlag('max-body', 'largest call input accepted (bigger ones get 413), e.g. 8MiB')),
+    'drain-timeout': Flags.string(settingFlag('drain-timeout', 'on SIGTERM, how long to wait for calls in flight, e.g. 30s')),
   }
 
   async run(): Promise<void> {
@@ -35,13 +37,16 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       nats: settings.nats,
       etcd: settings.etcd,
       maxBodyBytes: settings.maxBodyBytes,
+      drainTimeoutMs: settings.drainTimeoutMs,
       logger: this.createLogger(),
     })
     this.log(
       `amp listener ${listener.id} listening on ${listener.url} (NATS ${settings.nats}, etcd ${settings.etcd.join(',')}, max body ${formatSize(settings.maxBodyBytes)})`,
     )
+    await notifySystemd({ready: true, status: `listening on ${listener.url}`}, {logger: this.createLogger()})
     const signal = await waitForShutdownSignal()
     this.logToStderr(`amp: ${signal}: finishing the calls in flight (send it again to stop at once)`)
+    await notifySystemd({stopping: true, status: 'finishing the calls in flight'})
     await listener.close()
   }
 }

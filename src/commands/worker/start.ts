@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {AmpCommand, settingFlag} from '../../base-command.js'
 import {PULL_POLICIES} from '../../runtime/config.js'
 import {waitForShutdownSignal} from '../../runtime/signals.js'
+import {notifySystemd} from '../../runtime/sd-notify.js'
 import {startWorker} from '../../runtime/worker.js'
 
 export default class WorkerStart extends AmpCommand<typeof WorkerStart> {
@@ -25,6 +26,15 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       ...settingFlag('pull', 'when to pull a function image: missing (if not on this machine), never or always'),
       options: [...PULL_POLICIES],
     }),
+    'drain-timeout': Flags.string(
+      settingFlag('drain-timeout', 'on SIGTERM, how long to wait for calls in flight before killing their containers, e.g. 30s'),
+    ),
+    'metrics-port': Flags.integer({
+      ...settingFlag('metrics-port', 'serve /metrics, /health/live and /health/ready on this port (0 picks a free one)'),
+      min: 0,
+      max: 65_535,
+    }),
+    'metrics-host': Flags.string(settingFlag('metrics-host', 'address of the metrics port (0.0.0.0 for all interfaces)')),
   }
 
   async run(): Promise<void> {
@@ -34,11 +44,17 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       concurrency: settings.concurrency,
       docker: settings.docker,
       pull: settings.pull,
+      drainTimeoutMs: settings.drainTimeoutMs,
+      metricsPort: settings.metricsPort,
+      metricsHost: settings.metricsHost,
       logger: this.createLogger(),
     })
-    this.log(`amp worker ${worker.id} taking calls from ${settings.nats} (concurrency ${settings.concurrency}, pull ${settings.pull})`)
+    const metrics = worker.metricsUrl ? `, metrics ${worker.metricsUrl}/metrics` : ''
+    this.log(`amp worker ${worker.id} taking calls from ${settings.nats} (concurrency ${settings.concurrency}, pull ${settings.pull}${metrics})`)
+    await notifySystemd({ready: true, status: `taking calls from ${settings.nats}`}, {logger: this.createLogger()})
     const signal = await waitForShutdownSignal()
     this.logToStderr(`amp: ${signal}: finishing the calls in flight (send it again to stop at once)`)
+    await notifySystemd({stopping: true, status: 'finishing the calls in flight'})
     await worker.close()
   }
 }

@@ -54,6 +54,26 @@ describe('amp function ls', () => {
     expect(JSON.parse(stdout)).to.deep.equal([])
   })
 
+  it('prints only the names, one per line, with -q', async () => {
+    fake.add('zeta')
+    fake.add('alpha')
+    const {stdout, exitCode} = await runAmp(['fn', 'ls', '-q', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.equal('alpha\nzeta\n')
+  })
+
+  it('prints nothing at all with --quiet when there are no functions (no hint for a script to trip on)', async () => {
+    const {stdout, exitCode} = await runAmp(['fn', 'ls', '--quiet', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.equal('')
+  })
+
+  it('prints the same JSON with -q as without it', async () => {
+    const spec = fake.add('test')
+    const {stdout} = await runAmp(['fn', 'ls', '-q', '--json', '--server', fake.url])
+    expect(JSON.parse(stdout)).to.deep.equal([spec])
+  })
+
   it('exits 101 with one clear line when no listener runs there', async () => {
     const url = fake.url
     await fake.close()

@@ -1,0 +1,37 @@
+import {Args} from '@oclif/core'
+
+import {AmpCommand} from '../../base-command.js'
+import {formatTable, formatTime} from '../../render.js'
+import type {FunctionSpec} from '../../runtime/function-spec.js'
+import {formatDuration} from '../../runtime/validate.js'
+
+export default class FunctionInspect extends AmpCommand<typeof FunctionInspect> {
+  static override summary = "Show all of a function's settings"
+  static override description = `Prints the image, timeout, network, creation and last change time of the function, and the URL that calls it.
+With --json, prints the function as the listener stores it: {name, image, timeoutMs, network, createdAt, updatedAt}.`
+  static override aliases = ['fn:inspect']
+  static override examples = [
+    {description: 'Show the settings of "test"', command: '<%= config.bin %> function inspect test'},
+    {description: 'Get its image in a script', command: '<%= config.bin %> fn inspect test --json | jq -r .image'},
+  ]
+
+  static override args = {
+    name: Args.string({description: 'name of the function', required: true}),
+  }
+
+  async run(): Promise<FunctionSpec> {
+    const client = this.createClient()
+    const spec = await client.getFunction(this.args.name)
+    const rows = [
+      ['Name:', spec.name],
+      ['Image:', spec.image],
+      ['Timeout:', formatDuration(spec.timeoutMs)],
+      ['Network:', spec.network],
+      ['Created:', formatTime(spec.createdAt)],
+      ['Updated:', formatTime(spec.updatedAt)],
+      ['Call:', `POST ${client.server}/${spec.name}`],
+    ]
+    for (const line of formatTable(rows)) this.log(line)
+    return spec
+  }
+}

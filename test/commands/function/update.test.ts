@@ -1,0 +1,88 @@
+import {expect} from 'chai'
+
+import type {FunctionSpec} from '../../../src/runtime/function-spec.js'
+import {type FakeListener, startFakeListener} from '../../helpers/fake-listener.js'
+import {isolateEnvironment, runAmp} from '../../helpers/run-amp.js'
+
+describe('amp function update', () => {
+  isolateEnvironment()
+  let fake: FakeListener
+  beforeEach(async () => {
+    fake = await startFakeListener()
+  })
+  afterEach(() => fake.close())
+
+  it('sends only the settings given, in one PATCH, and says what the function is now', async () => {
+    fake.add('test', 'my/image:1', 30_000)
+    const {stdout, exitCode} = await runAmp(['function', 'update', 'test', '--image', 'my/image:2', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.equal(
+      'Updated function test (image my/image:2, timeout 30s, network none); calls already running finish with the previous settings\n',
+    )
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).to.deep.equal(['PATCH /_amp/v1/functions/test'])
+    expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({image: 'my/image:2'})
+  })
+
+  it('takes --timeout as a duration and --network, as amp fn update', async () => {
+    fake.add('test')
+    const {exitCode} = await runAmp(['fn', 'update', 'test', '--timeout', '1m30s', '--network', 'bridge', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({timeoutMs: 90_000, network: 'bridge'})
+    expect(fake.functions.get('test')).to.include({image: 'busybox:1.36', timeoutMs: 90_000, network: 'bridge'})
+  })
+
+  it('prints the function as stored after the change with --json', async () => {
+    const before = fake.add('test')
+    const {stdout, exitCode} = await runAmp<FunctionSpec>(['fn', 'update', 'test', '--image', 'my/image:2', '--json', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(JSON.parse(stdout)).to.deep.equal({...before, image: 'my/image:2', updatedAt: '2025-02-01T09:30:00.000Z'})
+  })
+
+  it('never takes a setting from AMP_TIMEOUT or the config file: only what is typed changes a function', async () => {
+    fake.add('test')
+    process.env.AMP_TIMEOUT = '5s'
+    const {exitCode} = await runAmp(['fn', 'update', 'test', '--image', 'my/image:2', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({image: 'my/image:2'})
+  })
+
+  it('exits 2, asking nothing of the listener, when there is nothing to change', async () => {
+    fake.add('test')
+    const {error, exitCode} = await runAmp(['fn', 'update', 'test', '--server', fake.url])
+    expect(exitCode).to.equal(2)
+    expect(error?.message).to.equal('nothing to update: give --image, --timeout or --network')
+    expect(error?.suggestions).to.deep.equal(['See the current settings with: amp function inspect test'])
+    expect(fake.requests).to.deep.equal([])
+  })
+
+  const refused: Array<[string, string[], RegExp]> = [
+    ['an image docker would read as a flag', ['--image=--privileged'], /invalid image reference "--privileged"/],
+    ['the host network', ['--network', 'host'], /invalid network "host"/],
+    ['a bad duration', ['--timeout', '10min'], /invalid duration "10min"/],
+    ['a timeout over 24h', ['--timeout', '25h'], /at most 24h/],
+  ]
+  for (const [what, flags, message] of refused) {
+    it(`exits 2 on ${what}, changing nothing`, async () => {
+      const before = fake.add('test')
+      const {error, exitCode} = await runAmp(['fn', 'update', 'test', ...flags, '--server', fake.url])
+      expect(exitCode).to.equal(2)
+      expect(error?.message).to.match(message)
+      expect(fake.requests).to.deep.equal([])
+      expect(fake.functions.get('test')).to.deep.equal(before)
+    })
+  }
+
+  it('exits 102 with a hint when there is no such function, and creates none', async () => {
+    const {error, exitCode} = await runAmp(['fn', 'update', 'nope', '--image', 'my/image:2', '--server', fake.url])
+    expect(exitCode).to.equal(102)
+    expect(error?.message).to.equal('no function named nope')
+    expect(error?.suggestions).to.deep.equal(['See the registered functions with: amp function ls'])
+    expect(fake.functions.has('nope')).to.equal(false)
+  })
+
+  it('prints a JSON error with the code and exit under --json', async () => {
+    const {stdout, exitCode} = await runAmp(['fn', 'update', 'nope', '--image', 'my/image:2', '--json', '--server', fake.url])
+    expect(exitCode).to.equal(102)
+    expect(JSON.parse(stdout).error).to.include({code: 'function_not_found', exit: 102})
+  })
+})

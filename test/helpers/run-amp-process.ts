@@ -1,0 +1,69 @@
+/**
+ * `amp` as its own process (bin/dev.js), with pipes or on a pseudo-terminal, for what only a real
+ * process shows: whether its output is coloured or has a spinner, and shell completion.
+ */
+import {execa, type ResultPromise} from 'execa'
+import {readFileSync} from 'node:fs'
+import {fileURLToPath} from 'node:url'
+
+export const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
+
+/** ANSI escape sequences: colour, cursor movement, line erasing (what a spinner needs). */
+export const ANSI_ESCAPE = /\u001B\[/
+
+/** A clean environment: no FORCE_COLOR, NO_COLOR or AMP_* from the shell that runs the tests. */
+export function cleanEnv(home: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, NODE_EXTRA_CA_CERTS: '', TERM: 'xterm-256color', ...extra}
+}
+
+/** Runs amp with stdin, stdout and stderr on pipes (as in a script or CI), and waits for it; stdin is `input`, or empty. */
+export async function ampPiped(args: string[], env: Record<string, string>, input = '') {
+  const result = await execa('node', [DEV, ...args], {reject: false, extendEnv: false, env, input, stripFinalNewline: false})
+  return {exitCode: result.exitCode, stdout: String(result.stdout), stderr: String(result.stderr)}
+}
+
+/** True when util-linux `script` can give a command a pseudo-terminal. */
+export async function hasScript(): Promise<boolean> {
+  const result = await execa('script', ['--version'], {reject: false})
+  return result.exitCode === 0
+}
+
+/**
+ * Starts amp on a pseudo-terminal (util-linux `script`): its stdin, stdout and stderr are a TTY,
+ * and everything it writes comes back on `output()`, stdout and stderr together.
+ */
+export interface TerminalRun {
+  /** Resolves when amp (and script) exit. */
+  child: Promise<unknown>
+  output: () => string
+  /** Sends a signal to amp itself (script's child), as Ctrl-C on the terminal would. */
+  signal: (signal: NodeJS.Signals) => void
+}
+
+/** `columns`: the terminal's width; `script` gives a terminal of width 0 unless told. */
+export function ampOnTerminal(args: string[], env: Record<string, string>, options: {columns?: number} = {}): TerminalRun {
+  const size = options.columns ? `stty cols ${options.columns} rows 40 && ` : ''
+  const command = size + ['exec', 'node', DEV, ...args].map(shellQuote).join(' ')
+  const child: ResultPromise = execa('script', ['--quiet', '--return', '--command', command, '/dev/null'], {
+    reject: false,
+    extendEnv: false,
+    env,
+    stdin: 'ignore',
+  })
+  let output = ''
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  return {
+    child,
+    output: () => output,
+    signal(signal) {
+      const children = readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)
+      for (const pid of children) process.kill(Number(pid), signal)
+    },
+  }
+}
+
+/** Quotes one word for `script --command` (which runs it with the shell). */
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`
+}
