@@ -106,6 +106,15 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
     return createLogger({...options, level: this.flags.verbose ? 'debug' : 'info', format: this.settings.logFormat})
   }
 
+  /**
+   * Tells that a daemon is ready: its human lines, or with --json one JSON object on one line of
+   * stdout (daemons run until stopped, so this is their --json output; docs/json.md).
+   */
+  protected announceReady(json: Record<string, unknown>, human: string): void {
+    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ready: true, ...json})}\n`)
+    else this.log(human)
+  }
+
   protected createClient(): AmpClient {
     return new AmpClient({
       server: this.settings.server,

@@ -10,8 +10,6 @@ export default class Up extends AmpCommand<typeof Up> {
   static override summary = 'Run the whole stack on this machine until Ctrl-C'
   static override description = `Starts nats-server and etcd from PATH unless they are already reachable (etcd keeps its data under <%= config.dataDir %>), plus a listener and a worker in this process.
 Ctrl-C (or SIGTERM) stops all of it cleanly.`
-  // Runs until stopped: there is nothing to print as JSON.
-  static override enableJsonFlag = false
   static override examples = [
     {description: 'Start everything with the defaults (listener on http://127.0.0.1:4242)', command: '<%= config.bin %> up'},
     {description: 'Use a NATS server that already runs elsewhere, and another port', command: '<%= config.bin %> up --nats nats://10.0.0.5:4222 --port 8080'},
@@ -50,7 +48,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
 
     let stack: Stack
     // Progress only on a terminal that has a width: listr2 would draw one letter per line on a width of 0.
-    if (process.stdout.isTTY && process.stdout.columns > 0) {
+    if (process.stdout.isTTY && process.stdout.columns > 0 && !this.jsonEnabled()) {
       const tasks = new Listr<{stack?: Stack}>(
         [
           {
@@ -78,13 +76,22 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
     }
 
     const origin = (started: boolean, log?: string) => (started ? `started by amp${log ? `, log ${log}` : ''}` : 'already running')
-    this.log(`amp is up:
+    const server = (url: string, started: boolean, log?: string) => ({url, started, log: log ?? null})
+    this.announceReady(
+      {
+        listener: {url: stack.listenerUrl},
+        nats: server(stack.natsUrl, stack.startedNats, stack.natsLog),
+        etcd: server(stack.etcdUrl, stack.startedEtcd, stack.etcdLog),
+        worker: {concurrency: settings.concurrency, docker: settings.docker, pull: settings.pull},
+      },
+      `amp is up:
   listener  ${stack.listenerUrl}
   NATS      ${stack.natsUrl} (${origin(stack.startedNats, stack.natsLog)})
   etcd      ${stack.etcdUrl} (${origin(stack.startedEtcd, stack.etcdLog)})
   worker    in this process, ${settings.concurrency} containers at once (docker: ${settings.docker}, pull: ${settings.pull})
 Try: amp function create hello IMAGE && echo hi | amp function invoke hello
-Press Ctrl-C to stop.`)
+Press Ctrl-C to stop.`,
+    )
     const signal = await waitForShutdownSignal()
     this.logToStderr(`amp: ${signal}: stopping the listener, the worker${stack.startedNats || stack.startedEtcd ? ' and the servers amp started' : ''} (send it again to stop at once)`)
     await stack.close()

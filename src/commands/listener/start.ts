@@ -10,8 +10,6 @@ export default class ListenerStart extends AmpCommand<typeof ListenerStart> {
   static override summary = 'Run the HTTP listener until SIGINT or SIGTERM'
   static override description = `Serves POST /<function> (one call, answered when it is done) and the function API under /_amp/v1/, keeps functions in etcd and sends calls to the workers over NATS.
 On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0.`
-  // Runs until stopped: there is nothing to print as JSON.
-  static override enableJsonFlag = false
   static override examples = [
     {description: 'Listen on 127.0.0.1:4242 with local NATS and etcd', command: '<%= config.bin %> listener start'},
     {
@@ -40,7 +38,8 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       drainTimeoutMs: settings.drainTimeoutMs,
       logger: this.createLogger(),
     })
-    this.log(
+    this.announceReady(
+      {listener: {id: listener.id, url: listener.url}, nats: settings.nats, etcd: settings.etcd, maxBodyBytes: settings.maxBodyBytes},
       `amp listener ${listener.id} listening on ${listener.url} (NATS ${settings.nats}, etcd ${settings.etcd.join(',')}, max body ${formatSize(settings.maxBodyBytes)})`,
     )
     await notifySystemd({ready: true, status: `listening on ${listener.url}`}, {logger: this.createLogger()})

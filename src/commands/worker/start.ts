@@ -10,8 +10,6 @@ export default class WorkerStart extends AmpCommand<typeof WorkerStart> {
   static override summary = 'Run a worker until SIGINT or SIGTERM'
   static override description = `Takes calls from NATS and runs each in a fresh container (docker run -i --rm).
 On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0. Run it under systemd on each machine with Docker.`
-  // Runs until stopped: there is nothing to print as JSON.
-  static override enableJsonFlag = false
   static override examples = [
     {description: 'Run up to 4 containers at once, with local NATS', command: '<%= config.bin %> worker start'},
     {description: 'Use a NATS cluster and run 16 at once', command: '<%= config.bin %> worker start --nats nats://n1:4222,nats://n2:4222 --concurrency 16'},
@@ -50,7 +48,16 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       logger: this.createLogger(),
     })
     const metrics = worker.metricsUrl ? `, metrics ${worker.metricsUrl}/metrics` : ''
-    this.log(`amp worker ${worker.id} taking calls from ${settings.nats} (concurrency ${settings.concurrency}, pull ${settings.pull}${metrics})`)
+    this.announceReady(
+      {
+        worker: {id: worker.id, metricsUrl: worker.metricsUrl ?? null},
+        nats: settings.nats,
+        concurrency: settings.concurrency,
+        docker: settings.docker,
+        pull: settings.pull,
+      },
+      `amp worker ${worker.id} taking calls from ${settings.nats} (concurrency ${settings.concurrency}, pull ${settings.pull}${metrics})`,
+    )
     await notifySystemd({ready: true, status: `taking calls from ${settings.nats}`}, {logger: this.createLogger()})
     const signal = await waitForShutdownSignal()
     this.logToStderr(`amp: ${signal}: finishing the calls in flight (send it again to stop at once)`)
