@@ -7,11 +7,11 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {startListener, type Listener} from '../../src/runtime/listener.js'
-import {startWorker, type Worker} from '../../src/runtime/worker.js'
 import {silentLogger} from '../../src/runtime/logger.js'
 import {EXIT} from '../../src/runtime/errors.js'
-import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
-import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
+import {TEST_IMAGES} from '../helpers/images.js'
+import {startNats, type ServiceHandle} from '../helpers/services.js'
+import {startTestStack, type TestStack} from '../helpers/stack.js'
 
 const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
@@ -21,10 +21,9 @@ const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
  */
 describe('amp CLI against a running stack', function () {
   this.timeout(180_000)
-  let nats: ServiceHandle
+  let stack: TestStack
   let etcd: ServiceHandle
   let listener: Listener
-  let worker: Worker
   let dir: string
 
   const amp = async (args: string[], options: {input?: string | Buffer; inputFile?: string; server?: string} = {}) => {
@@ -40,18 +39,13 @@ describe('amp CLI against a running stack', function () {
   }
 
   before(async () => {
-    await requireDocker()
-    await ensureTestImages()
     dir = mkdtempSync(path.join(tmpdir(), 'amp-cli-'))
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    worker = await startWorker({nats: nats.url, concurrency: 4, docker: DOCKER, logger: silentLogger})
-    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
+    stack = await startTestStack()
+    ;({etcd, listener} = stack)
   })
 
   after(async () => {
-    await listener?.close()
-    await worker?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
+    await stack?.stop()
     rmSync(dir, {recursive: true, force: true})
   })
 

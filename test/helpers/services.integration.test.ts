@@ -6,6 +6,7 @@ import {execa} from 'execa'
 import {probeEtcd, probeNats} from '../../src/runtime/servers.js'
 import {DOCKER, requireDocker, startEtcd, startNats} from './services.js'
 import {ensureTestImages, TEST_IMAGES} from './images.js'
+import {waitFor} from './wait.js'
 
 describe('test helpers (integration)', () => {
   describe('startNats', () => {
@@ -16,7 +17,7 @@ describe('test helpers (integration)', () => {
         expect(await probeNats(nats.url)).to.equal(true)
 
         nats.kill('SIGKILL')
-        await waitFor(async () => !(await probeNats(nats.url)))
+        await waitFor('nats-server to stop answering', async () => (await probeNats(nats.url)) ? undefined : true, 5000, 50)
         await nats.restart()
         expect(await probeNats(nats.url)).to.equal(true)
       } finally {
@@ -117,11 +118,3 @@ describe('test helpers (integration)', () => {
     })
   })
 })
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}

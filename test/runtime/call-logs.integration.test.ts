@@ -10,6 +10,7 @@ import {createLogger, silentLogger} from '../../src/runtime/logger.js'
 import {startWorker, type Worker} from '../../src/runtime/worker.js'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
+import {startTestStack, type TestStack} from '../helpers/stack.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -34,29 +35,20 @@ async function nextLine(iterator: AsyncIterator<LogLine>, ms = 15_000): Promise<
 
 describe('per-call logs: worker, JetStream, listener', function () {
   this.timeout(120_000)
+  let stack: TestStack
   let nats: ServiceHandle
-  let etcd: ServiceHandle
-  let listener: Listener
   let worker: Worker
   let client: AmpClient
 
   before(async () => {
-    await requireDocker()
-    await ensureTestImages()
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    worker = await startWorker({nats: nats.url, concurrency: 4, docker: DOCKER, logger: silentLogger})
-    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
-    client = new AmpClient({server: listener.url})
+    stack = await startTestStack()
+    ;({nats, worker, client} = stack)
     await client.createFunction('echo', {image: TEST_IMAGES.stderr})
     await client.createFunction('drip', {image: TEST_IMAGES.drip})
     await client.createFunction('quiet', {image: TEST_IMAGES.cat})
   })
 
-  after(async () => {
-    await listener?.close()
-    await worker?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
-  })
+  after(() => stack?.stop())
 
   it('the worker creates the AMP_LOGS stream with the documented limits', async () => {
     const nc = await connect({servers: nats.url})

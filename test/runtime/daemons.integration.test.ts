@@ -7,12 +7,13 @@ import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {startListener, type Listener} from '../../src/runtime/listener.js'
+import type {Listener} from '../../src/runtime/listener.js'
 import {freePort, probeEtcd, probeNats} from '../../src/runtime/servers.js'
-import {startWorker} from '../../src/runtime/worker.js'
-import {silentLogger} from '../../src/runtime/logger.js'
+import {containers} from '../helpers/containers.js'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
-import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
+import {DOCKER, requireDocker, type ServiceHandle} from '../helpers/services.js'
+import {createFunction, startTestStack, type StackWithoutWorker} from '../helpers/stack.js'
+import {waitFor} from '../helpers/wait.js'
 
 const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
@@ -51,49 +52,26 @@ async function post(url: string, body: string) {
   return {status: res.statusCode, text, ms: Date.now() - started, callId: String(res.headers['amp-call-id'])}
 }
 
-async function containers(filter: string): Promise<string[]> {
-  const {stdout} = await execa(DOCKER, ['ps', '--all', '--quiet', '--filter', filter])
-  return stdout.split('\n').filter(Boolean)
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, withinMs = 20_000): Promise<T> {
-  const until = Date.now() + withinMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
-
 describe('daemons as processes: crash and graceful stop', function () {
   this.timeout(120_000)
+  let stack: StackWithoutWorker
   let nats: ServiceHandle
   let etcd: ServiceHandle
   let listener: Listener
 
   before(async () => {
-    await requireDocker()
-    await ensureTestImages()
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
+    // The workers are daemons the tests start, as processes.
+    stack = await startTestStack({worker: false, docker: true})
+    ;({nats, etcd, listener} = stack)
     for (const [name, image, timeoutMs] of [
       ['hang', TEST_IMAGES.sleep, 120_000],
       ['slow', TEST_IMAGES.slow, 30_000],
     ] as const) {
-      const res = await request(`${listener.url}/_amp/v1/functions/${name}?replace=true`, {
-        method: 'PUT',
-        body: JSON.stringify({image, timeoutMs}),
-      })
-      expect(res.statusCode).to.be.oneOf([200, 201])
-      await res.body.dump()
+      await createFunction(listener, name, {image, timeoutMs})
     }
   })
 
-  after(async () => {
-    await listener?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
-  })
+  after(() => stack?.stop())
 
   it('answers 502 within a few seconds when the worker is killed mid-call, and the next worker removes its container', async () => {
     const {child} = await daemon(['worker', 'start', '--nats', nats.url, '--docker', DOCKER])
@@ -111,7 +89,7 @@ describe('daemons as processes: crash and graceful stop', function () {
     expect(waited, 'ms from kill -9 to the answer').to.be.below(6000)
 
     // The function ignores stdin, so its container outlives the worker; the next worker on this host removes it.
-    const next = await startWorker({nats: nats.url, concurrency: 1, docker: DOCKER, logger: silentLogger})
+    const next = await stack.addWorker({concurrency: 1})
     try {
       expect(await containers(`id=${container}`)).to.deep.equal([])
       expect(await containers(`label=amp.call=${res.callId}`)).to.deep.equal([])
@@ -139,7 +117,7 @@ describe('daemons as processes: crash and graceful stop', function () {
   })
 
   it('on SIGTERM, a listener finishes the call in flight, then exits 0', async () => {
-    const worker = await startWorker({nats: nats.url, concurrency: 2, docker: DOCKER, logger: silentLogger})
+    const worker = await stack.addWorker({concurrency: 2})
     try {
       const {child, stderr} = await daemon([
         'listener',

@@ -1,32 +1,14 @@
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
-import {execa} from 'execa'
 import {request} from 'undici'
 
-import {startListener, type Listener} from '../../src/runtime/listener.js'
-import {startWorker, type Worker} from '../../src/runtime/worker.js'
-import {silentLogger} from '../../src/runtime/logger.js'
-import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
-import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
+import type {Listener} from '../../src/runtime/listener.js'
+import type {Worker} from '../../src/runtime/worker.js'
+import {containers, containersOfCall, expectNoContainer} from '../helpers/containers.js'
+import {TEST_IMAGES} from '../helpers/images.js'
+import {createFunction, startTestStack, type StackWithoutWorker, type TestStack} from '../helpers/stack.js'
 
 const MiB = 1024 * 1024
-
-/** Containers amp started for one call (by label), running or not. */
-export async function containersOfCall(callId: string): Promise<string[]> {
-  const {stdout} = await execa(DOCKER, ['ps', '--all', '--quiet', '--filter', `label=amp.call=${callId}`])
-  return stdout.split('\n').filter(Boolean)
-}
-
-/** Waits until no container of the call exists (docker removes --rm containers just after they exit). */
-export async function expectNoContainer(callId: string, withinMs = 5000): Promise<void> {
-  const until = Date.now() + withinMs
-  let left = await containersOfCall(callId)
-  while (left.length > 0 && Date.now() < until) {
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    left = await containersOfCall(callId)
-  }
-  expect(left, `containers left by call ${callId}`).to.deep.equal([])
-}
 
 async function call(url: string, body: Uint8Array | string, headers: Record<string, string> = {}) {
   const res = await request(url, {method: 'POST', body, headers})
@@ -34,28 +16,16 @@ async function call(url: string, body: Uint8Array | string, headers: Record<stri
   return {status: res.statusCode, headers: res.headers, body: data, json: () => JSON.parse(data.toString('utf8'))}
 }
 
-async function createFunction(listener: Listener, name: string, body: Record<string, unknown>) {
-  const res = await request(`${listener.url}/_amp/v1/functions/${name}?replace=true`, {
-    method: 'PUT',
-    body: JSON.stringify(body),
-  })
-  expect(res.statusCode, await res.body.text()).to.be.oneOf([200, 201])
-}
-
 describe('end to end: listener, NATS, worker, docker', function () {
   this.timeout(120_000)
-  let nats: ServiceHandle
-  let etcd: ServiceHandle
+  let stack: TestStack
   let listener: Listener
   let worker: Worker
 
   before(async () => {
-    await requireDocker()
-    await ensureTestImages()
     // A default nats-server: max_payload is 1 MiB, so 8 MiB bodies must travel in chunks.
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    worker = await startWorker({nats: nats.url, concurrency: 4, docker: DOCKER, logger: silentLogger})
-    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
+    stack = await startTestStack()
+    ;({listener, worker} = stack)
     await createFunction(listener, 'cat', {image: TEST_IMAGES.cat})
     await createFunction(listener, 'fail', {image: TEST_IMAGES.fail})
     await createFunction(listener, 'stderr', {image: TEST_IMAGES.stderr})
@@ -64,11 +34,7 @@ describe('end to end: listener, NATS, worker, docker', function () {
     await createFunction(listener, 'missing', {image: 'amp-test/does-not-exist:1'})
   })
 
-  after(async () => {
-    await listener?.close()
-    await worker?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
-  })
+  after(() => stack?.stop())
 
   it('answers 200 with the function stdout and the call id, exit code and worker in headers', async () => {
     const res = await call(`${listener.url}/title`, 'hello amp functions\n')
@@ -171,8 +137,7 @@ describe('end to end: listener, NATS, worker, docker', function () {
     const until = Date.now() + 5000
     let left: string[] = []
     do {
-      const {stdout} = await execa(DOCKER, ['ps', '--all', '--quiet', '--filter', `label=amp.worker=${worker.id}`])
-      left = stdout.split('\n').filter(Boolean)
+      left = await containers(`label=amp.worker=${worker.id}`)
       if (left.length > 0) await new Promise((resolve) => setTimeout(resolve, 200))
     } while (left.length > 0 && Date.now() < until)
     expect(left).to.deep.equal([])
@@ -181,20 +146,16 @@ describe('end to end: listener, NATS, worker, docker', function () {
 
 describe('end to end: no worker', function () {
   this.timeout(60_000)
-  let nats: ServiceHandle
-  let etcd: ServiceHandle
+  let stack: StackWithoutWorker
   let listener: Listener
 
   before(async () => {
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
+    stack = await startTestStack({worker: false})
+    ;({listener} = stack)
     await createFunction(listener, 'cat', {image: TEST_IMAGES.cat})
   })
 
-  after(async () => {
-    await listener?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
-  })
+  after(() => stack?.stop())
 
   it('answers 503 with Retry-After at once when no worker is running', async () => {
     const started = Date.now()
@@ -209,29 +170,17 @@ describe('end to end: no worker', function () {
 
 describe('end to end: several listeners and workers', function () {
   this.timeout(120_000)
-  let nats: ServiceHandle
-  let etcd: ServiceHandle
-  const listeners: Listener[] = []
-  const workers: Worker[] = []
+  let stack: TestStack
+  let listeners: Listener[]
+  let workers: Worker[]
 
   before(async () => {
-    await requireDocker()
-    await ensureTestImages()
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    for (let i = 0; i < 2; i++) {
-      workers.push(await startWorker({nats: nats.url, concurrency: 3, docker: DOCKER, logger: silentLogger}))
-      listeners.push(
-        await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger}),
-      )
-    }
+    stack = await startTestStack({worker: {concurrency: 3}, workers: 2, listeners: 2})
+    ;({listeners, workers} = stack)
     await createFunction(listeners[0], 'cat', {image: TEST_IMAGES.cat})
   })
 
-  after(async () => {
-    for (const listener of listeners) await listener.close()
-    for (const worker of workers) await worker.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
-  })
+  after(() => stack?.stop())
 
   it('gives each call its own answer, spreading calls over the workers, whichever listener takes it', async () => {
     const inputs = Array.from({length: 24}, (_, i) => `call ${i} ${randomBytes(6).toString('hex')}`)

@@ -7,14 +7,15 @@ import {execa, type ResultPromise} from 'execa'
 import {fileURLToPath} from 'node:url'
 import {request} from 'undici'
 
-import {startListener, type Listener} from '../../src/runtime/listener.js'
-import {silentLogger} from '../../src/runtime/logger.js'
+import type {Listener} from '../../src/runtime/listener.js'
 import {Registry} from '../../src/runtime/metrics.js'
-import {startWorker, type Worker} from '../../src/runtime/worker.js'
-import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
+import type {Worker} from '../../src/runtime/worker.js'
+import {TEST_IMAGES} from '../helpers/images.js'
 import {startNotifySocket} from '../helpers/notify-socket.js'
 import {sample} from '../helpers/prometheus.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
+import {createFunction, startTestStack, type TestStack} from '../helpers/stack.js'
+import {waitFor as eventually} from '../helpers/wait.js'
 
 const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
@@ -29,17 +30,6 @@ async function post(url: string, body: string) {
   return {status: res.statusCode, text: await res.body.text(), headers: res.headers}
 }
 
-/** Polls until `probe` returns a value; generous bound, only to keep a broken test from hanging. */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, withinMs = 20_000): Promise<T> {
-  const until = Date.now() + withinMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-}
-
 /** Waits for a readiness endpoint to answer `status`, and returns its body. */
 function readyBecomes(url: string, status: number) {
   return eventually(`${url} to answer ${status}`, async () => {
@@ -50,43 +40,26 @@ function readyBecomes(url: string, status: number) {
 
 describe('health and metrics (integration)', function () {
   this.timeout(120_000)
+  let stack: TestStack
   let nats: ServiceHandle
   let etcd: ServiceHandle
   let listener: Listener
   let worker: Worker
-  let listenerMetrics: Registry
 
   before(async () => {
-    await requireDocker()
-    await ensureTestImages()
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    listenerMetrics = new Registry()
-    listener = await startListener({
-      host: '127.0.0.1',
-      port: 0,
-      nats: nats.url,
-      etcd: [etcd.url],
-      logger: silentLogger,
-      metricsRegistry: listenerMetrics,
-    })
-    worker = await startWorker({nats: nats.url, concurrency: 2, docker: DOCKER, logger: silentLogger, metricsPort: 0})
+    stack = await startTestStack({worker: {concurrency: 2, metricsPort: 0}, listener: {metricsRegistry: new Registry()}})
+    ;({nats, etcd, listener, worker} = stack)
     for (const [name, image, timeoutMs] of [
       ['cat', TEST_IMAGES.cat, 30_000],
       ['fail', TEST_IMAGES.fail, 30_000],
       ['hang', TEST_IMAGES.sleep, 1000],
       ['slow', TEST_IMAGES.slow, 30_000],
     ] as const) {
-      const res = await request(`${listener.url}/_amp/v1/functions/${name}?replace=true`, {method: 'PUT', body: JSON.stringify({image, timeoutMs})})
-      expect(res.statusCode).to.be.oneOf([200, 201])
-      await res.body.dump()
+      await createFunction(listener, name, {image, timeoutMs})
     }
   })
 
-  after(async () => {
-    await worker?.close()
-    await listener?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
-  })
+  after(() => stack?.stop())
 
   it('listener: live and ready while NATS and etcd answer', async () => {
     expect((await get(`${listener.url}/_amp/v1/health/live`)).status).to.equal(200)
@@ -179,7 +152,7 @@ describe('health and metrics (integration)', function () {
   })
 
   it('worker: not ready while draining, and its slot count shows the call it finishes', async () => {
-    const other = await startWorker({nats: nats.url, concurrency: 1, docker: DOCKER, logger: silentLogger, metricsPort: 0})
+    const other = await stack.addWorker({concurrency: 1})
     // Only `other` may take the call: stop the suite's worker from taking it by closing it and starting it again after.
     await worker.close()
     try {
@@ -200,7 +173,7 @@ describe('health and metrics (integration)', function () {
       expect(await get(`${other.metricsUrl}/health/live`).then(() => 'served', () => 'refused')).to.equal('refused')
     } finally {
       await other.close()
-      worker = await startWorker({nats: nats.url, concurrency: 2, docker: DOCKER, logger: silentLogger, metricsPort: 0})
+      worker = await stack.addWorker()
     }
   })
 })

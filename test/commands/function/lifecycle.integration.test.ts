@@ -1,33 +1,21 @@
 import {expect} from 'chai'
-import {execa} from 'execa'
 import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 
-import {AmpClient} from '../../../src/runtime/client.js'
+import type {AmpClient} from '../../../src/runtime/client.js'
 import {EXIT} from '../../../src/runtime/errors.js'
 import type {FunctionSpec} from '../../../src/runtime/function-spec.js'
-import {startListener, type Listener} from '../../../src/runtime/listener.js'
-import {silentLogger} from '../../../src/runtime/logger.js'
-import {startWorker, type Worker} from '../../../src/runtime/worker.js'
-import {ensureTestImages, TEST_IMAGES} from '../../helpers/images.js'
+import type {Listener} from '../../../src/runtime/listener.js'
+import {containers} from '../../helpers/containers.js'
+import {TEST_IMAGES} from '../../helpers/images.js'
 import {ampPiped, cleanEnv} from '../../helpers/run-amp-process.js'
-import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../../helpers/services.js'
+import {startTestStack, type TestStack} from '../../helpers/stack.js'
+import {waitFor} from '../../helpers/wait.js'
 
 /** Ids of the running containers of a function (amp labels each with amp.function=<name>). */
-async function runningContainers(name: string): Promise<string[]> {
-  const {stdout} = await execa(DOCKER, ['ps', '--quiet', '--filter', `label=amp.function=${name}`])
-  return stdout.split('\n').filter(Boolean)
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, withinMs = 20_000): Promise<T> {
-  const until = Date.now() + withinMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
+function runningContainers(name: string): Promise<string[]> {
+  return containers(`label=amp.function=${name}`, {running: true})
 }
 
 /**
@@ -36,29 +24,21 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, wit
  */
 describe('function lifecycle against a running stack', function () {
   this.timeout(180_000)
-  let nats: ServiceHandle
-  let etcd: ServiceHandle
+  let stack: TestStack
   let listener: Listener
-  let worker: Worker
   let client: AmpClient
   let home: string
 
   const amp = (args: string[], input = '') => ampPiped(args, cleanEnv(home, {AMP_SERVER: listener.url}), input)
 
   before(async () => {
-    await requireDocker()
-    await ensureTestImages()
     home = mkdtempSync(path.join(tmpdir(), 'amp-lifecycle-'))
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    worker = await startWorker({nats: nats.url, concurrency: 4, docker: DOCKER, logger: silentLogger})
-    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
-    client = new AmpClient({server: listener.url})
+    stack = await startTestStack()
+    ;({listener, client} = stack)
   })
 
   after(async () => {
-    await listener?.close()
-    await worker?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
+    await stack?.stop()
     if (home) rmSync(home, {recursive: true, force: true})
   })
 

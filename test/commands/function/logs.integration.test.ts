@@ -8,14 +8,14 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {LOG_STREAM} from '../../../src/runtime/call-logs.js'
-import {AmpClient} from '../../../src/runtime/client.js'
+import type {AmpClient} from '../../../src/runtime/client.js'
 import {EXIT} from '../../../src/runtime/errors.js'
-import {startListener, type Listener} from '../../../src/runtime/listener.js'
-import {silentLogger} from '../../../src/runtime/logger.js'
-import {startWorker, type Worker} from '../../../src/runtime/worker.js'
-import {ensureTestImages, TEST_IMAGES} from '../../helpers/images.js'
+import type {Listener} from '../../../src/runtime/listener.js'
+import type {Worker} from '../../../src/runtime/worker.js'
+import {TEST_IMAGES} from '../../helpers/images.js'
 import {isolateEnvironment, runAmp} from '../../helpers/run-amp.js'
-import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../../helpers/services.js'
+import type {ServiceHandle} from '../../helpers/services.js'
+import {startTestStack, type StackWithoutWorker, type TestStack} from '../../helpers/stack.js'
 
 const DEV = fileURLToPath(new URL('../../../bin/dev.js', import.meta.url))
 const LINE = /^(\S+) (\S+) (.*)$/
@@ -23,28 +23,20 @@ const LINE = /^(\S+) (\S+) (.*)$/
 describe('amp function logs', function () {
   this.timeout(120_000)
   isolateEnvironment()
+  let stack: TestStack
   let nats: ServiceHandle
-  let etcd: ServiceHandle
   let listener: Listener
   let worker: Worker
   let client: AmpClient
 
   before(async () => {
-    await requireDocker()
-    await ensureTestImages()
-    ;[nats, etcd] = await Promise.all([startNats(), startEtcd()])
-    worker = await startWorker({nats: nats.url, concurrency: 4, docker: DOCKER, logger: silentLogger})
-    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
-    client = new AmpClient({server: listener.url})
+    stack = await startTestStack()
+    ;({nats, listener, worker, client} = stack)
     await client.createFunction('echo', {image: TEST_IMAGES.stderr})
     await client.createFunction('quiet', {image: TEST_IMAGES.cat})
   })
 
-  after(async () => {
-    await listener?.close()
-    await worker?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
-  })
+  after(() => stack?.stop())
 
   it('prints TIME CALL-ID LINE for every line, and --call keeps only that call', async () => {
     const first = await client.invoke('echo', Buffer.from('one\ntwo'))
@@ -130,20 +122,16 @@ describe('amp function logs', function () {
 describe('amp function logs without JetStream', function () {
   this.timeout(120_000)
   isolateEnvironment()
-  let nats: ServiceHandle
-  let etcd: ServiceHandle
+  let stack: StackWithoutWorker
   let listener: Listener
 
   before(async () => {
-    ;[nats, etcd] = await Promise.all([startNats({jetStream: false}), startEtcd()])
-    listener = await startListener({host: '127.0.0.1', port: 0, nats: nats.url, etcd: [etcd.url], logger: silentLogger})
-    await new AmpClient({server: listener.url}).createFunction('echo', {image: TEST_IMAGES.stderr})
+    stack = await startTestStack({nats: {jetStream: false}, worker: false})
+    ;({listener} = stack)
+    await stack.client.createFunction('echo', {image: TEST_IMAGES.stderr})
   })
 
-  after(async () => {
-    await listener?.close()
-    await Promise.all([nats?.stop(), etcd?.stop()])
-  })
+  after(() => stack?.stop())
 
   it('exits 108 with one line that says what to do', async () => {
     const run = await runAmp(['fn', 'logs', 'echo', '--server', listener.url])
