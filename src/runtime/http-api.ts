@@ -104,13 +104,7 @@ async function mustGet(ctx: ApiContext, name: string): Promise<FunctionSpec> {
 
 async function putFunction(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   checkName(name)
-  const text = (await readBody(req, MAX_API_BODY, 'function definition')).toString('utf8')
-  let body: unknown
-  try {
-    body = JSON.parse(text)
-  } catch {
-    throw new AmpError('bad_request', 'body must be JSON like {"image": "busybox:1.36", "timeoutMs": 30000}')
-  }
+  const body = await readJson(req, 'function definition', '{"image": "busybox:1.36", "timeoutMs": 30000}')
   let input
   try {
     input = checkFunctionInput(name, body)
@@ -129,13 +123,7 @@ async function putFunction(ctx: ApiContext, name: string, req: IncomingMessage, 
  */
 async function updateFunction(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   checkName(name)
-  const text = (await readBody(req, MAX_API_BODY, 'function settings')).toString('utf8')
-  let body: unknown
-  try {
-    body = JSON.parse(text)
-  } catch {
-    throw new AmpError('bad_request', 'body must be JSON like {"image": "busybox:1.36"} (any of image, timeoutMs, network)')
-  }
+  const body = await readJson(req, 'function settings', '{"image": "busybox:1.36"} (any of image, timeoutMs, network)')
   const updated = await ctx.registry.update(name, checkFunctionPatch(body))
   if (!updated) throw new AmpError('function_not_found', `no function named ${JSON.stringify(name)}`)
   ctx.logger.info('function updated', {fn: name, image: updated.image, timeoutMs: updated.timeoutMs, network: updated.network})
@@ -218,6 +206,16 @@ function isName(name: string): boolean {
  * sending would otherwise see its connection cut (EPIPE) instead of the answer. Beyond it, we cut.
  */
 const DISCARD_LIMIT = 64 * 1024 * 1024
+
+/** Reads a small JSON request body of the function API; anything else is a 400 that shows the expected form. */
+async function readJson(req: IncomingMessage, what: string, example: string): Promise<unknown> {
+  const text = (await readBody(req, MAX_API_BODY, what)).toString('utf8')
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new AmpError('bad_request', `body must be JSON like ${example}`)
+  }
+}
 
 /** Reads a request body, refusing it (413) once it is known to be over the limit. */
 export async function readBody(req: IncomingMessage, limit: number, what: string): Promise<Buffer> {
