@@ -137,11 +137,6 @@ export class ContainerStarts {
     })
   }
 
-  /** Forgets a container that will never be asked for. */
-  forget(name: string): void {
-    this.starts.delete(name)
-  }
-
   stop(): void {
     this.stopped = true
     clearTimeout(this.restartTimer)
