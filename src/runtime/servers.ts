@@ -8,7 +8,9 @@ import {connect, createServer} from 'node:net'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {execa, type ResultPromise} from 'execa'
-import {request} from 'undici'
+import {Agent, request} from 'undici'
+
+import type {TlsMaterial} from './credentials.js'
 import {AmpError, type ErrorCode} from './errors.js'
 
 export const DEFAULT_NATS_PORT = 4222
@@ -298,16 +300,21 @@ export async function probeNats(url: string, timeoutMs = 1000): Promise<boolean>
  * What answers at an etcd client URL: 'healthy' (GET /health says true), 'unhealthy' (etcd answers
  * but has no leader yet, or lost it) or 'unreachable' (nothing, or not etcd).
  */
-export async function probeEtcd(url: string, timeoutMs = 1000): Promise<'healthy' | 'unhealthy' | 'unreachable'> {
+export async function probeEtcd(url: string, timeoutMs = 1000, tls?: TlsMaterial): Promise<'healthy' | 'unhealthy' | 'unreachable'> {
+  // With TLS: etcd's CA, and the client certificate an etcd with --client-cert-auth asks for.
+  const dispatcher = tls ? new Agent({connect: {ca: tls.ca, cert: tls.cert, key: tls.key}}) : undefined
   try {
     const response = await request(new URL('/health', url.includes('://') ? url : `http://${url}`), {
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
+      dispatcher,
     })
     const body = (await response.body.json().catch(() => undefined)) as {health?: unknown} | undefined
     if (!body || typeof body !== 'object' || !('health' in body)) return 'unreachable'
     return body.health === 'true' || body.health === true ? 'healthy' : 'unhealthy'
   } catch {
     return 'unreachable'
+  } finally {
+    await dispatcher?.close()
   }
 }
