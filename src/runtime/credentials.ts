@@ -5,6 +5,8 @@
  * carry one.
  */
 import {readFile} from 'node:fs/promises'
+import {isIP} from 'node:net'
+import {connect as tlsConnect} from 'node:tls'
 
 import {AmpError} from './errors.js'
 
@@ -184,4 +186,35 @@ export function checkUserPassword(what: 'nats' | 'etcd', auth: {user?: string; p
   if (Boolean(auth.user) !== Boolean(auth.password)) {
     throw new AmpError('bad_request', `give both ${what}-user and ${what}-password, or neither`)
   }
+}
+
+/** Errors that say the server is not there (yet), not that TLS failed. */
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT'])
+
+/**
+ * Why a TLS handshake with the server at `url` fails (an unknown CA, a name mismatch, a client
+ * certificate refused), or undefined when it succeeds or the server is simply not reachable. For
+ * clear errors where a client library only says "no connection" (grpc, etcd3).
+ */
+export function tlsProblem(url: string, tls: TlsMaterial, timeoutMs = 3000): Promise<string | undefined> {
+  const parsed = new URL(url)
+  const host = parsed.hostname.replace(/^\[|\]$/g, '')
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      host,
+      port: Number(parsed.port) || 443,
+      ca: tls.ca,
+      cert: tls.cert,
+      key: tls.key,
+      // SNI takes names only.
+      servername: isIP(host) ? undefined : host,
+    })
+    const done = (problem?: string) => {
+      socket.destroy()
+      resolve(problem)
+    }
+    socket.setTimeout(timeoutMs, () => done())
+    socket.once('secureConnect', () => done())
+    socket.once('error', (error: NodeJS.ErrnoException) => done(NETWORK_ERRORS.has(error.code ?? '') ? undefined : error.message))
+  })
 }

@@ -1,6 +1,6 @@
 import {Etcd3, type IOptions, STMConflictError} from 'etcd3'
 
-import {checkUserPassword, type EtcdAuth, readTlsFiles, redactUrls} from './credentials.js'
+import {checkUserPassword, type EtcdAuth, readTlsFiles, redactUrls, tlsProblem} from './credentials.js'
 import {AmpError} from './errors.js'
 import type {FunctionPatch, FunctionSpec} from './function-spec.js'
 
@@ -17,6 +17,9 @@ const UPDATE_RETRIES = 20
 
 /** The function registry, stored in etcd. Every etcd failure becomes one `registry_unavailable` error. */
 export class Registry {
+  /** Finds why TLS fails, when it does (grpc only says "no connection"); set by connectWith. */
+  private tlsProblem?: () => Promise<string | undefined>
+
   constructor(private readonly etcd: Etcd3, private readonly now: () => Date = () => new Date()) {}
 
   /** Use connectWith() for credentials and TLS. */
@@ -35,11 +38,13 @@ export class Registry {
   static async connectWith(hosts: string[], auth: EtcdAuth = {}): Promise<Registry> {
     checkUserPassword('etcd', auth)
     const tls = await readTlsFiles('etcd', auth.tls)
-    return Registry.connect(hosts, {
+    const registry = Registry.connect(hosts, {
       ...(auth.user ? {auth: {username: auth.user, password: auth.password ?? ''}} : {}),
       // grpc takes a missing CA as "the system's CAs".
       ...(tls ? {credentials: {rootCertificate: tls.ca as Buffer, privateKey: tls.key, certChain: tls.cert}} : {}),
     })
+    if (tls && hosts.length > 0) registry.tlsProblem = () => tlsProblem(hosts[0], tls)
+    return registry
   }
 
   /**
@@ -59,8 +64,9 @@ export class Registry {
           suggestions: ['check etcd-user and etcd-password (flags, AMP_ETCD_USER / AMP_ETCD_PASSWORD or the config file)'],
         })
       }
-      if (/certificate|ssl|tls|handshake/i.test(reason)) {
-        throw new AmpError('service_unavailable', `cannot connect to etcd over TLS: ${reason}`, {
+      const problem = await this.tlsProblem?.()
+      if (problem) {
+        throw new AmpError('service_unavailable', `cannot connect to etcd over TLS: ${redactUrls(problem)}`, {
           suggestions: ['check etcd-tls-ca (it must have signed etcd\'s certificate), etcd-tls-cert and etcd-tls-key, and use https:// etcd URLs'],
         })
       }

@@ -10,7 +10,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {execa, type ResultPromise} from 'execa'
 import {Agent, request} from 'undici'
 
-import type {TlsMaterial} from './credentials.js'
+import {readTlsFiles, type TlsMaterial} from './credentials.js'
 import {AmpError, type ErrorCode} from './errors.js'
 
 export const DEFAULT_NATS_PORT = 4222
@@ -62,6 +62,11 @@ export interface EtcdServerOptions extends SpawnOptions {
   /** Member name, unique per data dir. */
   name: string
   args?: string[]
+  /**
+   * Serve clients over TLS only (an https URL) and require client certificates signed by `ca`. The
+   * readiness probe presents cert and key as its own client certificate.
+   */
+  tls?: {ca: string; cert: string; key: string}
 }
 
 const DEFAULT_READY_TIMEOUT_MS = 20_000
@@ -90,7 +95,8 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Serve
 }
 
 export async function startEtcdServer(options: EtcdServerOptions): Promise<ServerProcess> {
-  const url = `http://${urlHost(options.host)}:${options.port}`
+  const {tls} = options
+  const url = `${tls ? 'https' : 'http'}://${urlHost(options.host)}:${options.port}`
   const peerUrl = `http://${urlHost(options.host)}:${options.peerPort}`
   return startServer({
     name: 'etcd',
@@ -110,12 +116,13 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<Serve
       '--logger', 'zap',
       '--log-outputs', 'stderr',
       '--log-level', 'warn',
+      ...(tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : []),
       ...(options.args ?? []),
     ],
     url,
     logFile: options.logFile,
     readyTimeoutMs: options.readyTimeoutMs,
-    probe: async () => (await probeEtcd(url)) === 'healthy',
+    probe: async () => (await probeEtcd(url, 1000, tls && (await readTlsFiles('etcd', tls)))) === 'healthy',
   })
 }
 
