@@ -7,13 +7,14 @@ export type {NatsConnection}
 
 /** Connects to NATS for a daemon: fails at once with a clear error if no server answers, reconnects forever after that. */
 export async function connectNats(servers: string, name: string, auth: NatsAuth = {}): Promise<NatsConnection> {
-  const list = servers
+  const given = servers
     .split(',')
     .map((server) => server.trim())
     .filter(Boolean)
-  if (list.length === 0) throw new AmpError('bad_request', 'no NATS server given: set --nats or AMP_NATS')
-  const shown = redactUrls(list.join(', '))
-  const options = await authOptions(auth)
+  if (given.length === 0) throw new AmpError('bad_request', 'no NATS server given: set --nats or AMP_NATS')
+  const shown = redactUrls(given.join(', '))
+  const {list, fromUrl} = splitCredentials(given)
+  const options = await authOptions(auth.user || auth.token || auth.creds ? auth : {...auth, ...fromUrl})
   try {
     return await connect({
       servers: list,
@@ -53,6 +54,31 @@ async function authOptions(auth: NatsAuth): Promise<Partial<ConnectionOptions>> 
   const tls = await readTlsFiles('nats', auth.tls)
   if (tls) options.tls = {ca: tls.ca?.toString('utf8'), cert: tls.cert?.toString('utf8'), key: tls.key?.toString('utf8')}
   return options
+}
+
+/**
+ * nats.js v3 ignores credentials in server URLs: take them out (nats://user:password@host, or
+ * nats://token@host as nats-server reads it) and use the first ones found when no others are set.
+ */
+function splitCredentials(servers: string[]): {list: string[]; fromUrl: Pick<NatsAuth, 'user' | 'password' | 'token'>} {
+  let fromUrl: Pick<NatsAuth, 'user' | 'password' | 'token'> = {}
+  const list = servers.map((server) => {
+    const match = /^([a-z][a-z0-9+.-]*:\/\/)([^/@\s]+)@(.*)$/i.exec(server)
+    if (!match) return server
+    if (!fromUrl.user && !fromUrl.token) {
+      const colon = match[2].indexOf(':')
+      const part = (text: string) => {
+        try {
+          return decodeURIComponent(text)
+        } catch {
+          return text
+        }
+      }
+      fromUrl = colon < 0 ? {token: part(match[2])} : {user: part(match[2].slice(0, colon)), password: part(match[2].slice(colon + 1))}
+    }
+    return match[1] + match[3]
+  })
+  return {list, fromUrl}
 }
 
 function isAuthError(error: unknown): boolean {
