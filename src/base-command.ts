@@ -79,7 +79,7 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
   static override baseFlags = {
     server: Flags.string({...settingFlag('server', 'URL of the amp listener'), helpGroup: GLOBAL}),
     token: Flags.string({
-      ...settingFlag('token', 'the listener\'s token: the CLI sends it, a listener requires it for its API (prefer AMP_TOKEN or the config file to the flag: command lines are visible to other users)'),
+      ...settingFlag('token', `the listener's token: the CLI sends it, listener start and up require it for their API${SECRET_HINT}`),
       helpGroup: GLOBAL,
     }),
     'use-config': Flags.string({

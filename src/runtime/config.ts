@@ -52,7 +52,7 @@ export const MAX_BODY_LIMIT = 1024 * MIB
 
 export const DEFAULTS: Readonly<Settings> = Object.freeze({
   server: 'http://localhost:4242',
-  // Loopback only: the listener has no authentication yet. --host 0.0.0.0 serves other machines.
+  // Loopback only: the listener is open unless it has a token. --host 0.0.0.0 serves other machines.
   host: '127.0.0.1',
   port: 4242,
   nats: 'nats://127.0.0.1:4222',
