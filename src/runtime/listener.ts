@@ -12,6 +12,7 @@ import {daemonRegistry, ListenerMetrics, type Registry as MetricsRegistry} from 
 import {createLogger, type Logger} from './logger.js'
 import {connectNats} from './nats.js'
 import {Registry} from './registry.js'
+import {isLoopback} from './servers.js'
 import {AmpError} from './errors.js'
 
 export interface ListenerOptions {
@@ -100,6 +101,9 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
   const etcd = redactUrls(options.etcd.join(','))
+  if (!options.auth?.token && !isLoopback(address.address)) {
+    log.warn('no token: anyone who reaches this address can create, change and remove functions; set --token or AMP_TOKEN', {url})
+  }
   if (!etcdAnswered) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd})
   log.info('listener ready', {url, nats: redactUrls(options.nats), etcd, token: Boolean(options.auth?.token), invokeToken: Boolean(options.auth?.invokeToken)})
 
