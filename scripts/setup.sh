@@ -36,6 +36,8 @@ have etcd || missing+=(etcd-server)
 # The test images are FROM scratch and need a statically linked busybox.
 installed busybox-static || missing+=(busybox-static)
 have curl || missing+=(curl)
+# The TLS tests make throwaway certificates with the openssl CLI.
+have openssl || missing+=(openssl)
 # The systemd unit tests use python3 for a unix datagram socket (Node has none) and systemd-analyze.
 have python3 || missing+=(python3)
 have systemd-analyze || missing+=(systemd)

@@ -5,6 +5,7 @@
 import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
 
 import {AmpClient} from './runtime/client.js'
+import {describeCredentials} from './runtime/credentials.js'
 import {
   type ConfigKey,
   DEFAULT_TEXT,
@@ -32,6 +33,35 @@ export function settingFlag(key: ConfigKey, description: string) {
 
 const GLOBAL = 'GLOBAL'
 
+const SECRET_HINT = ' (prefer the env var or the config file: command lines are visible to other users)'
+
+/** Credentials and TLS for NATS: the listener, the worker and amp up take these. */
+export const natsCredentialFlags = {
+  'nats-user': Flags.string({...settingFlag('nats-user', 'NATS user name (with --nats-password)'), helpGroup: 'NATS'}),
+  'nats-password': Flags.string({...settingFlag('nats-password', `NATS password${SECRET_HINT}`), helpGroup: 'NATS'}),
+  'nats-token': Flags.string({...settingFlag('nats-token', `NATS token${SECRET_HINT}`), helpGroup: 'NATS'}),
+  'nats-creds': Flags.string({...settingFlag('nats-creds', 'NATS credentials file (JWT and NKey seed, .creds)'), helpGroup: 'NATS'}),
+  'nats-tls-ca': Flags.string({...settingFlag('nats-tls-ca', 'CA certificate file (PEM) to verify the NATS server; turns TLS on'), helpGroup: 'NATS'}),
+  'nats-tls-cert': Flags.string({...settingFlag('nats-tls-cert', 'client certificate file (PEM) for NATS, with --nats-tls-key'), helpGroup: 'NATS'}),
+  'nats-tls-key': Flags.string({...settingFlag('nats-tls-key', 'private key file (PEM) of --nats-tls-cert'), helpGroup: 'NATS'}),
+}
+
+/** Credentials and TLS for etcd: the listener and amp up take these. */
+export const etcdCredentialFlags = {
+  'etcd-user': Flags.string({...settingFlag('etcd-user', 'etcd user name (with --etcd-password)'), helpGroup: 'ETCD'}),
+  'etcd-password': Flags.string({...settingFlag('etcd-password', `etcd password${SECRET_HINT}`), helpGroup: 'ETCD'}),
+  'etcd-tls-ca': Flags.string({...settingFlag('etcd-tls-ca', 'CA certificate file (PEM) to verify etcd (use https:// etcd URLs)'), helpGroup: 'ETCD'}),
+  'etcd-tls-cert': Flags.string({...settingFlag('etcd-tls-cert', 'client certificate file (PEM) for etcd, with --etcd-tls-key'), helpGroup: 'ETCD'}),
+  'etcd-tls-key': Flags.string({...settingFlag('etcd-tls-key', 'private key file (PEM) of --etcd-tls-cert'), helpGroup: 'ETCD'}),
+}
+
+/** The listener's token for calls only (listener start, amp up). */
+export const invokeTokenFlag = {
+  'invoke-token': Flags.string(
+    settingFlag('invoke-token', `a second token that may only call functions (POST /<fn>), not use the function API; with it, calls need a token${SECRET_HINT}`),
+  ),
+}
+
 /** An AmpError as oclif shows it; the code is kept for --json only (oclif would print a "Code:" line). */
 class AmpCliError extends Errors.CLIError {
   constructor(
@@ -48,6 +78,10 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
 
   static override baseFlags = {
     server: Flags.string({...settingFlag('server', 'URL of the amp listener'), helpGroup: GLOBAL}),
+    token: Flags.string({
+      ...settingFlag('token', `the listener's token: the CLI sends it, listener start and up require it for their API${SECRET_HINT}`),
+      helpGroup: GLOBAL,
+    }),
     'use-config': Flags.string({
       description: 'read settings from this YAML file instead of $HOME/.config/amp/amp.yaml',
       env: 'AMP_CONFIG',
@@ -88,6 +122,8 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
     if (this.flags['config-used']) {
       const {found, path} = this.loadedConfig
       process.stderr.write(found ? `config file: ${path}\n` : `config file: none (no file at ${path})\n`)
+      // Which secrets are set, from any source, never their values.
+      for (const line of describeCredentials(this.settings)) process.stderr.write(`${line}\n`)
     }
   }
 
@@ -118,6 +154,7 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
   protected createClient(): AmpClient {
     return new AmpClient({
       server: this.settings.server,
+      token: this.settings.token,
       logger: createLogger({level: this.flags.verbose ? 'debug' : 'warn', format: this.settings.logFormat}),
     })
   }

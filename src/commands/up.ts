@@ -1,8 +1,9 @@
 import {Flags} from '@oclif/core'
 import {Listr} from 'listr2'
 
-import {AmpCommand, settingFlag} from '../base-command.js'
+import {AmpCommand, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../base-command.js'
 import {PULL_POLICIES} from '../runtime/config.js'
+import {etcdAuthOf, natsAuthOf, redactUrls} from '../runtime/credentials.js'
 import {waitForShutdownSignal} from '../runtime/signals.js'
 import {type Stack, startStack} from '../runtime/stack.js'
 
@@ -23,6 +24,9 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
     concurrency: Flags.integer({...settingFlag('concurrency', 'containers the worker runs at once'), min: 1, max: 1024}),
     docker: Flags.string(settingFlag('docker', 'path or name of the docker CLI')),
     pull: Flags.string({...settingFlag('pull', 'when the worker pulls a function image'), options: [...PULL_POLICIES]}),
+    ...invokeTokenFlag,
+    ...natsCredentialFlags,
+    ...etcdCredentialFlags,
   }
 
   async run(): Promise<void> {
@@ -43,6 +47,9 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
         concurrency: settings.concurrency,
         docker: settings.docker,
         pull: settings.pull,
+        auth: {token: settings.token, invokeToken: settings.invokeToken},
+        natsAuth: natsAuthOf(settings),
+        etcdAuth: etcdAuthOf(settings),
         logger,
       })
 
@@ -76,7 +83,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
     }
 
     const origin = (started: boolean, log?: string) => (started ? `started by amp${log ? `, log ${log}` : ''}` : 'already running')
-    const server = (url: string, started: boolean, log?: string) => ({url, started, log: log ?? null})
+    const server = (url: string, started: boolean, log?: string) => ({url: redactUrls(url), started, log: log ?? null})
     this.announceReady(
       {
         listener: {url: stack.listenerUrl},
@@ -86,8 +93,8 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
       },
       `amp is up:
   listener  ${stack.listenerUrl}
-  NATS      ${stack.natsUrl} (${origin(stack.startedNats, stack.natsLog)})
-  etcd      ${stack.etcdUrl} (${origin(stack.startedEtcd, stack.etcdLog)})
+  NATS      ${redactUrls(stack.natsUrl)} (${origin(stack.startedNats, stack.natsLog)})
+  etcd      ${redactUrls(stack.etcdUrl)} (${origin(stack.startedEtcd, stack.etcdLog)})
   worker    in this process, ${settings.concurrency} containers at once (docker: ${settings.docker}, pull: ${settings.pull})
 Try: amp function create hello IMAGE && echo hi | amp function invoke hello
 Press Ctrl-C to stop.`,

@@ -42,6 +42,8 @@ export interface AmpClientOptions {
   logger?: Logger
   /** For API calls (not invocations): how long to wait for an answer. */
   requestTimeoutMs?: number
+  /** Sent as `Authorization: Bearer <token>` on every request (--token, AMP_TOKEN). */
+  token?: string
 }
 
 /** Error codes a listener may send; anything else in an error body is a bad answer. */
@@ -57,6 +59,8 @@ const LISTENER_CODES = new Set<ErrorCode>([
   'service_unavailable',
   'not_found',
   'method_not_allowed',
+  'unauthorized',
+  'forbidden',
   'internal',
 ])
 
@@ -75,6 +79,10 @@ function suggestionsFor(code: ErrorCode, name = 'NAME'): string[] {
       return ['Check that the image exists where the workers run (docker image ls) and read the worker log']
     case 'input_too_large':
       return ['Send less input, or start the listener with a larger --max-body']
+    case 'unauthorized':
+      return ['Set the listener\'s token with --token, AMP_TOKEN or "token:" in the config file']
+    case 'forbidden':
+      return ['Use the token the listener was started with (--token / AMP_TOKEN; to call functions, its invoke token also works)']
     case 'registry_unavailable':
       return ['Check that etcd is running and that the listener reaches it (amp listener start --etcd URL)']
     default:
@@ -94,6 +102,7 @@ export class AmpClient {
   private readonly dispatcher?: Dispatcher
   private readonly logger: Logger
   private readonly requestTimeoutMs: number
+  private readonly auth: Record<string, string>
 
   constructor(options: AmpClientOptions) {
     this.base = checkServerUrl(options.server)
@@ -101,6 +110,7 @@ export class AmpClient {
     this.dispatcher = options.dispatcher
     this.logger = options.logger ?? silentLogger
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000
+    this.auth = options.token ? {authorization: `Bearer ${options.token}`} : {}
   }
 
   async createFunction(
@@ -212,6 +222,7 @@ export class AmpClient {
     try {
       response = await request(url, {
         method: 'GET',
+        headers: this.auth,
         dispatcher: this.dispatcher,
         headersTimeout: this.requestTimeoutMs,
         // Following waits for lines as long as it takes.
@@ -270,7 +281,7 @@ export class AmpClient {
       response = await request(url, {
         method,
         body: options.body,
-        headers: options.headers,
+        headers: {...options.headers, ...this.auth},
         dispatcher: this.dispatcher,
         headersTimeout: timeout,
         bodyTimeout: timeout,
@@ -348,7 +359,7 @@ export class AmpClient {
           : message
       if (LISTENER_CODES.has(error.code as ErrorCode)) {
         const code = error.code as ErrorCode
-        return new AmpError(code, withCall, {suggestions: suggestionsFor(code, context.name)})
+        return new AmpError(code, withToken(code, withCall), {suggestions: suggestionsFor(code, context.name)})
       }
       return this.badAnswer(answer, `error ${error.code}: ${withCall}`)
     }
@@ -413,6 +424,13 @@ function isLogLine(value: unknown): value is LogLine {
     typeof line.worker === 'string' &&
     typeof line.line === 'string'
   )
+}
+
+/** Says on the error line itself what to do about a refused token. */
+function withToken(code: ErrorCode, message: string): string {
+  if (code === 'unauthorized') return `${message}; set it with --token or AMP_TOKEN`
+  if (code === 'forbidden') return `${message}; check --token or AMP_TOKEN`
+  return message
 }
 
 function oneLine(text: string): string {

@@ -9,6 +9,15 @@ import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {parse as parseYaml} from 'yaml'
 
+import {
+  checkCredential,
+  CREDENTIAL_FIELDS,
+  CREDENTIAL_KEYS,
+  type CredentialKey,
+  type CredentialSettings,
+  isCredentialKey,
+  resolveCredentials,
+} from './credentials.js'
 import {AmpError} from './errors.js'
 import {LOG_FORMATS, type LogFormat} from './logger.js'
 import {DEFAULT_TIMEOUT_MS} from './function-spec.js'
@@ -17,8 +26,8 @@ import {formatDuration, parseDuration} from './validate.js'
 export type PullPolicy = 'missing' | 'never' | 'always'
 export const PULL_POLICIES: readonly PullPolicy[] = ['missing', 'never', 'always']
 
-/** Settings after resolution, in the types the runtime takes. */
-export interface Settings {
+/** Settings after resolution, in the types the runtime takes; tokens, credentials and TLS files in credentials.ts. */
+export interface Settings extends CredentialSettings {
   server: string
   host: string
   port: number
@@ -43,7 +52,7 @@ export const MAX_BODY_LIMIT = 1024 * MIB
 
 export const DEFAULTS: Readonly<Settings> = Object.freeze({
   server: 'http://localhost:4242',
-  // Loopback only: the listener has no authentication yet. --host 0.0.0.0 serves other machines.
+  // Loopback only: the listener is open unless it has a token. --host 0.0.0.0 serves other machines.
   host: '127.0.0.1',
   port: 4242,
   nats: 'nats://127.0.0.1:4222',
@@ -75,6 +84,7 @@ export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
   'drain-timeout': formatDuration(DEFAULTS.drainTimeoutMs),
   'metrics-port': 'off',
   'metrics-host': DEFAULTS.metricsHost,
+  ...(Object.fromEntries(CREDENTIAL_KEYS.map((key) => [key, 'none'])) as Record<CredentialKey, string>),
 })
 
 export const CONFIG_KEYS = [
@@ -92,6 +102,7 @@ export const CONFIG_KEYS = [
   'drain-timeout',
   'metrics-port',
   'metrics-host',
+  ...CREDENTIAL_KEYS,
 ] as const
 export type ConfigKey = (typeof CONFIG_KEYS)[number]
 
@@ -111,6 +122,7 @@ const FIELD: Record<ConfigKey, keyof Settings> = {
   'drain-timeout': 'drainTimeoutMs',
   'metrics-port': 'metricsPort',
   'metrics-host': 'metricsHost',
+  ...CREDENTIAL_FIELDS,
 }
 
 export const CONFIG_ENV = 'AMP_CONFIG'
@@ -179,6 +191,7 @@ export function parseConfig(text: string, path: string): Partial<Settings> {
 
 /** Checks one value from the file; the caller names the file and key in the error. */
 function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
+  if (isCredentialKey(key)) return checkCredential(key, value)
   const shown = JSON.stringify(value) ?? String(value)
   switch (key) {
     case 'server':
@@ -233,7 +246,7 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
 }
 
 /** Values given on the command line or in the environment, as oclif parsed them. */
-export interface GivenSettings {
+export interface GivenSettings extends Partial<Record<CredentialKey, string>> {
   server?: string
   host?: string
   port?: number
@@ -284,6 +297,7 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
       given['drain-timeout'] === undefined ? (file.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs) : parseDuration(given['drain-timeout']),
     metricsPort: given['metrics-port'] ?? file.metricsPort,
     metricsHost: given['metrics-host'] ?? file.metricsHost ?? DEFAULTS.metricsHost,
+    ...resolveCredentials(given, file),
   }
 }
 

@@ -17,6 +17,7 @@ export const EXIT = {
   tooLarge: 107,
   unavailable: 108,
   badAnswer: 109,
+  notAuthorized: 110,
 } as const
 
 export type ErrorCode =
@@ -34,6 +35,8 @@ export type ErrorCode =
   | 'bad_answer'
   | 'not_found'
   | 'method_not_allowed'
+  | 'unauthorized'
+  | 'forbidden'
   | 'internal'
 
 const EXIT_BY_CODE: Record<ErrorCode, number> = {
@@ -51,6 +54,8 @@ const EXIT_BY_CODE: Record<ErrorCode, number> = {
   bad_answer: EXIT.badAnswer,
   not_found: EXIT.badAnswer,
   method_not_allowed: EXIT.badAnswer,
+  unauthorized: EXIT.notAuthorized,
+  forbidden: EXIT.notAuthorized,
   internal: EXIT.badAnswer,
 }
 
@@ -70,6 +75,9 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   bad_answer: 502,
   not_found: 404,
   method_not_allowed: 405,
+  // No credentials (or malformed ones), and credentials that were refused.
+  unauthorized: 401,
+  forbidden: 403,
   internal: 500,
 }
 

@@ -1,6 +1,7 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {randomUUID} from 'node:crypto'
 
+import type {Authorize} from './auth.js'
 import {formatBytes} from './container-runner.js'
 import type {Dispatcher} from './dispatcher.js'
 import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
@@ -31,6 +32,8 @@ export interface ApiContext {
   metrics?: ListenerMetrics
   /** Reads function logs from JetStream (GET .../functions/<name>/logs); without it that route answers 503. */
   logs?: Pick<CallLogReader, 'open'>
+  /** Checks the bearer token (auth.ts); without it every request is let in. */
+  authorize?: Authorize
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, callId: string) => Promise<void>
@@ -39,11 +42,28 @@ export function createRequestHandler(ctx: ApiContext): (req: IncomingMessage, re
   return (req, res) => {
     const callId = randomUUID()
     res.setHeader('Amp-Call-Id', callId)
-    route(ctx, req)(req, res, callId).catch((error: unknown) => {
+    const serve = async () => {
+      // Before routing: without the right token a request learns nothing, not even which routes exist.
+      if (ctx.authorize) authorized(ctx, ctx.authorize, req, res, callId)
+      await route(ctx, req)(req, res, callId)
+    }
+    serve().catch((error: unknown) => {
       const failure = isAmpError(error) ? error : new AmpError('internal', 'internal error in the listener')
       if (!isAmpError(error)) ctx.logger.error('request failed', {call: callId, error: (error as Error).message})
       return sendError(res, failure, callId)
     }).catch(() => res.destroy())
+  }
+}
+
+/** Runs the token check; refusals are logged (never with the header's value). */
+function authorized(ctx: ApiContext, authorize: Authorize, req: IncomingMessage, res: ServerResponse, callId: string): void {
+  const path = (req.url ?? '/').split('?')[0]
+  try {
+    authorize(req, res, path)
+  } catch (error) {
+    const code = isAmpError(error) ? error.code : 'internal'
+    ctx.logger.info('request refused', {call: callId, status: HTTP_STATUS[code], error: code, method: req.method?.slice(0, 20), path: path.slice(0, 100)})
+    throw error
   }
 }
 

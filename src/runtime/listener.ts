@@ -2,7 +2,9 @@ import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {randomBytes} from 'node:crypto'
 
+import {type AuthOptions, createAuthorizer} from './auth.js'
 import {CallLogReader} from './call-logs.js'
+import {type EtcdAuth, type NatsAuth, redactUrls} from './credentials.js'
 import {Dispatcher, type DispatcherOptions} from './dispatcher.js'
 import {createRequestHandler} from './http-api.js'
 import {cachedCheck, checkReadiness, trackNats} from './health.js'
@@ -10,6 +12,7 @@ import {daemonRegistry, ListenerMetrics, type Registry as MetricsRegistry} from 
 import {createLogger, type Logger} from './logger.js'
 import {connectNats} from './nats.js'
 import {Registry} from './registry.js'
+import {isLoopback} from './servers.js'
 import {AmpError} from './errors.js'
 
 export interface ListenerOptions {
@@ -26,6 +29,11 @@ export interface ListenerOptions {
   logger?: Logger
   /** Where the listener's metrics go (served at /_amp/v1/metrics); tests pass their own. */
   metricsRegistry?: MetricsRegistry
+  /** Bearer tokens of the HTTP API (auth.ts); none: open. */
+  auth?: AuthOptions
+  /** Credentials and TLS for NATS and etcd. */
+  natsAuth?: NatsAuth
+  etcdAuth?: EtcdAuth
 }
 
 export interface Listener {
@@ -41,8 +49,17 @@ export const DEFAULT_LISTENER_DRAIN_MS = 30_000
 export async function startListener(options: ListenerOptions): Promise<Listener> {
   const id = `l${randomBytes(6).toString('hex')}`
   const log = (options.logger ?? createLogger()).child({listener: id})
-  const nc = await connectNats(options.nats, `amp-listener ${id}`)
-  const registry = Registry.connect(options.etcd)
+  const nc = await connectNats(options.nats, `amp-listener ${id}`, options.natsAuth)
+  let registry: Registry
+  let etcdAnswered: boolean
+  try {
+    registry = await Registry.connectWith(options.etcd, options.etcdAuth)
+    // Wrong credentials or TLS will not fix themselves: fail now rather than answer 503 forever.
+    etcdAnswered = await registry.checkAccess()
+  } catch (error) {
+    await nc.close()
+    throw error
+  }
   let draining = false
   const nats = trackNats(nc)
   // Readiness probes and scrapes share one etcd round trip every 2 s at most; a hung etcd counts as down after 1.5 s.
@@ -66,6 +83,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     readiness: () => checkReadiness({nats: () => nats.connected(), etcd: etcdUp}, () => draining),
     metrics,
     logs: new CallLogReader(nc),
+    authorize: options.auth?.token || options.auth?.invokeToken ? createAuthorizer(options.auth) : undefined,
   })
   const server = createServer((req, res) => {
     active++
@@ -82,8 +100,12 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
-  if (!(await registry.ping())) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd: options.etcd.join(',')})
-  log.info('listener ready', {url, nats: options.nats, etcd: options.etcd.join(',')})
+  const etcd = redactUrls(options.etcd.join(','))
+  if (!options.auth?.token && !isLoopback(address.address)) {
+    log.warn('no token: anyone who reaches this address can create, change and remove functions; set --token or AMP_TOKEN', {url})
+  }
+  if (!etcdAnswered) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd})
+  log.info('listener ready', {url, nats: redactUrls(options.nats), etcd, token: Boolean(options.auth?.token), invokeToken: Boolean(options.auth?.invokeToken)})
 
   let closing: Promise<void> | undefined
   const shutdown = async () => {

@@ -1,5 +1,6 @@
-import {Etcd3, STMConflictError} from 'etcd3'
+import {Etcd3, type IOptions, STMConflictError} from 'etcd3'
 
+import {checkUserPassword, type EtcdAuth, readTlsFiles, redactUrls, tlsProblem} from './credentials.js'
 import {AmpError} from './errors.js'
 import type {FunctionPatch, FunctionSpec} from './function-spec.js'
 
@@ -16,16 +17,61 @@ const UPDATE_RETRIES = 20
 
 /** The function registry, stored in etcd. Every etcd failure becomes one `registry_unavailable` error. */
 export class Registry {
+  /** Finds why TLS fails, when it does (grpc only says "no connection"); set by connectWith. */
+  private tlsProblem?: () => Promise<string | undefined>
+
   constructor(private readonly etcd: Etcd3, private readonly now: () => Date = () => new Date()) {}
 
-  static connect(hosts: string[]): Registry {
+  /** Use connectWith() for credentials and TLS. */
+  static connect(hosts: string[], access: Pick<IOptions, 'auth' | 'credentials'> = {}): Registry {
     return new Registry(
       new Etcd3({
         hosts,
+        ...access,
         dialTimeout: CALL_DEADLINE_MS,
         defaultCallOptions: (context) => (context.isStream ? {} : {deadline: Date.now() + CALL_DEADLINE_MS}),
       }),
     )
+  }
+
+  /** connect() with amp's etcd settings: user and password, TLS files (read here, so a bad path fails at once). */
+  static async connectWith(hosts: string[], auth: EtcdAuth = {}): Promise<Registry> {
+    checkUserPassword('etcd', auth)
+    const tls = await readTlsFiles('etcd', auth.tls)
+    const registry = Registry.connect(hosts, {
+      ...(auth.user ? {auth: {username: auth.user, password: auth.password ?? ''}} : {}),
+      // grpc takes a missing CA as "the system's CAs".
+      ...(tls ? {credentials: {rootCertificate: tls.ca as Buffer, privateKey: tls.key, certChain: tls.cert}} : {}),
+    })
+    if (tls && hosts.length > 0) registry.tlsProblem = () => tlsProblem(hosts[0], tls)
+    return registry
+  }
+
+  /**
+   * Fails with `unauthorized` when etcd answers but refuses amp's credentials (or needs some), and
+   * with `service_unavailable` when the TLS handshake fails: retrying would not help. etcd being
+   * down is not an error here (false: no answer): the function API answers 503 until it is back.
+   */
+  async checkAccess(): Promise<boolean> {
+    try {
+      await this.guard(() => this.etcd.get(functionKey('-')).string())
+      return true
+    } catch (error) {
+      const cause = (error as AmpError).cause as Error | undefined
+      const reason = redactUrls(String(cause?.message ?? error)).split('\n')[0]
+      if (/authenticat|permission denied|user name is empty|invalid auth token|auth.*not enabled/i.test(`${cause?.name} ${reason}`)) {
+        throw new AmpError('unauthorized', `etcd refused amp's credentials: ${reason}`, {
+          suggestions: ['check etcd-user and etcd-password (flags, AMP_ETCD_USER / AMP_ETCD_PASSWORD or the config file)'],
+        })
+      }
+      const problem = await this.tlsProblem?.()
+      if (problem) {
+        throw new AmpError('service_unavailable', `cannot connect to etcd over TLS: ${redactUrls(problem)}`, {
+          suggestions: ['check etcd-tls-ca (it must have signed etcd\'s certificate), etcd-tls-cert and etcd-tls-key, and use https:// etcd URLs'],
+        })
+      }
+      return false
+    }
   }
 
   async get(name: string): Promise<FunctionSpec | undefined> {

@@ -8,7 +8,9 @@ import {connect, createServer} from 'node:net'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {execa, type ResultPromise} from 'execa'
-import {request} from 'undici'
+import {Agent, request} from 'undici'
+
+import {readTlsFiles, type TlsMaterial} from './credentials.js'
 import {AmpError, type ErrorCode} from './errors.js'
 
 export const DEFAULT_NATS_PORT = 4222
@@ -60,6 +62,11 @@ export interface EtcdServerOptions extends SpawnOptions {
   /** Member name, unique per data dir. */
   name: string
   args?: string[]
+  /**
+   * Serve clients over TLS only (an https URL) and require client certificates signed by `ca`. The
+   * readiness probe presents cert and key as its own client certificate.
+   */
+  tls?: {ca: string; cert: string; key: string}
 }
 
 const DEFAULT_READY_TIMEOUT_MS = 20_000
@@ -88,7 +95,8 @@ export async function startNatsServer(options: NatsServerOptions): Promise<Serve
 }
 
 export async function startEtcdServer(options: EtcdServerOptions): Promise<ServerProcess> {
-  const url = `http://${urlHost(options.host)}:${options.port}`
+  const {tls} = options
+  const url = `${tls ? 'https' : 'http'}://${urlHost(options.host)}:${options.port}`
   const peerUrl = `http://${urlHost(options.host)}:${options.peerPort}`
   return startServer({
     name: 'etcd',
@@ -108,12 +116,13 @@ export async function startEtcdServer(options: EtcdServerOptions): Promise<Serve
       '--logger', 'zap',
       '--log-outputs', 'stderr',
       '--log-level', 'warn',
+      ...(tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : []),
       ...(options.args ?? []),
     ],
     url,
     logFile: options.logFile,
     readyTimeoutMs: options.readyTimeoutMs,
-    probe: async () => (await probeEtcd(url)) === 'healthy',
+    probe: async () => (await probeEtcd(url, 1000, tls && (await readTlsFiles('etcd', tls)))) === 'healthy',
   })
 }
 
@@ -298,16 +307,21 @@ export async function probeNats(url: string, timeoutMs = 1000): Promise<boolean>
  * What answers at an etcd client URL: 'healthy' (GET /health says true), 'unhealthy' (etcd answers
  * but has no leader yet, or lost it) or 'unreachable' (nothing, or not etcd).
  */
-export async function probeEtcd(url: string, timeoutMs = 1000): Promise<'healthy' | 'unhealthy' | 'unreachable'> {
+export async function probeEtcd(url: string, timeoutMs = 1000, tls?: TlsMaterial): Promise<'healthy' | 'unhealthy' | 'unreachable'> {
+  // With TLS: etcd's CA, and the client certificate an etcd with --client-cert-auth asks for.
+  const dispatcher = tls ? new Agent({connect: {ca: tls.ca, cert: tls.cert, key: tls.key}}) : undefined
   try {
     const response = await request(new URL('/health', url.includes('://') ? url : `http://${url}`), {
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
+      dispatcher,
     })
     const body = (await response.body.json().catch(() => undefined)) as {health?: unknown} | undefined
     if (!body || typeof body !== 'object' || !('health' in body)) return 'unreachable'
     return body.health === 'true' || body.health === true ? 'healthy' : 'unhealthy'
   } catch {
     return 'unreachable'
+  } finally {
+    await dispatcher?.close()
   }
 }

@@ -5,6 +5,8 @@
  */
 import {mkdir} from 'node:fs/promises'
 import path from 'node:path'
+import type {AuthOptions} from './auth.js'
+import {type EtcdAuth, type NatsAuth, readTlsFiles, redactUrls} from './credentials.js'
 import {AmpError} from './errors.js'
 import {startListener as defaultStartListener, type Listener, type ListenerOptions} from './listener.js'
 import type {Logger} from './logger.js'
@@ -40,6 +42,11 @@ export interface StackOptions {
   docker: string
   pull: 'missing' | 'never' | 'always'
   logger: Logger
+  /** The listener's tokens. */
+  auth?: AuthOptions
+  /** Credentials and TLS for a NATS server or etcd that already runs; not used for those amp up starts (they have none). */
+  natsAuth?: NatsAuth
+  etcdAuth?: EtcdAuth
 }
 
 export interface Stack {
@@ -112,12 +119,14 @@ export async function startStack(options: StackOptions, deps: StackDeps = {}): P
 
     // One registry for both: the listener's /_amp/v1/metrics shows the worker's metrics too.
     const metricsRegistry = daemonRegistry()
+    const natsAuth = servers.some((server) => server.name === 'nats-server') ? undefined : options.natsAuth
     worker = await (deps.startWorker ?? defaultStartWorker)({
       metricsRegistry,
       nats: natsUrl,
       concurrency: options.concurrency,
       docker: options.docker,
       pull: options.pull,
+      natsAuth,
       logger: logger.child({component: 'worker'}),
     })
     listener = await (deps.startListener ?? defaultStartListener)({
@@ -126,6 +135,9 @@ export async function startStack(options: StackOptions, deps: StackDeps = {}): P
       port: options.port,
       nats: natsUrl,
       etcd: splitUrls(etcdUrl),
+      auth: options.auth,
+      natsAuth,
+      etcdAuth: servers.some((server) => server.name === 'etcd') ? undefined : options.etcdAuth,
       logger: logger.child({component: 'listener'}),
     })
   } catch (error) {
@@ -167,12 +179,12 @@ function localAddress(urls: string, parse: (url: string) => {host: string; port:
 async function ensureNats(urls: string, options: StackOptions, deps: StackDeps): Promise<ServerProcess | undefined> {
   const answers = await Promise.all(splitUrls(urls).map((url) => probeNats(url)))
   if (answers.some(Boolean)) {
-    options.logger.info('using the NATS server that is already running', {url: urls})
+    options.logger.info('using the NATS server that is already running', {url: redactUrls(urls)})
     return undefined
   }
   const address = localAddress(urls, natsAddress)
   if (!address) {
-    throw new AmpError('service_unavailable', `no NATS server answers at ${urls}`, {
+    throw new AmpError('service_unavailable', `no NATS server answers at ${redactUrls(urls)}`, {
       suggestions: ['start it, or point --nats at a running one; amp up only starts nats-server on a loopback address'],
     })
   }
@@ -187,10 +199,12 @@ async function ensureNats(urls: string, options: StackOptions, deps: StackDeps):
 }
 
 async function ensureEtcd(urls: string, options: StackOptions, deps: StackDeps): Promise<ServerProcess | undefined> {
-  const answers = await Promise.all(splitUrls(urls).map((url) => probeEtcd(url)))
+  // An etcd with TLS answers only to amp's CA (and client certificate).
+  const tls = await readTlsFiles('etcd', options.etcdAuth?.tls)
+  const answers = await Promise.all(splitUrls(urls).map((url) => probeEtcd(url, undefined, tls)))
   if (answers.includes('healthy') || answers.includes('unhealthy')) {
     if (!answers.includes('healthy')) options.logger.warn('etcd answers but reports itself unhealthy', {url: urls})
-    options.logger.info('using the etcd that is already running', {url: urls})
+    options.logger.info('using the etcd that is already running', {url: redactUrls(urls)})
     return undefined
   }
   const address = localAddress(urls, etcdAddress)

@@ -8,6 +8,7 @@ import {ContainerRunner, type PullPolicy, type RunResult} from './container-runn
 import {cachedCheck, checkReadiness, type ReadinessReport, trackNats} from './health.js'
 import {daemonRegistry, Registry, WorkerMetrics, type WorkerCallResult} from './metrics.js'
 import {type OpsServer, startOpsServer} from './ops-server.js'
+import {type NatsAuth, redactUrls} from './credentials.js'
 import {connectNats, type NatsConnection} from './nats.js'
 import {createLogger, type Logger} from './logger.js'
 import {
@@ -40,6 +41,8 @@ export interface WorkerOptions {
   metricsHost?: string
   /** Where the worker's metrics go; tests pass their own. */
   metricsRegistry?: Registry
+  /** Credentials and TLS for NATS. */
+  natsAuth?: NatsAuth
 }
 
 export interface Worker {
@@ -386,7 +389,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   }
   const removed = await runner.removeOrphans()
   if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length})
-  const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`))
+  const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`, options.natsAuth))
   const worker = new WorkerService(nc, runner, options, log, id)
   if (starts) {
     starts.start()
@@ -414,7 +417,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   worker.start()
   await nc.flush()
   log.info('worker ready', {
-    nats: options.nats,
+    nats: redactUrls(options.nats),
     concurrency: options.concurrency,
     docker: options.docker,
     engine: engine.version,

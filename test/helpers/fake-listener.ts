@@ -29,6 +29,8 @@ export interface FakeListener {
   registryDown: boolean
   /** Answer everything with an HTML 502 page, as a reverse proxy in front of a dead listener does. */
   behindDeadProxy: boolean
+  /** When set, every request needs "Authorization: Bearer <token>": 401 without, 403 with another. */
+  token?: string
   add(name: string, image?: string, timeoutMs?: number): FunctionSpec
   close(): Promise<void>
 }
@@ -69,6 +71,10 @@ export async function startFakeListener(): Promise<FakeListener> {
     if (fake.behindDeadProxy) {
       res.writeHead(502, {'content-type': 'text/html'})
       return res.end('<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>')
+    }
+    if (fake.token !== undefined && req.headers.authorization !== `Bearer ${fake.token}`) {
+      if (req.headers.authorization === undefined) return error(res, 401, 'unauthorized', 'this listener requires a token: send "Authorization: Bearer <token>"')
+      return error(res, 403, 'forbidden', 'the token is not valid for this listener')
     }
     const api = /^\/_amp\/v1\/functions(?:\/([^/]+))?$/.exec(path)
     if (api && fake.registryDown) {

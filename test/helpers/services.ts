@@ -95,7 +95,12 @@ export async function startNats(options: NatsOptions = {}): Promise<ServiceHandl
   }
 }
 
-export async function startEtcd(): Promise<ServiceHandle> {
+export interface EtcdOptions {
+  /** Serve https only, with client certificates (servers.ts EtcdServerOptions.tls). */
+  tls?: {ca: string; cert: string; key: string}
+}
+
+export async function startEtcd(options: EtcdOptions = {}): Promise<ServiceHandle> {
   const dir = tempDir('etcd')
   try {
     const server = await withRetries(async () => {
@@ -107,6 +112,7 @@ export async function startEtcd(): Promise<ServiceHandle> {
         dataDir: path.join(dir, 'data'),
         name: path.basename(dir),
         logFile: path.join(dir, 'etcd.log'),
+        tls: options.tls,
       })
     })
     return handle(server, dir)

@@ -1,7 +1,8 @@
 import {Flags} from '@oclif/core'
 
-import {AmpCommand, settingFlag} from '../../base-command.js'
+import {AmpCommand, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../../base-command.js'
 import {formatSize} from '../../runtime/config.js'
+import {etcdAuthOf, natsAuthOf, redactUrls} from '../../runtime/credentials.js'
 import {startListener} from '../../runtime/listener.js'
 import {notifySystemd} from '../../runtime/sd-notify.js'
 import {waitForShutdownSignal} from '../../runtime/signals.js'
@@ -19,12 +20,15 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
   ]
 
   static override flags = {
-    host: Flags.string(settingFlag('host', 'address to listen on (0.0.0.0 for all interfaces: there is no authentication yet)')),
+    host: Flags.string(settingFlag('host', 'address to listen on (0.0.0.0 for all interfaces: set --token first)')),
     port: Flags.integer({...settingFlag('port', 'TCP port to listen on (0 picks a free one)'), min: 0, max: 65_535}),
     nats: Flags.string(settingFlag('nats', 'NATS server URL(s), comma-separated')),
     etcd: Flags.string({...settingFlag('etcd', 'etcd URL(s), comma-separated or the flag repeated'), multiple: true}),
     'max-body': Flags.string(settingFlag('max-body', 'largest call input accepted (bigger ones get 413), e.g. 8MiB')),
     'drain-timeout': Flags.string(settingFlag('drain-timeout', 'on SIGTERM, how long to wait for calls in flight, e.g. 30s')),
+    ...invokeTokenFlag,
+    ...natsCredentialFlags,
+    ...etcdCredentialFlags,
   }
 
   async run(): Promise<void> {
@@ -36,11 +40,16 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       etcd: settings.etcd,
       maxBodyBytes: settings.maxBodyBytes,
       drainTimeoutMs: settings.drainTimeoutMs,
+      auth: {token: settings.token, invokeToken: settings.invokeToken},
+      natsAuth: natsAuthOf(settings),
+      etcdAuth: etcdAuthOf(settings),
       logger: this.createLogger(),
     })
+    const nats = redactUrls(settings.nats)
+    const etcd = settings.etcd.map((url) => redactUrls(url))
     this.announceReady(
-      {listener: {id: listener.id, url: listener.url}, nats: settings.nats, etcd: settings.etcd, maxBodyBytes: settings.maxBodyBytes},
-      `amp listener ${listener.id} listening on ${listener.url} (NATS ${settings.nats}, etcd ${settings.etcd.join(',')}, max body ${formatSize(settings.maxBodyBytes)})`,
+      {listener: {id: listener.id, url: listener.url}, nats, etcd, maxBodyBytes: settings.maxBodyBytes},
+      `amp listener ${listener.id} listening on ${listener.url} (NATS ${nats}, etcd ${etcd.join(',')}, max body ${formatSize(settings.maxBodyBytes)})`,
     )
     await notifySystemd({ready: true, status: `listening on ${listener.url}`}, {logger: this.createLogger()})
     const signal = await waitForShutdownSignal()

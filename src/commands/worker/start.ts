@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {AmpCommand, settingFlag} from '../../base-command.js'
+import {AmpCommand, natsCredentialFlags, settingFlag} from '../../base-command.js'
+import {natsAuthOf, redactUrls} from '../../runtime/credentials.js'
 import {PULL_POLICIES} from '../../runtime/config.js'
 import {waitForShutdownSignal} from '../../runtime/signals.js'
 import {notifySystemd} from '../../runtime/sd-notify.js'
@@ -33,6 +34,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       max: 65_535,
     }),
     'metrics-host': Flags.string(settingFlag('metrics-host', 'address of the metrics port (0.0.0.0 for all interfaces)')),
+    ...natsCredentialFlags,
   }
 
   async run(): Promise<void> {
@@ -45,20 +47,22 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       drainTimeoutMs: settings.drainTimeoutMs,
       metricsPort: settings.metricsPort,
       metricsHost: settings.metricsHost,
+      natsAuth: natsAuthOf(settings),
       logger: this.createLogger(),
     })
+    const nats = redactUrls(settings.nats)
     const metrics = worker.metricsUrl ? `, metrics ${worker.metricsUrl}/metrics` : ''
     this.announceReady(
       {
         worker: {id: worker.id, metricsUrl: worker.metricsUrl ?? null},
-        nats: settings.nats,
+        nats,
         concurrency: settings.concurrency,
         docker: settings.docker,
         pull: settings.pull,
       },
-      `amp worker ${worker.id} taking calls from ${settings.nats} (concurrency ${settings.concurrency}, pull ${settings.pull}${metrics})`,
+      `amp worker ${worker.id} taking calls from ${nats} (concurrency ${settings.concurrency}, pull ${settings.pull}${metrics})`,
     )
-    await notifySystemd({ready: true, status: `taking calls from ${settings.nats}`}, {logger: this.createLogger()})
+    await notifySystemd({ready: true, status: `taking calls from ${nats}`}, {logger: this.createLogger()})
     const signal = await waitForShutdownSignal()
     this.logToStderr(`amp: ${signal}: finishing the calls in flight (send it again to stop at once)`)
     await notifySystemd({stopping: true, status: 'finishing the calls in flight'})
