@@ -1,10 +1,11 @@
-import {createServer, type Server} from 'node:http'
+import type {Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {randomBytes} from 'node:crypto'
 
 import {CallLogReader} from './call-logs.js'
 import {Dispatcher, type DispatcherOptions} from './dispatcher.js'
 import {createRequestHandler} from './http-api.js'
+import {createHttpServer, type HttpTimeouts} from './http-server.js'
 import {cachedCheck, checkReadiness, trackNats} from './health.js'
 import {daemonRegistry, ListenerMetrics, type Registry as MetricsRegistry} from './metrics.js'
 import {createLogger, type Logger} from './logger.js'
@@ -26,6 +27,8 @@ export interface ListenerOptions {
   logger?: Logger
   /** Where the listener's metrics go (served at /_amp/v1/metrics); tests pass their own. */
   metricsRegistry?: MetricsRegistry
+  /** Limits for slow clients; the defaults of http-server.ts unless given (tests use short ones). */
+  http?: HttpTimeouts
 }
 
 export interface Listener {
@@ -67,11 +70,11 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     metrics,
     logs: new CallLogReader(nc),
   })
-  const server = createServer((req, res) => {
+  const server = createHttpServer((req, res) => {
     active++
     res.once('close', () => active--)
     handle(req, res)
-  })
+  }, options.http)
   try {
     await listen(server, options.host, options.port)
   } catch (error) {
