@@ -189,7 +189,7 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
     if (isAmpError(error)) {
       return new AmpCliError(error.message, error.code, {exit: error.exit, suggestions: error.suggestions})
     }
-    if (error instanceof Errors.CLIError) return error
+    if (error instanceof Errors.CLIError) return oneLine(error)
     // Flag parse failures carry oclif.exit (2); anything else is an unexpected failure (exit 1).
     const exit = error.oclif?.exit ?? EXIT.unexpected
     if (exit !== EXIT.unexpected) return new Errors.CLIError(error.message, {exit})
@@ -198,4 +198,11 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
       suggestions: this.flags?.verbose ? undefined : ['Run again with --verbose to see where it happened'],
     })
   }
+}
+
+/** oclif's parse errors span lines (each missing arg, "See more help with --help"); amp's errors are one line. */
+function oneLine(error: Errors.CLIError): Errors.CLIError {
+  if (!/[\r\n]/.test(error.message)) return error
+  const lines = error.message.split(/\r?\n/).map((line) => line.trim().replaceAll(/\s+/g, ' ')).filter(Boolean)
+  return new Errors.CLIError(lines.join('; ').replaceAll(':; ', ': '), {exit: error.oclif.exit, suggestions: error.suggestions})
 }

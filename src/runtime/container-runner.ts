@@ -1,7 +1,7 @@
 import {execa} from 'execa'
 import {hostname} from 'node:os'
 
-import type {Outcome} from './protocol.js'
+import {CALL_ID, type Outcome} from './protocol.js'
 import {checkImage, checkName, checkNetwork} from './validate.js'
 
 /** The labels every amp container carries, so amp can find (and only kill) its own containers. */
@@ -67,7 +67,7 @@ export const containerName = (callId: string): string => `amp-${callId}`
 
 /** The complete `docker run` argument array. Every value in it has been validated. */
 export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy): string[] {
-  if (!/^[A-Za-z0-9-]{1,64}$/.test(spec.callId)) throw new TypeError('invalid call id')
+  if (!CALL_ID.test(spec.callId)) throw new TypeError('invalid call id')
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(workerId)) throw new TypeError('invalid worker id')
   if (!PULL_POLICIES.includes(pull)) throw new TypeError('invalid pull policy')
   const labels = {

@@ -1,4 +1,4 @@
-import {createServer, type Server} from 'node:http'
+import type {Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {randomBytes} from 'node:crypto'
 
@@ -7,6 +7,7 @@ import {CallLogReader} from './call-logs.js'
 import {type EtcdAuth, type NatsAuth, redactUrls} from './credentials.js'
 import {Dispatcher, type DispatcherOptions} from './dispatcher.js'
 import {createRequestHandler} from './http-api.js'
+import {createHttpServer, type HttpTimeouts} from './http-server.js'
 import {cachedCheck, checkReadiness, trackNats} from './health.js'
 import {daemonRegistry, ListenerMetrics, type Registry as MetricsRegistry} from './metrics.js'
 import {createLogger, type Logger} from './logger.js'
@@ -34,6 +35,8 @@ export interface ListenerOptions {
   /** Credentials and TLS for NATS and etcd. */
   natsAuth?: NatsAuth
   etcdAuth?: EtcdAuth
+  /** Limits for slow clients; the defaults of http-server.ts unless given (tests use short ones). */
+  http?: HttpTimeouts
 }
 
 export interface Listener {
@@ -85,11 +88,11 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     logs: new CallLogReader(nc),
     authorize: options.auth?.token || options.auth?.invokeToken ? createAuthorizer(options.auth) : undefined,
   })
-  const server = createServer((req, res) => {
+  const server = createHttpServer((req, res) => {
     active++
     res.once('close', () => active--)
     handle(req, res)
-  })
+  }, options.http)
   try {
     await listen(server, options.host, options.port)
   } catch (error) {

@@ -18,6 +18,8 @@
  */
 
 export const PROTOCOL_VERSION = 'v1'
+/** Call ids are UUIDs; a worker takes any id of this form, which cannot start with '-' (it ends up in docker arguments). */
+export const CALL_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/
 export const CALL_SUBJECT_PREFIX = 'amp.v1.call'
 export const WORKER_QUEUE = 'amp-workers'
 export const REPLY_SUBJECT_PREFIX = 'amp.v1.reply'

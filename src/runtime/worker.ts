@@ -13,6 +13,7 @@ import {connectNats, type NatsConnection} from './nats.js'
 import {createLogger, type Logger} from './logger.js'
 import {
   type AcceptStatus,
+  CALL_ID,
   CALL_SUBJECT_PREFIX,
   chunks,
   chunkSizeFor,
@@ -90,8 +91,9 @@ function parseCall(msg: Msg): CallRequest {
   if (!h) throw new TypeError('call without headers')
   const callId = h.get(HEADER.callId)
   const replyTo = h.get(HEADER.replyTo)
-  const inputSize = Number(h.get(HEADER.inputSize))
-  if (!/^[A-Za-z0-9-]{1,64}$/.test(callId)) throw new TypeError('invalid call id')
+  // Digits only: Number() would take a missing or empty header for 0.
+  const inputSize = /^\d{1,15}$/.test(h.get(HEADER.inputSize)) ? Number(h.get(HEADER.inputSize)) : Number.NaN
+  if (!CALL_ID.test(callId)) throw new TypeError('invalid call id')
   if (!/^[A-Za-z0-9._-]+$/.test(replyTo)) throw new TypeError('invalid reply subject')
   if (!Number.isInteger(inputSize) || inputSize < msg.data.length) throw new TypeError('invalid input size')
   return {

@@ -4,8 +4,8 @@
  * oclif.manifest.json would run stale code from ./dist). Also isolates each test from the user's
  * config file and AMP_* variables.
  */
-import {Config, Plugin, settings} from '@oclif/core'
-import {runCommand} from '@oclif/test'
+import {Config, Plugin, run as runOclif, settings} from '@oclif/core'
+import {captureOutput, runCommand} from '@oclif/test'
 import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -34,10 +34,17 @@ export async function loadConfig(): Promise<Config> {
   return config
 }
 
-export async function runAmp<T = unknown>(args: string[], options: {print?: boolean} = {}): Promise<AmpRun<T>> {
+/**
+ * `exact`: pass `args` to oclif as they are. runCommand joins them with spaces and splits them
+ * again, which changes any argument with whitespace or quotes in it (fuzzing sends those).
+ */
+export async function runAmp<T = unknown>(args: string[], options: {print?: boolean; exact?: boolean} = {}): Promise<AmpRun<T>> {
   process.exitCode = undefined
   // A fresh Config per run, as a real `amp` process would have.
-  const run = await runCommand<T>(args, await loadConfig(), {print: options.print})
+  const config = await loadConfig()
+  const run = options.exact
+    ? await captureOutput<T>(() => runOclif(args, config), {print: options.print})
+    : await runCommand<T>(args, config, {print: options.print})
   const exitCode = run.error ? (run.error.oclif?.exit ?? 1) : Number(process.exitCode ?? 0)
   process.exitCode = undefined
   return {...run, exitCode}
