@@ -4,6 +4,7 @@ import {randomUUID} from 'node:crypto'
 import {formatBytes} from './container-runner.js'
 import type {Dispatcher} from './dispatcher.js'
 import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
+import type {FunctionCache} from './function-cache.js'
 import {checkFunctionInput, checkFunctionPatch, type FunctionSpec} from './function-spec.js'
 import {API_PREFIX, type CallResult, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
@@ -17,6 +18,8 @@ import {checkName} from './validate.js'
 
 export {API_PREFIX, RESULT_MEDIA_TYPE}
 const MAX_API_BODY = 64 * 1024
+/** Calls failing with these may well work a moment later: their answer carries Retry-After. */
+const RETRY_LATER = new Set(['no_worker', 'registry_unavailable', 'service_unavailable'])
 
 export interface ApiContext {
   registry: Pick<Registry, 'get' | 'list' | 'put' | 'remove' | 'update'>
@@ -31,6 +34,8 @@ export interface ApiContext {
   metrics?: ListenerMetrics
   /** Reads function logs from JetStream (GET .../functions/<name>/logs); without it that route answers 503. */
   logs?: Pick<CallLogReader, 'open'>
+  /** Watch-backed copy of the registry: calls to known functions go on while etcd is unreachable. */
+  functions?: Pick<FunctionCache, 'lookup' | 'assertReachable'>
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, callId: string) => Promise<void>
@@ -153,7 +158,7 @@ async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: 
   const started = Date.now()
   const log = ctx.logger.child({call: callId, fn: name.slice(0, 63)})
   try {
-    const spec = await mustGet(ctx, name)
+    const spec = await findFunction(ctx, name)
     fn = spec.name
     const input = await readBody(req, ctx.maxBodyBytes, 'input')
     const result = await ctx.dispatcher.call(callId, spec, input)
@@ -171,9 +176,21 @@ async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: 
     const code = isAmpError(error) ? error.code : 'internal'
     counted?.(fn, HTTP_STATUS[code])
     log.info('call failed', {status: HTTP_STATUS[code], error: code, ms: Date.now() - started})
-    if (code === 'no_worker') res.setHeader('Retry-After', '1')
+    if (RETRY_LATER.has(code)) res.setHeader('Retry-After', '1')
     throw error
   }
+}
+
+/**
+ * The function to call: from the cache when it knows it; otherwise from etcd, so a function just
+ * created through another listener is found. With etcd known to be out of reach, an unknown name is
+ * a 503 at once rather than after the etcd deadline.
+ */
+async function findFunction(ctx: ApiContext, name: string): Promise<FunctionSpec> {
+  const cached = ctx.functions?.lookup(name)
+  if (cached) return cached
+  if (ctx.functions && isName(name)) ctx.functions.assertReachable()
+  return mustGet(ctx, name)
 }
 
 function sendResult(req: IncomingMessage, res: ServerResponse, result: CallResult): void {

@@ -10,6 +10,7 @@ import {daemonRegistry, ListenerMetrics, type Registry as MetricsRegistry} from 
 import {createLogger, type Logger} from './logger.js'
 import {connectNats} from './nats.js'
 import {Registry} from './registry.js'
+import {failFast, FunctionCache} from './function-cache.js'
 import {AmpError} from './errors.js'
 
 export interface ListenerOptions {
@@ -43,22 +44,31 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const log = (options.logger ?? createLogger()).child({listener: id})
   const nc = await connectNats(options.nats, `amp-listener ${id}`)
   const registry = Registry.connect(options.etcd)
+  const functions = new FunctionCache(registry, {logger: log})
+  await functions.start()
   let draining = false
   const nats = trackNats(nc)
   // Readiness probes and scrapes share one etcd round trip every 2 s at most; a hung etcd counts as down after 1.5 s.
-  const etcdUp = cachedCheck(() => registry.ping(), {maxAgeMs: 2000, timeoutMs: 1500})
+  const etcdPing = cachedCheck(() => registry.ping(), {maxAgeMs: 2000, timeoutMs: 1500})
+  // Up means in sync too: the cache reads everything again after a cut before the listener says so.
+  const etcdUp = async () => functions.synced && (await etcdPing())
   const metrics = new ListenerMetrics(options.metricsRegistry ?? daemonRegistry(), {
     natsConnected: () => nats.connected(),
     etcdUp,
     draining: () => draining,
   })
-  const dispatcher = new Dispatcher(nc, id, {...options.dispatch, onPhases: (fn, phases) => metrics.phases.observe(fn, phases)})
+  const dispatcher = new Dispatcher(nc, id, {
+    connected: () => nats.connected(),
+    ...options.dispatch,
+    onPhases: (fn, phases) => metrics.phases.observe(fn, phases),
+  })
   dispatcher.start()
   await nc.flush()
   // Requests being served, not only calls out on NATS: one still reading its body must finish too.
   let active = 0
   const handle = createRequestHandler({
-    registry,
+    registry: failFast(registry, functions),
+    functions,
     dispatcher,
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
     logger: log,
@@ -76,6 +86,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     await listen(server, options.host, options.port)
   } catch (error) {
     await nc.close()
+    functions.close()
     registry.close()
     throw error
   }
@@ -98,6 +109,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     await closed
     await dispatcher.close()
     await nc.drain().catch(() => {})
+    functions.close()
     registry.close()
     log.info('listener stopped')
   }
