@@ -58,6 +58,7 @@ const LISTENER_CODES = new Set<ErrorCode>([
   'not_found',
   'method_not_allowed',
   'internal',
+  'overloaded',
 ])
 
 /** What to do next, per error code; NAME stands for the function's name when it is not known. */
@@ -75,6 +76,8 @@ function suggestionsFor(code: ErrorCode, name = 'NAME'): string[] {
       return ['Check that the image exists where the workers run (docker image ls) and read the worker log']
     case 'input_too_large':
       return ['Send less input, or start the listener with a larger --max-body']
+    case 'overloaded':
+      return ['Try again in a moment (the answer says when: Retry-After), or raise the listener\'s --max-inflight']
     case 'registry_unavailable':
       return ['Check that etcd is running and that the listener reaches it (amp listener start --etcd URL)']
     default:

@@ -29,6 +29,8 @@ export interface Settings {
   pull: PullPolicy
   timeoutMs: number
   maxBodyBytes: number
+  /** Listener: calls served at once; past it, 429. */
+  maxInFlight: number
   /** Daemon log lines: logfmt or json. */
   logFormat: LogFormat
   /** Daemons: how long SIGTERM waits for calls in flight. */
@@ -40,6 +42,8 @@ export interface Settings {
 
 export const MIB = 1024 * 1024
 export const MAX_BODY_LIMIT = 1024 * MIB
+/** Largest --max-inflight: each call may hold max-body + 9 MiB of output in memory. */
+export const MAX_IN_FLIGHT_LIMIT = 100_000
 
 export const DEFAULTS: Readonly<Settings> = Object.freeze({
   server: 'http://localhost:4242',
@@ -53,6 +57,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   pull: 'missing',
   timeoutMs: DEFAULT_TIMEOUT_MS,
   maxBodyBytes: 8 * MIB,
+  maxInFlight: 64,
   logFormat: 'logfmt',
   drainTimeoutMs: 30_000,
   metricsPort: undefined,
@@ -75,6 +80,7 @@ export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
   'drain-timeout': formatDuration(DEFAULTS.drainTimeoutMs),
   'metrics-port': 'off',
   'metrics-host': DEFAULTS.metricsHost,
+  'max-inflight': String(DEFAULTS.maxInFlight),
 })
 
 export const CONFIG_KEYS = [
@@ -92,6 +98,7 @@ export const CONFIG_KEYS = [
   'drain-timeout',
   'metrics-port',
   'metrics-host',
+  'max-inflight',
 ] as const
 export type ConfigKey = (typeof CONFIG_KEYS)[number]
 
@@ -111,6 +118,7 @@ const FIELD: Record<ConfigKey, keyof Settings> = {
   'drain-timeout': 'drainTimeoutMs',
   'metrics-port': 'metricsPort',
   'metrics-host': 'metricsHost',
+  'max-inflight': 'maxInFlight',
 }
 
 export const CONFIG_ENV = 'AMP_CONFIG'
@@ -199,9 +207,10 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
     }
     case 'port':
     case 'metrics-port':
+    case 'max-inflight':
     case 'concurrency': {
-      const min = key === 'concurrency' ? 1 : 0
-      const max = key === 'concurrency' ? 1024 : 65_535
+      const min = key === 'concurrency' || key === 'max-inflight' ? 1 : 0
+      const max = key === 'concurrency' ? 1024 : key === 'max-inflight' ? MAX_IN_FLIGHT_LIMIT : 65_535
       if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
         throw new Error(`must be a whole number from ${min} to ${max}, got ${shown}`)
       }
@@ -248,6 +257,7 @@ export interface GivenSettings {
   'drain-timeout'?: string
   'metrics-port'?: number
   'metrics-host'?: string
+  'max-inflight'?: number
 }
 
 /**
@@ -284,6 +294,7 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
       given['drain-timeout'] === undefined ? (file.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs) : parseDuration(given['drain-timeout']),
     metricsPort: given['metrics-port'] ?? file.metricsPort,
     metricsHost: given['metrics-host'] ?? file.metricsHost ?? DEFAULTS.metricsHost,
+    maxInFlight: given['max-inflight'] ?? file.maxInFlight ?? DEFAULTS.maxInFlight,
   }
 }
 

@@ -17,6 +17,7 @@ export const EXIT = {
   tooLarge: 107,
   unavailable: 108,
   badAnswer: 109,
+  overloaded: 111,
 } as const
 
 export type ErrorCode =
@@ -35,6 +36,7 @@ export type ErrorCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'internal'
+  | 'overloaded'
 
 const EXIT_BY_CODE: Record<ErrorCode, number> = {
   bad_request: EXIT.usage,
@@ -52,6 +54,7 @@ const EXIT_BY_CODE: Record<ErrorCode, number> = {
   not_found: EXIT.badAnswer,
   method_not_allowed: EXIT.badAnswer,
   internal: EXIT.badAnswer,
+  overloaded: EXIT.overloaded,
 }
 
 /** HTTP status the listener answers with for each code. */
@@ -71,6 +74,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   internal: 500,
+  overloaded: 429,
 }
 
 export class AmpError extends Error {

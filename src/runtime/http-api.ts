@@ -25,6 +25,8 @@ export interface ApiContext {
   registry: Pick<Registry, 'get' | 'list' | 'put' | 'remove' | 'update'>
   dispatcher: Pick<Dispatcher, 'call'>
   maxBodyBytes: number
+  /** Calls (POST /<fn>) served at once; past it a call gets 429 before its body is read. Unlimited when absent. */
+  maxInFlight?: number
   logger: Logger
   /** True once the listener is shutting down: new calls are turned away. */
   draining: () => boolean
@@ -41,10 +43,11 @@ export interface ApiContext {
 type Handler = (req: IncomingMessage, res: ServerResponse, callId: string) => Promise<void>
 
 export function createRequestHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => void {
+  const calls = {inFlight: 0}
   return (req, res) => {
     const callId = randomUUID()
     res.setHeader('Amp-Call-Id', callId)
-    route(ctx, req)(req, res, callId).catch((error: unknown) => {
+    route(ctx, req, calls)(req, res, callId).catch((error: unknown) => {
       const failure = isAmpError(error) ? error : new AmpError('internal', 'internal error in the listener')
       if (!isAmpError(error)) ctx.logger.error('request failed', {call: callId, error: (error as Error).message})
       return sendError(res, failure, callId)
@@ -52,7 +55,7 @@ export function createRequestHandler(ctx: ApiContext): (req: IncomingMessage, re
   }
 }
 
-function route(ctx: ApiContext, req: IncomingMessage): Handler {
+function route(ctx: ApiContext, req: IncomingMessage, calls: {inFlight: number}): Handler {
   const path = (req.url ?? '/').split('?')[0]
   const method = req.method ?? 'GET'
   if (path === `${API_PREFIX}/health`) {
@@ -86,7 +89,7 @@ function route(ctx: ApiContext, req: IncomingMessage): Handler {
       throw new AmpError('not_found', `no such route: ${method} ${path.slice(0, 100)} (see ${API_PREFIX}/functions)`)
     }
   }
-  return only(method, ['POST'], (req, res, callId) => invoke(ctx, path.slice(1), req, res, callId))
+  return only(method, ['POST'], (req, res, callId) => invoke(ctx, path.slice(1), req, res, callId, calls))
 }
 
 function only(method: string, allowed: string[], handler: Handler): Handler {
@@ -146,7 +149,14 @@ function readiness(ctx: ApiContext): Promise<ReadinessReport> {
   return ctx.readiness?.() ?? checkReadiness({}, ctx.draining)
 }
 
-async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse, callId: string) {
+async function invoke(
+  ctx: ApiContext,
+  name: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  callId: string,
+  calls: {inFlight: number},
+) {
   // The function label is set only once the function is known to exist: unknown names must not create series.
   let fn = ''
   const counted = ctx.metrics?.callStarted()
@@ -155,6 +165,14 @@ async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: 
     res.setHeader('Retry-After', '1')
     throw new AmpError('no_worker', 'this listener is shutting down: try again (another listener, or this one after restart)')
   }
+  // Each call holds its input and output in memory until answered: the bound keeps the listener's memory bounded.
+  if (ctx.maxInFlight !== undefined && calls.inFlight >= ctx.maxInFlight) {
+    counted?.(fn, HTTP_STATUS.overloaded)
+    res.setHeader('Retry-After', '1')
+    throw new AmpError('overloaded', `this listener is serving its limit of ${ctx.maxInFlight} calls at once: try again shortly`)
+  }
+  calls.inFlight++
+  res.once('close', () => calls.inFlight--)
   const started = Date.now()
   const log = ctx.logger.child({call: callId, fn: name.slice(0, 63)})
   try {

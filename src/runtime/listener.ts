@@ -21,6 +21,8 @@ export interface ListenerOptions {
   etcd: string[]
   /** Largest call input accepted; bigger ones get 413. */
   maxBodyBytes?: number
+  /** Calls served at once; past it a call gets 429 at once. */
+  maxInFlight?: number
   /** How long close() waits for calls in flight. */
   drainTimeoutMs?: number
   dispatch?: DispatcherOptions
@@ -37,6 +39,7 @@ export interface Listener {
 }
 
 export const DEFAULT_MAX_BODY = 8 * 1024 * 1024
+export const DEFAULT_MAX_IN_FLIGHT = 64
 export const DEFAULT_LISTENER_DRAIN_MS = 30_000
 
 export async function startListener(options: ListenerOptions): Promise<Listener> {
@@ -71,6 +74,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     functions,
     dispatcher,
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
+    maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
     logger: log,
     draining: () => draining,
     readiness: () => checkReadiness({nats: () => nats.connected(), etcd: etcdUp}, () => draining),

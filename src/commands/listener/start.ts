@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {AmpCommand, settingFlag} from '../../base-command.js'
-import {formatSize} from '../../runtime/config.js'
+import {formatSize, MAX_IN_FLIGHT_LIMIT} from '../../runtime/config.js'
 import {startListener} from '../../runtime/listener.js'
 import {notifySystemd} from '../../runtime/sd-notify.js'
 import {waitForShutdownSignal} from '../../runtime/signals.js'
@@ -25,6 +25,11 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     etcd: Flags.string({...settingFlag('etcd', 'etcd URL(s), comma-separated or the flag repeated'), multiple: true}),
     'max-body': Flags.string(settingFlag('max-body', 'largest call input accepted (bigger ones get 413), e.g. 8MiB')),
     'drain-timeout': Flags.string(settingFlag('drain-timeout', 'on SIGTERM, how long to wait for calls in flight, e.g. 30s')),
+    'max-inflight': Flags.integer({
+      ...settingFlag('max-inflight', 'calls served at once; past it a call gets 429 with Retry-After at once'),
+      min: 1,
+      max: MAX_IN_FLIGHT_LIMIT,
+    }),
   }
 
   async run(): Promise<void> {
@@ -36,6 +41,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       etcd: settings.etcd,
       maxBodyBytes: settings.maxBodyBytes,
       drainTimeoutMs: settings.drainTimeoutMs,
+      maxInFlight: settings.maxInFlight,
       logger: this.createLogger(),
     })
     this.announceReady(
