@@ -37,6 +37,8 @@ export interface StackOptions {
   /** etcd URL(s), comma-separated; default http://127.0.0.1:2379. */
   etcd?: string
   concurrency: number
+  /** Calls the listener serves at once (429 past it); the listener's default when absent. */
+  maxInFlight?: number
   docker: string
   pull: 'missing' | 'never' | 'always'
   logger: Logger
@@ -126,6 +128,7 @@ export async function startStack(options: StackOptions, deps: StackDeps = {}): P
       port: options.port,
       nats: natsUrl,
       etcd: splitUrls(etcdUrl),
+      maxInFlight: options.maxInFlight,
       logger: logger.child({component: 'listener'}),
     })
   } catch (error) {
