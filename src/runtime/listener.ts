@@ -97,7 +97,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const address = server.address() as AddressInfo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `http://${host}:${address.port}`
-  if (!(await registry.ping())) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd: options.etcd.join(',')})
+  if (!functions.synced) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd: options.etcd.join(',')})
   log.info('listener ready', {url, nats: options.nats, etcd: options.etcd.join(',')})
 
   let closing: Promise<void> | undefined

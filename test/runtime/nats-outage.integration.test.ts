@@ -60,7 +60,8 @@ describe('NATS stopped and restarted under a stream of calls', function () {
     stack.nats.kill('SIGTERM')
     await waitFor('the listener to see NATS gone', async () => ((await natsUp()) ? undefined : true))
     const downAt = Date.now()
-    await new Promise((resolve) => setTimeout(resolve, 2000))
+    // Long enough for the calls caught in flight to end and for new ones to be refused.
+    await waitFor('calls made during the outage', async () => (outcomes.filter((o) => o.startedAt > downAt).length >= 10 ? true : undefined), 30_000)
     const lost = await inFlight
     expect(lost.status, 'the call in flight').to.be.oneOf([502, 503])
 
