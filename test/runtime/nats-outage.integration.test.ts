@@ -1,8 +1,12 @@
 import {expect} from 'chai'
+import {execa, type ResultPromise} from 'execa'
+import {createInterface} from 'node:readline'
+import {fileURLToPath} from 'node:url'
 import {request} from 'undici'
 
 import {TEST_IMAGES} from '../helpers/images.js'
-import {createFunction, startTestStack, type TestStack} from '../helpers/stack.js'
+import {DOCKER} from '../helpers/services.js'
+import {createFunction, startTestStack, type StackWithoutWorker, type TestStack} from '../helpers/stack.js'
 import {waitFor} from '../helpers/wait.js'
 
 interface Outcome {
@@ -84,5 +88,63 @@ describe('NATS stopped and restarted under a stream of calls', function () {
     const after = outcomes.filter((o) => o.startedAt >= firstOk.startedAt)
     expect(after.every((o) => o.status === 200 && o.echoed), JSON.stringify(after.filter((o) => o.status !== 200))).to.equal(true)
     console.log(`      (${during.length} calls refused during the outage; reconnected ${reconnectMs} ms after nats-server was back, the first call that succeeded was sent ${firstOk.startedAt - backAt} ms after)`)
+  })
+})
+
+const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
+
+/** `amp <args> --json` as its own process; resolves with its ready line (the daemons print one on stdout). */
+async function daemon(args: string[]): Promise<{child: ResultPromise; ready: Record<string, unknown>}> {
+  const child = execa('node', [DEV, ...args, '--json'], {reject: false, env: {NODE_EXTRA_CA_CERTS: ''}, stdin: 'ignore'})
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({input: child.stdout!}).once('line', resolve)
+    child.once('exit', () => reject(new Error(`amp ${args.join(' ')} exited before it was ready`)))
+  })
+  return {child, ready: JSON.parse(line) as Record<string, unknown>}
+}
+
+describe('NATS stopped and restarted: the daemons as processes', function () {
+  this.timeout(180_000)
+  let stack: StackWithoutWorker
+  const children: ResultPromise[] = []
+
+  before(async () => {
+    stack = await startTestStack({worker: false, docker: true})
+    await createFunction(stack.listener, 'cat', {image: TEST_IMAGES.cat})
+  })
+
+  after(async () => {
+    for (const child of children) child.kill('SIGKILL')
+    await stack?.stop()
+  })
+
+  it('neither the listener nor the worker exits; both serve again after NATS returns, and stop cleanly after', async () => {
+    const {nats, etcd} = stack
+    const worker = await daemon(['worker', 'start', '--nats', nats.url, '--docker', DOCKER, '--concurrency', '2'])
+    children.push(worker.child)
+    const listener = await daemon(['listener', 'start', '--port', '0', '--nats', nats.url, '--etcd', etcd.url])
+    children.push(listener.child)
+    const url = (listener.ready.listener as {url: string}).url
+    expect((await call(`${url}/cat`, 'before')).status).to.equal(200)
+
+    nats.kill('SIGTERM')
+    const refused = await waitFor('a call refused while NATS is down', async () => {
+      const res = await call(`${url}/cat`, 'during')
+      return res.status === 503 ? res : undefined
+    })
+    expect(refused.ms).to.be.below(FAST_MS)
+    await nats.restart()
+    const back = await waitFor('a call answered after the restart', async () => {
+      const res = await call(`${url}/cat`, 'after')
+      return res.status === 200 ? res : undefined
+    }, 30_000, 200)
+    expect(back.echoed).to.equal(true)
+    expect(worker.child.exitCode, 'worker').to.equal(null)
+    expect(listener.child.exitCode, 'listener').to.equal(null)
+
+    for (const {child} of [listener, worker]) {
+      child.kill('SIGTERM')
+      expect((await child).exitCode).to.equal(0)
+    }
   })
 })
