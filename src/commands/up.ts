@@ -2,8 +2,8 @@ import {Flags} from '@oclif/core'
 import {Listr} from 'listr2'
 
 import {AmpCommand, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../base-command.js'
-import {PULL_POLICIES} from '../runtime/config.js'
 import {etcdAuthOf, natsAuthOf, redactUrls} from '../runtime/credentials.js'
+import {MAX_IN_FLIGHT_LIMIT, PULL_POLICIES} from '../runtime/config.js'
 import {waitForShutdownSignal} from '../runtime/signals.js'
 import {type Stack, startStack} from '../runtime/stack.js'
 
@@ -22,6 +22,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
     nats: Flags.string(settingFlag('nats', 'NATS URL(s); nats-server is started there if nothing answers')),
     etcd: Flags.string({...settingFlag('etcd', 'etcd URL(s); etcd is started there if nothing answers'), multiple: true}),
     concurrency: Flags.integer({...settingFlag('concurrency', 'containers the worker runs at once'), min: 1, max: 1024}),
+    'max-inflight': Flags.integer({...settingFlag('max-inflight', 'calls the listener serves at once (429 past it)'), min: 1, max: MAX_IN_FLIGHT_LIMIT}),
     docker: Flags.string(settingFlag('docker', 'path or name of the docker CLI')),
     pull: Flags.string({...settingFlag('pull', 'when the worker pulls a function image'), options: [...PULL_POLICIES]}),
     ...invokeTokenFlag,
@@ -45,6 +46,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
         nats: this.isSet('nats') ? settings.nats : undefined,
         etcd: this.isSet('etcd') ? settings.etcd.join(',') : undefined,
         concurrency: settings.concurrency,
+        maxInFlight: settings.maxInFlight,
         docker: settings.docker,
         pull: settings.pull,
         auth: {token: settings.token, invokeToken: settings.invokeToken},

@@ -62,6 +62,7 @@ const LISTENER_CODES = new Set<ErrorCode>([
   'unauthorized',
   'forbidden',
   'internal',
+  'overloaded',
 ])
 
 /** What to do next, per error code; NAME stands for the function's name when it is not known. */
@@ -83,6 +84,8 @@ function suggestionsFor(code: ErrorCode, name = 'NAME'): string[] {
       return ['Set the listener\'s token with --token, AMP_TOKEN or "token:" in the config file']
     case 'forbidden':
       return ['Use the token the listener was started with (--token / AMP_TOKEN; to call functions, its invoke token also works)']
+    case 'overloaded':
+      return ['Try again in a moment (the answer says when: Retry-After), or raise the listener\'s --max-inflight']
     case 'registry_unavailable':
       return ['Check that etcd is running and that the listener reaches it (amp listener start --etcd URL)']
     default:

@@ -38,6 +38,8 @@ export interface Settings extends CredentialSettings {
   pull: PullPolicy
   timeoutMs: number
   maxBodyBytes: number
+  /** Listener: calls served at once; past it, 429. */
+  maxInFlight: number
   /** Daemon log lines: logfmt or json. */
   logFormat: LogFormat
   /** Daemons: how long SIGTERM waits for calls in flight. */
@@ -49,6 +51,8 @@ export interface Settings extends CredentialSettings {
 
 export const MIB = 1024 * 1024
 export const MAX_BODY_LIMIT = 1024 * MIB
+/** Largest --max-inflight: each call may hold max-body + 9 MiB of output in memory. */
+export const MAX_IN_FLIGHT_LIMIT = 100_000
 
 export const DEFAULTS: Readonly<Settings> = Object.freeze({
   server: 'http://localhost:4242',
@@ -62,6 +66,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   pull: 'missing',
   timeoutMs: DEFAULT_TIMEOUT_MS,
   maxBodyBytes: 8 * MIB,
+  maxInFlight: 64,
   logFormat: 'logfmt',
   drainTimeoutMs: 30_000,
   metricsPort: undefined,
@@ -85,6 +90,7 @@ export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
   'metrics-port': 'off',
   'metrics-host': DEFAULTS.metricsHost,
   ...(Object.fromEntries(CREDENTIAL_KEYS.map((key) => [key, 'none'])) as Record<CredentialKey, string>),
+  'max-inflight': String(DEFAULTS.maxInFlight),
 })
 
 export const CONFIG_KEYS = [
@@ -103,6 +109,7 @@ export const CONFIG_KEYS = [
   'metrics-port',
   'metrics-host',
   ...CREDENTIAL_KEYS,
+  'max-inflight',
 ] as const
 export type ConfigKey = (typeof CONFIG_KEYS)[number]
 
@@ -123,6 +130,7 @@ const FIELD: Record<ConfigKey, keyof Settings> = {
   'metrics-port': 'metricsPort',
   'metrics-host': 'metricsHost',
   ...CREDENTIAL_FIELDS,
+  'max-inflight': 'maxInFlight',
 }
 
 export const CONFIG_ENV = 'AMP_CONFIG'
@@ -212,9 +220,10 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
     }
     case 'port':
     case 'metrics-port':
+    case 'max-inflight':
     case 'concurrency': {
-      const min = key === 'concurrency' ? 1 : 0
-      const max = key === 'concurrency' ? 1024 : 65_535
+      const min = key === 'concurrency' || key === 'max-inflight' ? 1 : 0
+      const max = key === 'concurrency' ? 1024 : key === 'max-inflight' ? MAX_IN_FLIGHT_LIMIT : 65_535
       if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
         throw new Error(`must be a whole number from ${min} to ${max}, got ${shown}`)
       }
@@ -261,6 +270,7 @@ export interface GivenSettings extends Partial<Record<CredentialKey, string>> {
   'drain-timeout'?: string
   'metrics-port'?: number
   'metrics-host'?: string
+  'max-inflight'?: number
 }
 
 /**
@@ -298,6 +308,7 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
     metricsPort: given['metrics-port'] ?? file.metricsPort,
     metricsHost: given['metrics-host'] ?? file.metricsHost ?? DEFAULTS.metricsHost,
     ...resolveCredentials(given, file),
+    maxInFlight: given['max-inflight'] ?? file.maxInFlight ?? DEFAULTS.maxInFlight,
   }
 }
 

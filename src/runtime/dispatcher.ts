@@ -28,6 +28,8 @@ export interface DispatcherOptions {
   queueAllowanceMs?: number
   /** Gets the worker's timings of each call that ran (result headers), for metrics. */
   onPhases?: (fn: string, phases: CallPhases) => void
+  /** False while the NATS connection is known to be down (status events): calls are then refused at once. */
+  connected?: () => boolean
 }
 
 const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: 5, workerSilenceMs: WORKER_SILENCE_MS, queueAllowanceMs: 60_000}
@@ -76,11 +78,13 @@ export class Dispatcher {
   private sub?: Subscription
   private readonly options: typeof DEFAULTS
   private readonly onPhases?: (fn: string, phases: CallPhases) => void
+  private readonly connected: () => boolean
 
   constructor(private readonly nc: NatsConnection, private readonly listenerId: string, options: DispatcherOptions = {}) {
-    const {onPhases, ...rest} = options
+    const {onPhases, connected, ...rest} = options
     this.options = {...DEFAULTS, ...rest}
     this.onPhases = onPhases
+    this.connected = connected ?? (() => true)
   }
 
   start(): void {
@@ -136,6 +140,10 @@ export class Dispatcher {
     let answer: Msg | undefined
     for (let attempt = 0; attempt <= this.options.busyRetries; attempt++) {
       if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, 1000))
+      // Offered while disconnected, the call would sit in the reconnect buffer until the accept timeout.
+      if (!this.connected()) {
+        throw new AmpError('service_unavailable', 'this listener has lost NATS and is reconnecting: try again shortly')
+      }
       answer = await this.request(callSubject(spec.name), first, h)
       if (answer.headers?.get(HEADER.status) !== 'busy') break
     }

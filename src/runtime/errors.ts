@@ -18,6 +18,7 @@ export const EXIT = {
   unavailable: 108,
   badAnswer: 109,
   notAuthorized: 110,
+  overloaded: 111,
 } as const
 
 export type ErrorCode =
@@ -38,6 +39,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'internal'
+  | 'overloaded'
 
 const EXIT_BY_CODE: Record<ErrorCode, number> = {
   bad_request: EXIT.usage,
@@ -57,6 +59,7 @@ const EXIT_BY_CODE: Record<ErrorCode, number> = {
   unauthorized: EXIT.notAuthorized,
   forbidden: EXIT.notAuthorized,
   internal: EXIT.badAnswer,
+  overloaded: EXIT.overloaded,
 }
 
 /** HTTP status the listener answers with for each code. */
@@ -79,6 +82,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   unauthorized: 401,
   forbidden: 403,
   internal: 500,
+  overloaded: 429,
 }
 
 export class AmpError extends Error {

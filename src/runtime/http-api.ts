@@ -5,6 +5,7 @@ import type {Authorize} from './auth.js'
 import {formatBytes} from './container-runner.js'
 import type {Dispatcher} from './dispatcher.js'
 import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
+import type {FunctionCache} from './function-cache.js'
 import {checkFunctionInput, checkFunctionPatch, type FunctionSpec} from './function-spec.js'
 import {API_PREFIX, type CallResult, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
@@ -18,11 +19,15 @@ import {checkName} from './validate.js'
 
 export {API_PREFIX, RESULT_MEDIA_TYPE}
 const MAX_API_BODY = 64 * 1024
+/** Calls failing with these may well work a moment later: their answer carries Retry-After. */
+const RETRY_LATER = new Set(['no_worker', 'registry_unavailable', 'service_unavailable'])
 
 export interface ApiContext {
   registry: Pick<Registry, 'get' | 'list' | 'put' | 'remove' | 'update'>
   dispatcher: Pick<Dispatcher, 'call'>
   maxBodyBytes: number
+  /** Calls (POST /<fn>) served at once; past it a call gets 429 before its body is read. Unlimited when absent. */
+  maxInFlight?: number
   logger: Logger
   /** True once the listener is shutting down: new calls are turned away. */
   draining: () => boolean
@@ -34,18 +39,21 @@ export interface ApiContext {
   logs?: Pick<CallLogReader, 'open'>
   /** Checks the bearer token (auth.ts); without it every request is let in. */
   authorize?: Authorize
+  /** Watch-backed copy of the registry: calls to known functions go on while etcd is unreachable. */
+  functions?: Pick<FunctionCache, 'lookup' | 'assertReachable'>
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, callId: string) => Promise<void>
 
 export function createRequestHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => void {
+  const calls = {inFlight: 0}
   return (req, res) => {
     const callId = randomUUID()
     res.setHeader('Amp-Call-Id', callId)
     const serve = async () => {
       // Before routing: without the right token a request learns nothing, not even which routes exist.
       if (ctx.authorize) authorized(ctx, ctx.authorize, req, res, callId)
-      await route(ctx, req)(req, res, callId)
+      await route(ctx, req, calls)(req, res, callId)
     }
     serve().catch((error: unknown) => {
       const failure = isAmpError(error) ? error : new AmpError('internal', 'internal error in the listener')
@@ -67,7 +75,7 @@ function authorized(ctx: ApiContext, authorize: Authorize, req: IncomingMessage,
   }
 }
 
-function route(ctx: ApiContext, req: IncomingMessage): Handler {
+function route(ctx: ApiContext, req: IncomingMessage, calls: {inFlight: number}): Handler {
   const path = (req.url ?? '/').split('?')[0]
   const method = req.method ?? 'GET'
   if (path === `${API_PREFIX}/health`) {
@@ -101,7 +109,7 @@ function route(ctx: ApiContext, req: IncomingMessage): Handler {
       throw new AmpError('not_found', `no such route: ${method} ${path.slice(0, 100)} (see ${API_PREFIX}/functions)`)
     }
   }
-  return only(method, ['POST'], (req, res, callId) => invoke(ctx, path.slice(1), req, res, callId))
+  return only(method, ['POST'], (req, res, callId) => invoke(ctx, path.slice(1), req, res, callId, calls))
 }
 
 function only(method: string, allowed: string[], handler: Handler): Handler {
@@ -161,7 +169,14 @@ function readiness(ctx: ApiContext): Promise<ReadinessReport> {
   return ctx.readiness?.() ?? checkReadiness({}, ctx.draining)
 }
 
-async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse, callId: string) {
+async function invoke(
+  ctx: ApiContext,
+  name: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  callId: string,
+  calls: {inFlight: number},
+) {
   // The function label is set only once the function is known to exist: unknown names must not create series.
   let fn = ''
   const counted = ctx.metrics?.callStarted()
@@ -170,10 +185,18 @@ async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: 
     res.setHeader('Retry-After', '1')
     throw new AmpError('no_worker', 'this listener is shutting down: try again (another listener, or this one after restart)')
   }
+  // Each call holds its input and output in memory until answered: the bound keeps the listener's memory bounded.
+  if (ctx.maxInFlight !== undefined && calls.inFlight >= ctx.maxInFlight) {
+    counted?.(fn, HTTP_STATUS.overloaded)
+    res.setHeader('Retry-After', '1')
+    throw new AmpError('overloaded', `this listener is serving its limit of ${ctx.maxInFlight} calls at once: try again shortly`)
+  }
+  calls.inFlight++
+  res.once('close', () => calls.inFlight--)
   const started = Date.now()
   const log = ctx.logger.child({call: callId, fn: name.slice(0, 63)})
   try {
-    const spec = await mustGet(ctx, name)
+    const spec = await findFunction(ctx, name)
     fn = spec.name
     const input = await readBody(req, ctx.maxBodyBytes, 'input')
     const result = await ctx.dispatcher.call(callId, spec, input)
@@ -191,9 +214,21 @@ async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: 
     const code = isAmpError(error) ? error.code : 'internal'
     counted?.(fn, HTTP_STATUS[code])
     log.info('call failed', {status: HTTP_STATUS[code], error: code, ms: Date.now() - started})
-    if (code === 'no_worker') res.setHeader('Retry-After', '1')
+    if (RETRY_LATER.has(code)) res.setHeader('Retry-After', '1')
     throw error
   }
+}
+
+/**
+ * The function to call: from the cache when it knows it; otherwise from etcd, so a function just
+ * created through another listener is found. With etcd known to be out of reach, an unknown name is
+ * a 503 at once rather than after the etcd deadline.
+ */
+async function findFunction(ctx: ApiContext, name: string): Promise<FunctionSpec> {
+  const cached = ctx.functions?.lookup(name)
+  if (cached) return cached
+  if (ctx.functions && isName(name)) ctx.functions.assertReachable()
+  return mustGet(ctx, name)
 }
 
 function sendResult(req: IncomingMessage, res: ServerResponse, result: CallResult): void {

@@ -14,6 +14,7 @@ import {createLogger, type Logger} from './logger.js'
 import {connectNats} from './nats.js'
 import {Registry} from './registry.js'
 import {isLoopback} from './servers.js'
+import {failFast, FunctionCache} from './function-cache.js'
 import {AmpError} from './errors.js'
 
 export interface ListenerOptions {
@@ -24,6 +25,8 @@ export interface ListenerOptions {
   etcd: string[]
   /** Largest call input accepted; bigger ones get 413. */
   maxBodyBytes?: number
+  /** Calls served at once; past it a call gets 429 at once. */
+  maxInFlight?: number
   /** How long close() waits for calls in flight. */
   drainTimeoutMs?: number
   dispatch?: DispatcherOptions
@@ -47,6 +50,7 @@ export interface Listener {
 }
 
 export const DEFAULT_MAX_BODY = 8 * 1024 * 1024
+export const DEFAULT_MAX_IN_FLIGHT = 64
 export const DEFAULT_LISTENER_DRAIN_MS = 30_000
 
 export async function startListener(options: ListenerOptions): Promise<Listener> {
@@ -63,24 +67,36 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     await nc.close()
     throw error
   }
+  const functions = new FunctionCache(registry, {logger: log})
+  // With etcd down, start without functions (the cache keeps retrying) rather than wait another deadline.
+  const firstRead = functions.start()
+  if (etcdAnswered) await firstRead
   let draining = false
   const nats = trackNats(nc)
   // Readiness probes and scrapes share one etcd round trip every 2 s at most; a hung etcd counts as down after 1.5 s.
-  const etcdUp = cachedCheck(() => registry.ping(), {maxAgeMs: 2000, timeoutMs: 1500})
+  const etcdPing = cachedCheck(() => registry.ping(), {maxAgeMs: 2000, timeoutMs: 1500})
+  // Up means in sync too: the cache reads everything again after a cut before the listener says so.
+  const etcdUp = async () => functions.synced && (await etcdPing())
   const metrics = new ListenerMetrics(options.metricsRegistry ?? daemonRegistry(), {
     natsConnected: () => nats.connected(),
     etcdUp,
     draining: () => draining,
   })
-  const dispatcher = new Dispatcher(nc, id, {...options.dispatch, onPhases: (fn, phases) => metrics.phases.observe(fn, phases)})
+  const dispatcher = new Dispatcher(nc, id, {
+    connected: () => nats.connected(),
+    ...options.dispatch,
+    onPhases: (fn, phases) => metrics.phases.observe(fn, phases),
+  })
   dispatcher.start()
   await nc.flush()
   // Requests being served, not only calls out on NATS: one still reading its body must finish too.
   let active = 0
   const handle = createRequestHandler({
-    registry,
+    registry: failFast(registry, functions),
+    functions,
     dispatcher,
     maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY,
+    maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
     logger: log,
     draining: () => draining,
     readiness: () => checkReadiness({nats: () => nats.connected(), etcd: etcdUp}, () => draining),
@@ -97,6 +113,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     await listen(server, options.host, options.port)
   } catch (error) {
     await nc.close()
+    functions.close()
     registry.close()
     throw error
   }
@@ -107,7 +124,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   if (!options.auth?.token && !isLoopback(address.address)) {
     log.warn('no token: anyone who reaches this address can create, change and remove functions; set --token or AMP_TOKEN', {url})
   }
-  if (!etcdAnswered) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd})
+  if (!functions.synced) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd})
   log.info('listener ready', {url, nats: redactUrls(options.nats), etcd, token: Boolean(options.auth?.token), invokeToken: Boolean(options.auth?.invokeToken)})
 
   let closing: Promise<void> | undefined
@@ -123,6 +140,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     await closed
     await dispatcher.close()
     await nc.drain().catch(() => {})
+    functions.close()
     registry.close()
     log.info('listener stopped')
   }

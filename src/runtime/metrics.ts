@@ -103,7 +103,7 @@ export class ListenerMetrics {
     })
     this.phases = new PhaseHistograms(registry, 'amp_listener', ', as reported by the worker in the result')
     gauge(registry, 'amp_listener_nats_connected', '1 while the listener is connected to NATS', () => state.natsConnected())
-    gauge(registry, 'amp_listener_etcd_up', '1 when etcd answered the last check (at most ~2 s old)', () => state.etcdUp())
+    gauge(registry, 'amp_listener_etcd_up', '1 when etcd answered the last check (at most ~2 s old) and the function cache of the listener is in sync', () => state.etcdUp())
     gauge(registry, 'amp_listener_draining', '1 once the listener is shutting down and turns new calls away', () => state.draining())
   }
 

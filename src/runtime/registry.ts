@@ -1,8 +1,9 @@
-import {Etcd3, type IOptions, STMConflictError} from 'etcd3'
+import {Etcd3, type IKeyValue, type IOptions, STMConflictError} from 'etcd3'
 
 import {checkUserPassword, type EtcdAuth, readTlsFiles, redactUrls, tlsProblem} from './credentials.js'
 import {AmpError} from './errors.js'
 import type {FunctionPatch, FunctionSpec} from './function-spec.js'
+import type {FunctionSource, FunctionWatch} from './function-cache.js'
 
 /** etcd key of a function: the JSON of its FunctionSpec. */
 export const FUNCTION_PREFIX = '/amp/v1/functions/'
@@ -16,7 +17,7 @@ const OPERATION_DEADLINE_MS = 4000
 const UPDATE_RETRIES = 20
 
 /** The function registry, stored in etcd. Every etcd failure becomes one `registry_unavailable` error. */
-export class Registry {
+export class Registry implements FunctionSource {
   /** Finds why TLS fails, when it does (grpc only says "no connection"); set by connectWith. */
   private tlsProblem?: () => Promise<string | undefined>
 
@@ -142,6 +143,43 @@ export class Registry {
   async remove(name: string): Promise<FunctionSpec | undefined> {
     const previous = await this.guard(() => this.etcd.delete().key(functionKey(name)).getPrevious())
     return previous.length === 0 ? undefined : parse(previous[0].value.toString('utf8'))
+  }
+
+  /** Every function and the etcd revision they were read at (for FunctionCache). */
+  async snapshot(): Promise<{specs: FunctionSpec[]; revision: string}> {
+    const answer = await this.guard(() => this.etcd.getAll().prefix(FUNCTION_PREFIX).exec())
+    return {specs: answer.kvs.map((kv) => parse(kv.value.toString('utf8'))), revision: String(answer.header.revision)}
+  }
+
+  /**
+   * Follows changes to functions after `revision` with an etcd watch. A broken stream or a cancelled
+   * watch (e.g. the revision was compacted) calls onLost once and ends the watch: the caller
+   * re-reads everything rather than trusting a resumed stream.
+   */
+  follow(revision: string, on: FunctionWatch): {stop(): void} {
+    const watcher = this.etcd.watch().prefix(FUNCTION_PREFIX).startRevision(String(BigInt(revision) + 1n)).watcher()
+    let ended = false
+    const end = (error?: Error) => {
+      if (ended) return
+      ended = true
+      watcher.removeAllListeners()
+      watcher.on('error', () => {}) // a late cancellation error must not be unhandled
+      watcher.cancel().catch(() => {})
+      if (error) on.lost(error)
+    }
+    const nameOf = (kv: IKeyValue) => kv.key.toString('utf8').slice(FUNCTION_PREFIX.length)
+    watcher
+      .on('put', (kv) => {
+        try {
+          on.put(parse(kv.value.toString('utf8')))
+        } catch (error) {
+          end(error as Error)
+        }
+      })
+      .on('delete', (kv) => on.delete(nameOf(kv)))
+      .on('disconnected', (error: Error) => end(error))
+      .on('error', (error: Error) => end(error))
+    return {stop: () => end()}
   }
 
   /** True when etcd answers. */

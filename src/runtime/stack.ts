@@ -39,6 +39,8 @@ export interface StackOptions {
   /** etcd URL(s), comma-separated; default http://127.0.0.1:2379. */
   etcd?: string
   concurrency: number
+  /** Calls the listener serves at once (429 past it); the listener's default when absent. */
+  maxInFlight?: number
   docker: string
   pull: 'missing' | 'never' | 'always'
   logger: Logger
@@ -138,6 +140,7 @@ export async function startStack(options: StackOptions, deps: StackDeps = {}): P
       auth: options.auth,
       natsAuth,
       etcdAuth: servers.some((server) => server.name === 'etcd') ? undefined : options.etcdAuth,
+      maxInFlight: options.maxInFlight,
       logger: logger.child({component: 'listener'}),
     })
   } catch (error) {

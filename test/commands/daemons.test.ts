@@ -15,6 +15,7 @@ describe('amp listener start / worker start / up: bad settings', () => {
     ['listener start with a bad --max-body', ['listener', 'start', '--max-body', 'lots'], /invalid size "lots"/],
     ['listener start with a port out of range', ['listener', 'start', '--port', '70000'], /70000/],
     ['listener start with an empty --etcd', ['listener', 'start', '--etcd', ','], /--etcd/],
+    ['listener start with --max-inflight 0', ['listener', 'start', '--max-inflight', '0'], /--max-inflight/],
     ['worker start with concurrency 0', ['worker', 'start', '--concurrency', '0'], /--concurrency/],
     ['worker start with an unknown pull policy', ['worker', 'start', '--pull', 'sometimes'], /missing, never, always/],
     ['up with a non-numeric port', ['up', '--port', 'http'], /--port/],

@@ -139,6 +139,7 @@ describe('AmpClient', () => {
       [413, 'input_too_large', EXIT.tooLarge],
       [503, 'registry_unavailable', EXIT.unavailable],
       [500, 'internal', EXIT.badAnswer],
+      [429, 'overloaded', EXIT.overloaded],
     ]
     for (const [status, code, exit] of cases) {
       it(`keeps the listener's ${code} (HTTP ${status}) and its message: exit ${exit}`, async () => {

@@ -88,6 +88,7 @@ describe('config', () => {
       ['an unknown pull policy', 'pull: sometimes', /key "pull": must be one of missing, never, always/],
       ['a bad duration', 'timeout: 5x', /key "timeout": invalid duration "5x"/],
       ['a bad size', 'max-body: lots', /key "max-body": invalid size "lots"/],
+      ['a max-inflight of 0', 'max-inflight: 0', /key "max-inflight": must be a whole number from 1 to 100000, got 0/],
       ['an unknown log format', 'log-format: xml', /key "log-format": must be one of logfmt, json, got "xml"/],
       ['a server that is no URL', 'server: localhost:4242', /key "server": invalid server URL "localhost:4242"/],
       ['an empty docker', 'docker: ""', /key "docker": must be a non-empty string/],
@@ -185,6 +186,12 @@ describe('config', () => {
         expect(error.code, JSON.stringify(given)).to.equal('bad_request')
         expect(error.exit).to.equal(EXIT.usage)
       }
+    })
+
+    it('takes max-inflight from flag, env or file, 64 by default', () => {
+      expect(resolveSettings({}, {}).maxInFlight).to.equal(64)
+      expect(resolveSettings({}, parseConfig('max-inflight: 200', 'f')).maxInFlight).to.equal(200)
+      expect(resolveSettings({'max-inflight': 8}, {maxInFlight: 200}).maxInFlight).to.equal(8)
     })
 
     it('tells whether a setting was given at all', () => {

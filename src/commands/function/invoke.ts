@@ -11,7 +11,7 @@ export type InvokeJson = ResultEnvelope
 export default class FunctionInvoke extends AmpCommand<typeof FunctionInvoke> {
   static override summary = 'Call a function: stdin is its input, its stdout is written to stdout'
   static override description = `Reads all of stdin, runs the function once with it and writes the function's stdout to stdout and its stderr to stderr, byte for byte.
-amp exits with the function's exit code; amp's own failures exit 100-109 (see README "Exit codes").
+amp exits with the function's exit code; amp's own failures exit 100-111 (see README "Exit codes").
 With --json, prints {callId, function, exitCode, stdout, stderr, stderrTruncated, durationMs, worker} with stdout and stderr in base64.`
   static override aliases = ['fn:invoke']
   static override hiddenAliases = ['function:call', 'fn:call']

@@ -1,8 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {AmpCommand, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../../base-command.js'
-import {formatSize} from '../../runtime/config.js'
 import {etcdAuthOf, natsAuthOf, redactUrls} from '../../runtime/credentials.js'
+import {formatSize, MAX_IN_FLIGHT_LIMIT} from '../../runtime/config.js'
 import {startListener} from '../../runtime/listener.js'
 import {notifySystemd} from '../../runtime/sd-notify.js'
 import {waitForShutdownSignal} from '../../runtime/signals.js'
@@ -29,6 +29,11 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     ...invokeTokenFlag,
     ...natsCredentialFlags,
     ...etcdCredentialFlags,
+    'max-inflight': Flags.integer({
+      ...settingFlag('max-inflight', 'calls served at once; past it a call gets 429 with Retry-After at once'),
+      min: 1,
+      max: MAX_IN_FLIGHT_LIMIT,
+    }),
   }
 
   async run(): Promise<void> {
@@ -43,6 +48,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       auth: {token: settings.token, invokeToken: settings.invokeToken},
       natsAuth: natsAuthOf(settings),
       etcdAuth: etcdAuthOf(settings),
+      maxInFlight: settings.maxInFlight,
       logger: this.createLogger(),
     })
     const nats = redactUrls(settings.nats)

@@ -1,0 +1,68 @@
+import {expect} from 'chai'
+import {request} from 'undici'
+
+import {startListener, type Listener} from '../../src/runtime/listener.js'
+import {silentLogger} from '../../src/runtime/logger.js'
+import {TEST_IMAGES} from '../helpers/images.js'
+import {createFunction, startTestStack, type TestStack} from '../helpers/stack.js'
+import {waitFor} from '../helpers/wait.js'
+
+async function call(url: string, body = 'x') {
+  const started = Date.now()
+  const res = await request(url, {method: 'POST', body})
+  const text = await res.body.text()
+  return {status: res.statusCode, headers: res.headers, text, ms: Date.now() - started}
+}
+
+async function inFlight(listener: Listener): Promise<number> {
+  const res = await request(`${listener.url}/_amp/v1/metrics`)
+  const line = (await res.body.text()).split('\n').find((l) => l.startsWith('amp_listener_calls_in_flight '))
+  return Number(line?.split(' ')[1])
+}
+
+// Calls that hold their worker slot far longer than any refusal may take.
+const HOLD_MS = 15_000
+
+describe('overload: answered at once, not queued', function () {
+  this.timeout(120_000)
+  let stack: TestStack
+  /** Same NATS and etcd, default max-inflight: its calls reach the (full) worker. */
+  let roomy: Listener
+
+  before(async () => {
+    stack = await startTestStack({worker: {concurrency: 2, backlog: 0, drainTimeoutMs: 1000}, listener: {maxInFlight: 2}})
+    roomy = await startListener({host: '127.0.0.1', port: 0, logger: silentLogger, nats: stack.nats.url, etcd: [stack.etcd.url]})
+    await createFunction(stack.listener, 'hold', {image: TEST_IMAGES.sleep, timeoutMs: HOLD_MS})
+    await createFunction(stack.listener, 'cat', {image: TEST_IMAGES.cat})
+  })
+
+  after(async () => {
+    await roomy?.close()
+    await stack?.stop()
+  })
+
+  it('past max-inflight, the listener answers 429 with Retry-After at once; a full worker gives 503 quickly', async () => {
+    const {listener} = stack
+    const held = [call(`${listener.url}/hold`), call(`${listener.url}/hold`)]
+    await waitFor('two calls in flight', async () => ((await inFlight(listener)) === 2 ? true : undefined))
+
+    const refused = await call(`${listener.url}/cat`, 'third')
+    expect(refused.status, refused.text).to.equal(429)
+    expect(refused.headers['retry-after']).to.equal('1')
+    expect(refused.headers['amp-error-code']).to.equal('overloaded')
+    expect(JSON.parse(refused.text).error.message).to.match(/limit of 2 calls at once/)
+    expect(refused.ms).to.be.below(3000)
+
+    // Both worker slots are taken and it keeps no backlog: another listener's call is turned away, not queued.
+    const busy = await call(`${roomy.url}/cat`, 'fourth')
+    expect(busy.status, busy.text).to.equal(503)
+    expect(busy.headers['amp-error-code']).to.equal('no_worker')
+    expect(busy.headers['retry-after']).to.equal('1')
+    expect(busy.ms).to.be.below(HOLD_MS / 2)
+
+    for (const res of await Promise.all(held)) expect(res.status, res.text).to.equal(504)
+    const after = await call(`${listener.url}/cat`, 'room again')
+    expect(after.status, after.text).to.equal(200)
+    expect(after.text).to.equal('room again')
+  })
+})
