@@ -1,8 +1,12 @@
 import {execa} from 'execa'
-import {hostname} from 'node:os'
+import {randomBytes} from 'node:crypto'
+import {existsSync} from 'node:fs'
+import {open, unlink} from 'node:fs/promises'
+import {hostname, tmpdir} from 'node:os'
+import path from 'node:path'
 
 import type {Outcome} from './protocol.js'
-import {checkImage, checkName, checkNetwork} from './validate.js'
+import {checkCpus, checkEnv, checkImage, checkMemoryBytes, checkName, checkNetwork, checkPidsLimit, envLines} from './validate.js'
 
 /** The labels every amp container carries, so amp can find (and only kill) its own containers. */
 export const LABEL = {
@@ -23,6 +27,12 @@ export interface RunSpec {
   image: string
   network: string
   timeoutMs: number
+  /** Container limits: memory (no swap on top), CPUs, processes. */
+  memoryBytes: number
+  cpus: number
+  pidsLimit: number
+  /** Environment variables of the container; the values never reach docker's argv (see envFile). */
+  env: Record<string, string>
   input: Uint8Array
   /** Gets the container's stderr as it arrives (the worker publishes it as the call's log); must not throw. */
   onStderr?: (chunk: Buffer) => void
@@ -65,6 +75,31 @@ const KILL_RETRY_MS = 250
 
 export const containerName = (callId: string): string => `amp-${callId}`
 
+/** Where the docker CLI reads a call's environment: its fd 3 (see envFile). */
+const ENV_FD_PATH = '/dev/fd/3'
+// tmpfs where there is one: the environment never touches a disk (docker keeps its own copy while the container exists).
+const ENV_DIR = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
+
+/**
+ * The environment as an unnamed file, opened for reading, to give the docker CLI as fd 3: the file
+ * is created private (0600, O_EXCL, no symlink followed) and unlinked before anything is written,
+ * so no other process can open it by name. A Node pipe would not do: it is a socket, and docker
+ * cannot open /dev/fd/N of a socket.
+ */
+async function envFile(env: Record<string, string>) {
+  const file = path.join(ENV_DIR, `amp-env-${randomBytes(16).toString('hex')}`)
+  const writer = await open(file, 'wx', 0o600)
+  try {
+    const reader = await open(file, 'r')
+    await unlink(file)
+    await writer.writeFile(envLines(env))
+    return reader
+  } finally {
+    await writer.close()
+    await unlink(file).catch(() => {})
+  }
+}
+
 /** The complete `docker run` argument array. Every value in it has been validated. */
 export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy): string[] {
   if (!/^[A-Za-z0-9-]{1,64}$/.test(spec.callId)) throw new TypeError('invalid call id')
@@ -87,6 +122,22 @@ export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy)
     ...Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
     '--network',
     checkNetwork(spec.network),
+    // Hardened by default: no privilege gain through setuid binaries, no capabilities, bounded
+    // processes, memory (the same value as memory+swap: no swap) and CPU.
+    '--security-opt',
+    'no-new-privileges',
+    '--cap-drop',
+    'ALL',
+    '--pids-limit',
+    String(checkPidsLimit(spec.pidsLimit)),
+    '--memory',
+    String(checkMemoryBytes(spec.memoryBytes)),
+    '--memory-swap',
+    String(spec.memoryBytes),
+    '--cpus',
+    String(checkCpus(spec.cpus)),
+    // The values are read by the docker CLI from an unnamed file given as its fd 3, never from argv.
+    ...(Object.keys(checkEnv(spec.env)).length > 0 ? ['--env-file', ENV_FD_PATH] : []),
     // stdout and stderr come back over the attach stream; nothing needs to be kept on disk.
     '--log-driver',
     'none',
@@ -171,9 +222,20 @@ export class ContainerRunner {
     }
     let exited = false
 
+    let env: Awaited<ReturnType<typeof envFile>> | undefined
+    try {
+      if (args.includes(ENV_FD_PATH)) env = await envFile(spec.env)
+    } catch (error) {
+      // The code only (EACCES, ENOSPC...): the message could hold nothing secret, but there is no need to risk it.
+      const why = (error as NodeJS.ErrnoException).code ?? 'error'
+      return {outcome: 'failed', error: `could not pass the environment to docker (${why})`, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
+    }
+
     const stdout = new Capture(this.maxOutput, () => kill('output'))
     const stderr = new Capture(this.maxStderr, () => {})
     const child = this.exec(this.docker, args, {
+      // execa hands any descriptor number to the child as is; its types only list 3 to 9.
+      ...(env ? {stdio: ['pipe', 'pipe', 'pipe', env.fd as 3] as const} : {}),
       input: spec.input,
       buffer: false,
       reject: false,
@@ -183,6 +245,8 @@ export class ContainerRunner {
       // drains; killing the docker CLI would not stop the container anyway. Shutdown is handled by close().
       cleanup: false,
     })
+    // The child has its own copy of the descriptor now.
+    await env?.close()
     child.stdout?.on('data', (chunk: Buffer) => stdout.add(chunk))
     child.stderr?.on('data', (chunk: Buffer) => {
       stderr.add(chunk)

@@ -7,16 +7,20 @@ import {expect} from 'chai'
 import {randomBytes, randomUUID} from 'node:crypto'
 
 import {Dispatcher, type DispatcherOptions} from '../../src/runtime/dispatcher.js'
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import type {StoredFunction} from '../../src/runtime/function-spec.js'
 import {callSubject, chunks, chunkSizeFor, HEADER, replySubject, WORKER_QUEUE} from '../../src/runtime/protocol.js'
 import {startNats, type ServiceHandle} from '../helpers/services.js'
 import {ampError} from '../helpers/amp-error.js'
 
-const SPEC: FunctionSpec = {
+const SPEC: StoredFunction = {
   name: 'echo',
   image: 'amp-test/cat:1',
   timeoutMs: 30_000,
   network: 'none',
+  memoryBytes: 256 * 1024 * 1024,
+  cpus: 1,
+  pidsLimit: 256,
+  env: {},
   createdAt: '2024-01-01T00:00:00.000Z',
   updatedAt: '2024-01-01T00:00:00.000Z',
 }

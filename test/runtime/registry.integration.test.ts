@@ -5,7 +5,7 @@ import {Registry, functionKey} from '../../src/runtime/registry.js'
 import {startEtcd, type ServiceHandle} from '../helpers/services.js'
 import {ampError} from '../helpers/amp-error.js'
 
-const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none'})
+const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none', memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}})
 
 
 describe('Registry against etcd (integration)', function () {
