@@ -1,7 +1,6 @@
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
-import {existsSync} from 'node:fs'
-import {open, unlink} from 'node:fs/promises'
+import {closeSync, existsSync, openSync, unlinkSync, writeFileSync} from 'node:fs'
 import {hostname, tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -81,22 +80,27 @@ const ENV_FD_PATH = '/dev/fd/3'
 const ENV_DIR = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
 
 /**
- * The environment as an unnamed file, opened for reading, to give the docker CLI as fd 3: the file
- * is created private (0600, O_EXCL, no symlink followed) and unlinked before anything is written,
- * so no other process can open it by name. A Node pipe would not do: it is a socket, and docker
- * cannot open /dev/fd/N of a socket.
+ * The environment as an unnamed file, opened for reading (its descriptor is returned), to give the
+ * docker CLI as fd 3: the file is created private (0600, O_EXCL, so no symlink is followed) and
+ * unlinked before anything is written, so no other process can open it by name. A Node pipe would
+ * not do: it is a socket, and docker cannot open /dev/fd/N of a socket. Synchronous on purpose: a
+ * few tmpfs calls, and no await between a call starting and its container being known to killAll.
  */
-async function envFile(env: Record<string, string>) {
+function envFile(env: Record<string, string>): number {
   const file = path.join(ENV_DIR, `amp-env-${randomBytes(16).toString('hex')}`)
-  const writer = await open(file, 'wx', 0o600)
+  const writer = openSync(file, 'wx', 0o600)
   try {
-    const reader = await open(file, 'r')
-    await unlink(file)
-    await writer.writeFile(envLines(env))
+    const reader = openSync(file, 'r')
+    unlinkSync(file)
+    writeFileSync(writer, envLines(env))
     return reader
   } finally {
-    await writer.close()
-    await unlink(file).catch(() => {})
+    closeSync(writer)
+    try {
+      unlinkSync(file)
+    } catch {
+      // Already unlinked: the usual case.
+    }
   }
 }
 
@@ -222,9 +226,9 @@ export class ContainerRunner {
     }
     let exited = false
 
-    let env: Awaited<ReturnType<typeof envFile>> | undefined
+    let envFd: number | undefined
     try {
-      if (args.includes(ENV_FD_PATH)) env = await envFile(spec.env)
+      if (args.includes(ENV_FD_PATH)) envFd = envFile(spec.env)
     } catch (error) {
       // The code only (EACCES, ENOSPC...): the message could hold nothing secret, but there is no need to risk it.
       const why = (error as NodeJS.ErrnoException).code ?? 'error'
@@ -235,7 +239,7 @@ export class ContainerRunner {
     const stderr = new Capture(this.maxStderr, () => {})
     const child = this.exec(this.docker, args, {
       // execa hands any descriptor number to the child as is; its types only list 3 to 9.
-      ...(env ? {stdio: ['pipe', 'pipe', 'pipe', env.fd as 3] as const} : {}),
+      ...(envFd === undefined ? {} : {stdio: ['pipe', 'pipe', 'pipe', envFd as 3] as const}),
       input: spec.input,
       buffer: false,
       reject: false,
@@ -245,8 +249,6 @@ export class ContainerRunner {
       // drains; killing the docker CLI would not stop the container anyway. Shutdown is handled by close().
       cleanup: false,
     })
-    // The child has its own copy of the descriptor now.
-    await env?.close()
     child.stdout?.on('data', (chunk: Buffer) => stdout.add(chunk))
     child.stderr?.on('data', (chunk: Buffer) => {
       stderr.add(chunk)
@@ -254,6 +256,8 @@ export class ContainerRunner {
     })
     // EPIPE when a function exits without reading all its input is normal, not a failure.
     child.stdin?.on('error', () => {})
+    // The child has its own copy of the descriptor now.
+    if (envFd !== undefined) closeSync(envFd)
 
     const timer = setTimeout(() => kill('timeout'), spec.timeoutMs)
     this.running.set(spec.callId, () => kill('shutdown'))

@@ -125,6 +125,14 @@ describe('hardened containers on the real dockerd', function () {
     expect(logged.join('\n')).to.not.contain(SECRET)
   })
 
+  it("gives each of many concurrent calls its own function's environment", async () => {
+    const names = ['env-a', 'env-b', 'env-c', 'env-d']
+    for (const name of names) await stack.client.createFunction(name, {image: TEST_IMAGES.sh, env: {WHO: `value-of-${name}`}})
+    const calls = names.flatMap((name) => Array.from({length: 4}, () => name))
+    const answers = await Promise.all(calls.map((name) => invoke(name, 'echo "$WHO"')))
+    expect(answers.map((answer) => answer.stdout.toString())).to.deep.equal(calls.map((name) => `value-of-${name}\n`))
+  })
+
   it('carries an environment of almost 32 KiB next to a large input', async () => {
     const big = 'v'.repeat(32 * 1024 - 'BIG=\n'.length)
     await stack.client.createFunction('big-env', {image: TEST_IMAGES.sh, env: {BIG: big}})
