@@ -3,10 +3,13 @@
  * script) on the real dockerd: no capabilities, no privilege gain, the function's memory, CPU and
  * pids limits, and its environment; and that the environment's values show up nowhere else.
  */
+import {connect, headers} from '@nats-io/transport-node'
 import {expect} from 'chai'
 import {execa} from 'execa'
+import {randomUUID} from 'node:crypto'
 
 import {createLogger} from '../../src/runtime/logger.js'
+import {callSubject, HEADER} from '../../src/runtime/protocol.js'
 import {containers} from '../helpers/containers.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {isolateEnvironment, runAmp} from '../helpers/run-amp.js'
@@ -131,6 +134,38 @@ describe('hardened containers on the real dockerd', function () {
     const calls = names.flatMap((name) => Array.from({length: 4}, () => name))
     const answers = await Promise.all(calls.map((name) => invoke(name, 'echo "$WHO"')))
     expect(answers.map((answer) => answer.stdout.toString())).to.deep.equal(calls.map((name) => `value-of-${name}\n`))
+  })
+
+  it('has the worker refuse hostile limits and env sent straight over NATS, running nothing and echoing no value', async () => {
+    const nc = await connect({servers: stack.nats.url})
+    try {
+      const hostile: Array<[string, string]> = [
+        [HEADER.pidsLimit, '-1'],
+        [HEADER.memoryBytes, '--privileged'],
+        [HEADER.cpus, '1000'],
+        [HEADER.env, Buffer.from(`TOKEN=${SECRET}\r\n`).toString('base64')],
+        [HEADER.env, Buffer.from(`--privileged=${SECRET}\n`).toString('base64')],
+      ]
+      for (const [name, value] of hostile) {
+        const h = headers()
+        const callId = randomUUID()
+        h.set(HEADER.callId, callId)
+        h.set(HEADER.function, 'inside')
+        h.set(HEADER.image, TEST_IMAGES.sh)
+        h.set(HEADER.timeoutMs, '5000')
+        h.set(HEADER.network, 'none')
+        h.set(HEADER.inputSize, '0')
+        h.set(HEADER.replyTo, `amp.v1.reply.test.${callId}`)
+        h.set(name, value)
+        const answer = await nc.request(callSubject('inside'), new Uint8Array(0), {headers: h, timeout: 5000})
+        expect(answer.headers?.get(HEADER.status), `${name}: ${value}`).to.equal('rejected')
+        expect(answer.headers?.get(HEADER.error)).to.match(/^worker refused the call: /).and.not.contain(SECRET)
+        expect(await containers(`label=amp.call=${callId}`)).to.deep.equal([])
+      }
+    } finally {
+      await nc.close()
+    }
+    expect(logged.join('\n')).to.contain('call rejected').and.not.contain(SECRET)
   })
 
   it('carries an environment of almost 32 KiB next to a large input', async () => {
