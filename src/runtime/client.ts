@@ -12,11 +12,29 @@ import type {LogLine} from './call-logs.js'
 
 import {checkServerUrl} from './config.js'
 import {AmpError, type ErrorCode} from './errors.js'
-import {checkFunctionPatch, type FunctionPatch, type FunctionSpec} from './function-spec.js'
+import {
+  checkFunctionPatch,
+  DEFAULT_CPUS,
+  DEFAULT_MEMORY_BYTES,
+  DEFAULT_PIDS_LIMIT,
+  type FunctionInput,
+  type FunctionPatch,
+  type FunctionSpec,
+} from './function-spec.js'
 import {API_PREFIX, type CallResult, fromEnvelope, RESULT_MEDIA_TYPE} from './http-contract.js'
 import {type Logger, silentLogger} from './logger.js'
 import {checkCallId, NDJSON_MEDIA_TYPE, parseSince} from './logs-route.js'
-import {checkImage, checkName, checkNetwork, checkTimeoutMs, MAX_TIMEOUT_MS} from './validate.js'
+import {
+  checkCpus,
+  checkEnv,
+  checkImage,
+  checkMemoryBytes,
+  checkName,
+  checkNetwork,
+  checkPidsLimit,
+  checkTimeoutMs,
+  MAX_TIMEOUT_MS,
+} from './validate.js'
 
 export {API_PREFIX, RESULT_MEDIA_TYPE}
 /** What a call returns to the CLI. */
@@ -118,7 +136,7 @@ export class AmpClient {
 
   async createFunction(
     name: string,
-    input: {image: string; timeoutMs?: number; network?: string},
+    input: FunctionInput,
     options: {replace?: boolean} = {},
   ): Promise<CreateResult> {
     // Checked here too, so a bad value never leaves the machine and fails with exit 2.
@@ -126,6 +144,10 @@ export class AmpClient {
       image: checkImage(input.image),
       ...(input.timeoutMs === undefined ? {} : {timeoutMs: checkTimeoutMs(input.timeoutMs)}),
       ...(input.network === undefined ? {} : {network: checkNetwork(input.network)}),
+      ...(input.memoryBytes === undefined ? {} : {memoryBytes: checkMemoryBytes(input.memoryBytes)}),
+      ...(input.cpus === undefined ? {} : {cpus: checkCpus(input.cpus)}),
+      ...(input.pidsLimit === undefined ? {} : {pidsLimit: checkPidsLimit(input.pidsLimit)}),
+      ...(input.env === undefined ? {} : {env: checkEnv(input.env)}),
     }
     const query = options.replace ? '?replace=true' : ''
     const answer = await this.send('PUT', `${API_PREFIX}/functions/${checkName(name)}${query}`, {
@@ -397,10 +419,26 @@ export class AmpClient {
       typeof spec.timeoutMs === 'number' &&
       typeof spec.network === 'string' &&
       typeof spec.createdAt === 'string' &&
-      typeof spec.updatedAt === 'string'
-    if (!ok) throw this.badAnswer(answer, 'expected a function (name, image, timeoutMs, network, createdAt, updatedAt)')
-    const {name, image, timeoutMs, network, createdAt, updatedAt} = spec as FunctionSpec
-    return {name, image, timeoutMs, network, createdAt, updatedAt}
+      typeof spec.updatedAt === 'string' &&
+      // Listeners older than the container limits do not send these; their workers' defaults apply.
+      ['number', 'undefined'].includes(typeof spec.memoryBytes) &&
+      ['number', 'undefined'].includes(typeof spec.cpus) &&
+      ['number', 'undefined'].includes(typeof spec.pidsLimit) &&
+      (spec.envKeys === undefined || (Array.isArray(spec.envKeys) && spec.envKeys.every((key) => typeof key === 'string')))
+    if (!ok) throw this.badAnswer(answer, 'expected a function (name, image, timeoutMs, network, createdAt, updatedAt, ...)')
+    const {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, createdAt, updatedAt} = spec as FunctionSpec
+    return {
+      name,
+      image,
+      timeoutMs,
+      network,
+      memoryBytes: memoryBytes ?? DEFAULT_MEMORY_BYTES,
+      cpus: cpus ?? DEFAULT_CPUS,
+      pidsLimit: pidsLimit ?? DEFAULT_PIDS_LIMIT,
+      envKeys: envKeys ?? [],
+      createdAt,
+      updatedAt,
+    }
   }
 
   private result(answer: Answer): InvokeResult {

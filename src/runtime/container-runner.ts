@@ -1,8 +1,11 @@
 import {execa} from 'execa'
-import {hostname} from 'node:os'
+import {randomBytes} from 'node:crypto'
+import {closeSync, existsSync, openSync, unlinkSync, writeFileSync} from 'node:fs'
+import {hostname, tmpdir} from 'node:os'
+import path from 'node:path'
 
 import {CALL_ID, type Outcome} from './protocol.js'
-import {checkImage, checkName, checkNetwork} from './validate.js'
+import {checkCpus, checkEnv, checkImage, checkMemoryBytes, checkName, checkNetwork, checkPidsLimit, envLines} from './validate.js'
 
 /** The labels every amp container carries, so amp can find (and only kill) its own containers. */
 export const LABEL = {
@@ -23,6 +26,12 @@ export interface RunSpec {
   image: string
   network: string
   timeoutMs: number
+  /** Container limits: memory (no swap on top), CPUs, processes. */
+  memoryBytes: number
+  cpus: number
+  pidsLimit: number
+  /** Environment variables of the container; the values never reach docker's argv (see envFile). */
+  env: Record<string, string>
   input: Uint8Array
   /** Gets the container's stderr as it arrives (the worker publishes it as the call's log); must not throw. */
   onStderr?: (chunk: Buffer) => void
@@ -65,6 +74,36 @@ const KILL_RETRY_MS = 250
 
 export const containerName = (callId: string): string => `amp-${callId}`
 
+/** Where the docker CLI reads a call's environment: its fd 3 (see envFile). */
+const ENV_FD_PATH = '/dev/fd/3'
+// tmpfs where there is one: the environment never touches a disk (docker keeps its own copy while the container exists).
+const ENV_DIR = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
+
+/**
+ * The environment as an unnamed file, opened for reading (its descriptor is returned), to give the
+ * docker CLI as fd 3: the file is created private (0600, O_EXCL, so no symlink is followed) and
+ * unlinked before anything is written, so no other process can open it by name. A Node pipe would
+ * not do: it is a socket, and docker cannot open /dev/fd/N of a socket. Synchronous on purpose: a
+ * few tmpfs calls, and no await between a call starting and its container being known to killAll.
+ */
+function envFile(env: Record<string, string>): number {
+  const file = path.join(ENV_DIR, `amp-env-${randomBytes(16).toString('hex')}`)
+  const writer = openSync(file, 'wx', 0o600)
+  try {
+    const reader = openSync(file, 'r')
+    unlinkSync(file)
+    writeFileSync(writer, envLines(env))
+    return reader
+  } finally {
+    closeSync(writer)
+    try {
+      unlinkSync(file)
+    } catch {
+      // Already unlinked: the usual case.
+    }
+  }
+}
+
 /** The complete `docker run` argument array. Every value in it has been validated. */
 export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy): string[] {
   if (!CALL_ID.test(spec.callId)) throw new TypeError('invalid call id')
@@ -87,6 +126,22 @@ export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy)
     ...Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
     '--network',
     checkNetwork(spec.network),
+    // Hardened by default: no privilege gain through setuid binaries, no capabilities, bounded
+    // processes, memory (the same value as memory+swap: no swap) and CPU.
+    '--security-opt',
+    'no-new-privileges',
+    '--cap-drop',
+    'ALL',
+    '--pids-limit',
+    String(checkPidsLimit(spec.pidsLimit)),
+    '--memory',
+    String(checkMemoryBytes(spec.memoryBytes)),
+    '--memory-swap',
+    String(spec.memoryBytes),
+    '--cpus',
+    String(checkCpus(spec.cpus)),
+    // The values are read by the docker CLI from an unnamed file given as its fd 3, never from argv.
+    ...(Object.keys(checkEnv(spec.env)).length > 0 ? ['--env-file', ENV_FD_PATH] : []),
     // stdout and stderr come back over the attach stream; nothing needs to be kept on disk.
     '--log-driver',
     'none',
@@ -171,9 +226,20 @@ export class ContainerRunner {
     }
     let exited = false
 
+    let envFd: number | undefined
+    try {
+      if (args.includes(ENV_FD_PATH)) envFd = envFile(spec.env)
+    } catch (error) {
+      // The code only (EACCES, ENOSPC...): the message could hold nothing secret, but there is no need to risk it.
+      const why = (error as NodeJS.ErrnoException).code ?? 'error'
+      return {outcome: 'failed', error: `could not pass the environment to docker (${why})`, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
+    }
+
     const stdout = new Capture(this.maxOutput, () => kill('output'))
     const stderr = new Capture(this.maxStderr, () => {})
     const child = this.exec(this.docker, args, {
+      // execa hands any descriptor number to the child as is; its types only list 3 to 9.
+      ...(envFd === undefined ? {} : {stdio: ['pipe', 'pipe', 'pipe', envFd as 3] as const}),
       input: spec.input,
       buffer: false,
       reject: false,
@@ -190,6 +256,8 @@ export class ContainerRunner {
     })
     // EPIPE when a function exits without reading all its input is normal, not a failure.
     child.stdin?.on('error', () => {})
+    // The child has its own copy of the descriptor now.
+    if (envFd !== undefined) closeSync(envFd)
 
     const timer = setTimeout(() => kill('timeout'), spec.timeoutMs)
     this.running.set(spec.callId, () => kill('shutdown'))

@@ -1,7 +1,7 @@
 import {errors, headers, type Msg, type Subscription} from '@nats-io/transport-node'
 
 import {AmpError} from './errors.js'
-import type {FunctionSpec} from './function-spec.js'
+import type {StoredFunction} from './function-spec.js'
 import type {CallResult} from './http-contract.js'
 import type {CallPhases} from './metrics.js'
 import type {NatsConnection} from './nats.js'
@@ -14,7 +14,7 @@ import {
   replySubject,
   WORKER_SILENCE_MS,
 } from './protocol.js'
-import {formatDuration} from './validate.js'
+import {envLines, formatDuration} from './validate.js'
 
 export type {CallResult}
 
@@ -99,7 +99,7 @@ export class Dispatcher {
     })
   }
 
-  async call(callId: string, spec: FunctionSpec, input: Uint8Array): Promise<CallResult> {
+  async call(callId: string, spec: StoredFunction, input: Uint8Array): Promise<CallResult> {
     const pending = new PendingCall()
     this.pending.set(callId, pending)
     const watchdog = setInterval(() => {
@@ -125,15 +125,23 @@ export class Dispatcher {
   }
 
   /** Sends the call to one worker of the queue group, then the rest of its input. */
-  private async offer(callId: string, spec: FunctionSpec, input: Uint8Array, pending: PendingCall): Promise<void> {
+  private async offer(callId: string, spec: StoredFunction, input: Uint8Array, pending: PendingCall): Promise<void> {
     const size = chunkSizeFor(this.nc.info?.max_payload ?? 1024 * 1024)
-    const [first = new Uint8Array(0), ...rest] = [...chunks(input, size)]
+    const env = Object.keys(spec.env).length > 0 ? Buffer.from(envLines(spec.env)).toString('base64') : ''
+    // The environment header (up to 43 KiB) takes its room from the first chunk, so the message stays under max_payload.
+    const firstSize = Math.max(0, size - env.length)
+    const first = input.subarray(0, firstSize)
+    const rest = [...chunks(input.subarray(firstSize), size)]
     const h = headers()
     h.set(HEADER.callId, callId)
     h.set(HEADER.function, spec.name)
     h.set(HEADER.image, spec.image)
     h.set(HEADER.timeoutMs, String(spec.timeoutMs))
     h.set(HEADER.network, spec.network)
+    h.set(HEADER.memoryBytes, String(spec.memoryBytes))
+    h.set(HEADER.cpus, String(spec.cpus))
+    h.set(HEADER.pidsLimit, String(spec.pidsLimit))
+    if (env) h.set(HEADER.env, env)
     h.set(HEADER.inputSize, String(input.length))
     h.set(HEADER.replyTo, replySubject(this.listenerId, callId))
 
@@ -188,7 +196,7 @@ export class Dispatcher {
     }
   }
 
-  private finish(callId: string, spec: FunctionSpec, pending: PendingCall, msg: Msg): CallResult {
+  private finish(callId: string, spec: StoredFunction, pending: PendingCall, msg: Msg): CallResult {
     const h = msg.headers
     const outcome = h?.get(HEADER.outcome)
     const worker = h?.get(HEADER.worker) || pending.worker

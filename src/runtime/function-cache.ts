@@ -9,13 +9,13 @@
  * stale once the listener is back in touch with etcd.
  */
 import {AmpError} from './errors.js'
-import type {FunctionSpec} from './function-spec.js'
+import type {StoredFunction} from './function-spec.js'
 import type {Logger} from './logger.js'
 import type {Registry} from './registry.js'
 
 /** What a change stream reports (Registry.follow). */
 export interface FunctionWatch {
-  put(spec: FunctionSpec): void
+  put(spec: StoredFunction): void
   delete(name: string): void
   /** The stream is over (broken or cancelled); nothing more comes. */
   lost(error: Error): void
@@ -23,7 +23,7 @@ export interface FunctionWatch {
 
 /** Where the functions live: etcd in production (Registry), a fake in unit tests. */
 export interface FunctionSource {
-  snapshot(): Promise<{specs: FunctionSpec[]; revision: string}>
+  snapshot(): Promise<{specs: StoredFunction[]; revision: string}>
   follow(revision: string, on: FunctionWatch): {stop(): void}
 }
 
@@ -37,7 +37,7 @@ export interface FunctionCacheOptions {
 const NEVER_READ = 'not read from etcd yet'
 
 export class FunctionCache {
-  private specs = new Map<string, FunctionSpec>()
+  private specs = new Map<string, StoredFunction>()
   private inSync = false
   /** Bumped on every resync: events of an older watch are ignored. */
   private generation = 0
@@ -63,7 +63,7 @@ export class FunctionCache {
   }
 
   /** The function as last known, in sync or not; undefined when not known. */
-  lookup(name: string): FunctionSpec | undefined {
+  lookup(name: string): StoredFunction | undefined {
     return this.specs.get(name)
   }
 

@@ -1,7 +1,20 @@
 import {AmpError} from './errors.js'
-import {checkImage, checkName, checkNetwork, checkTimeoutMs} from './validate.js'
+import {
+  checkCpus,
+  checkEnv,
+  checkEnvKey,
+  checkImage,
+  checkMemoryBytes,
+  checkName,
+  checkNetwork,
+  checkPidsLimit,
+  checkTimeoutMs,
+} from './validate.js'
 
-/** A registered function, as stored in etcd and returned by the function API. */
+/**
+ * A registered function as the function API returns it. The values of its environment variables
+ * are never sent back (they may be secrets): only their names, in `envKeys`.
+ */
 export interface FunctionSpec {
   name: string
   image: string
@@ -9,21 +22,43 @@ export interface FunctionSpec {
   timeoutMs: number
   /** Docker network the container joins: "none" (default) or a named network such as "bridge". */
   network: string
+  /** Memory limit of each container, in bytes (no swap on top). */
+  memoryBytes: number
+  /** CPUs each container may use, e.g. 0.5. */
+  cpus: number
+  /** Most processes and threads one container may have at once. */
+  pidsLimit: number
+  /** Names of the function's environment variables, sorted; their values are never shown. */
+  envKeys: string[]
   createdAt: string
   updatedAt: string
 }
 
+/** A function as stored in etcd, with its environment's values. Never sent to a client as is: see publicSpec. */
+export interface StoredFunction extends Omit<FunctionSpec, 'envKeys'> {
+  env: Record<string, string>
+}
+
+export type NewFunction = Omit<StoredFunction, 'createdAt' | 'updatedAt'>
+
 export const DEFAULT_TIMEOUT_MS = 30_000
 export const DEFAULT_NETWORK = 'none'
+export const DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
+export const DEFAULT_CPUS = 1
+export const DEFAULT_PIDS_LIMIT = 256
 
 /** What a client sends to create or replace a function. */
 export interface FunctionInput {
   image: string
   timeoutMs?: number
   network?: string
+  memoryBytes?: number
+  cpus?: number
+  pidsLimit?: number
+  env?: Record<string, string>
 }
 
-export function checkFunctionInput(name: string, input: unknown): Omit<FunctionSpec, 'createdAt' | 'updatedAt'> {
+export function checkFunctionInput(name: string, input: unknown): NewFunction {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new TypeError('body must be a JSON object')
   }
@@ -33,13 +68,23 @@ export function checkFunctionInput(name: string, input: unknown): Omit<FunctionS
     image: checkImage(body.image),
     timeoutMs: body.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkTimeoutMs(body.timeoutMs),
     network: body.network === undefined ? DEFAULT_NETWORK : checkNetwork(body.network),
+    memoryBytes: body.memoryBytes === undefined ? DEFAULT_MEMORY_BYTES : checkMemoryBytes(body.memoryBytes),
+    cpus: body.cpus === undefined ? DEFAULT_CPUS : checkCpus(body.cpus),
+    pidsLimit: body.pidsLimit === undefined ? DEFAULT_PIDS_LIMIT : checkPidsLimit(body.pidsLimit),
+    env: body.env === undefined ? {} : checkEnv(body.env),
   }
 }
 
-/** What a client sends to change a function in place (PATCH): only the settings to change. */
-export type FunctionPatch = Partial<Pick<FunctionSpec, 'image' | 'timeoutMs' | 'network'>>
+/**
+ * What a client sends to change a function in place (PATCH): only the settings to change. `env` is
+ * merged into the function's environment: a name with a string value is set, one with null removed.
+ */
+export type FunctionPatch = Partial<Pick<StoredFunction, 'image' | 'timeoutMs' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit'>> & {
+  env?: Record<string, string | null>
+}
 
-const PATCH_KEYS = ['image', 'timeoutMs', 'network'] as const
+const PATCH_KEYS = ['image', 'timeoutMs', 'network', 'memoryBytes', 'cpus', 'pidsLimit', 'env'] as const
+const PATCH_KEYS_TEXT = 'image, timeoutMs, network, memoryBytes, cpus, pidsLimit or env'
 
 /**
  * Checks a PATCH body. Unknown keys are refused rather than ignored: a misspelt setting
@@ -52,12 +97,103 @@ export function checkFunctionPatch(input: unknown): FunctionPatch {
   const body = input as Record<string, unknown>
   const unknown = Object.keys(body).filter((key) => !(PATCH_KEYS as readonly string[]).includes(key))
   if (unknown.length > 0) {
-    throw new AmpError('bad_request', `unknown setting ${unknown.map((key) => JSON.stringify(key.slice(0, 40))).join(', ')}: use image, timeoutMs or network`)
+    throw new AmpError('bad_request', `unknown setting ${unknown.map((key) => JSON.stringify(key.slice(0, 40))).join(', ')}: use ${PATCH_KEYS_TEXT}`)
   }
   const patch: FunctionPatch = {}
   if (body.image !== undefined) patch.image = checkImage(body.image)
   if (body.timeoutMs !== undefined) patch.timeoutMs = checkTimeoutMs(body.timeoutMs)
   if (body.network !== undefined) patch.network = checkNetwork(body.network)
-  if (Object.keys(patch).length === 0) throw new AmpError('bad_request', 'nothing to change: give image, timeoutMs or network')
+  if (body.memoryBytes !== undefined) patch.memoryBytes = checkMemoryBytes(body.memoryBytes)
+  if (body.cpus !== undefined) patch.cpus = checkCpus(body.cpus)
+  if (body.pidsLimit !== undefined) patch.pidsLimit = checkPidsLimit(body.pidsLimit)
+  if (body.env !== undefined) patch.env = checkEnvPatch(body.env)
+  if (Object.keys(patch).length === 0) throw new AmpError('bad_request', `nothing to change: give ${PATCH_KEYS_TEXT}`)
   return patch
+}
+
+function checkEnvPatch(value: unknown): Record<string, string | null> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.keys(value).length === 0) {
+    throw new AmpError('bad_request', 'env must be an object like {"LEVEL": "debug", "OLD": null} (null removes a variable)')
+  }
+  const entries = Object.entries(value as Record<string, unknown>)
+  const removed = entries.filter(([, item]) => item === null).map(([key]) => key)
+  // Checked as an environment of its own; the size of the merged one is checked by applyPatch.
+  const set = checkEnv(Object.fromEntries(entries.filter(([, item]) => item !== null)))
+  checkEnv(Object.fromEntries(removed.map((key) => [key, ''])))
+  return {...set, ...Object.fromEntries(removed.map((key) => [key, null]))}
+}
+
+/** The function after a patch; throws bad_request when the merged environment is too large. */
+export function applyPatch(stored: StoredFunction, patch: FunctionPatch, updatedAt: string): StoredFunction {
+  const {env: envPatch, ...settings} = patch
+  let env = stored.env
+  if (envPatch) {
+    const merged = new Map([...Object.entries(stored.env), ...Object.entries(envPatch)])
+    env = checkEnv(Object.fromEntries([...merged].filter(([, value]) => value !== null)))
+  }
+  return {...stored, ...settings, env, updatedAt}
+}
+
+/**
+ * A function read from etcd. Functions stored before a setting existed get its default, so older
+ * registries keep working (and their containers get the default limits).
+ */
+export function storedFunction(value: unknown): StoredFunction {
+  const stored = value as Partial<StoredFunction>
+  return {
+    name: String(stored.name),
+    image: String(stored.image),
+    timeoutMs: stored.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    network: stored.network ?? DEFAULT_NETWORK,
+    memoryBytes: stored.memoryBytes ?? DEFAULT_MEMORY_BYTES,
+    cpus: stored.cpus ?? DEFAULT_CPUS,
+    pidsLimit: stored.pidsLimit ?? DEFAULT_PIDS_LIMIT,
+    env: stored.env ?? {},
+    createdAt: String(stored.createdAt),
+    updatedAt: String(stored.updatedAt),
+  }
+}
+
+/** What the function API shows of a stored function: everything but the environment's values. */
+export function publicSpec(stored: StoredFunction): FunctionSpec {
+  return {
+    name: stored.name,
+    image: stored.image,
+    timeoutMs: stored.timeoutMs,
+    network: stored.network,
+    memoryBytes: stored.memoryBytes,
+    cpus: stored.cpus,
+    pidsLimit: stored.pidsLimit,
+    envKeys: Object.keys(stored.env).sort(),
+    createdAt: stored.createdAt,
+    updatedAt: stored.updatedAt,
+  }
+}
+
+/**
+ * The environment given on the command line: each item `NAME=VALUE`, or `NAME` alone to take the
+ * value from amp's own environment (so a secret need not be in argv, where `ps` shows it). The last
+ * of a name wins. Errors never repeat what was given: it may be a value.
+ */
+export function envFromFlags(items: string[], environ: Record<string, string | undefined>): Record<string, string> {
+  const entries = items.map((item, index): [string, string] => {
+    const eq = item.indexOf('=')
+    if (eq > 0) return [checkEnvKey(item.slice(0, eq)), item.slice(eq + 1)]
+    const value = eq < 0 && /^[A-Za-z_][A-Za-z0-9_]*$/.test(item) ? environ[item] : undefined
+    if (value === undefined) {
+      throw new AmpError('bad_request', `--env number ${index + 1} is neither NAME=VALUE nor the NAME of a variable set in amp's environment`)
+    }
+    return [item, value]
+  })
+  return checkEnv(Object.fromEntries(entries))
+}
+
+/** `update --env ... --unset-env ...` as the env of a PATCH: null removes a name. Undefined when neither is given. */
+export function envPatch(set: string[], unset: string[], environ: Record<string, string | undefined>): FunctionPatch['env'] {
+  if (set.length === 0 && unset.length === 0) return undefined
+  const values = envFromFlags(set, environ)
+  const removed = unset.map((key) => checkEnvKey(key))
+  const both = removed.find((key) => Object.hasOwn(values, key))
+  if (both) throw new AmpError('bad_request', `--env and --unset-env both name ${both}: give one of them`)
+  return {...values, ...Object.fromEntries(removed.map((key) => [key, null]))}
 }

@@ -6,7 +6,7 @@ import {formatBytes} from './container-runner.js'
 import type {Dispatcher} from './dispatcher.js'
 import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
 import type {FunctionCache} from './function-cache.js'
-import {checkFunctionInput, checkFunctionPatch, type FunctionSpec} from './function-spec.js'
+import {checkFunctionInput, checkFunctionPatch, publicSpec, type StoredFunction} from './function-spec.js'
 import {API_PREFIX, type CallResult, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
 import {checkReadiness, type ReadinessReport} from './health.js'
@@ -92,13 +92,13 @@ function route(ctx: ApiContext, req: IncomingMessage, calls: {inFlight: number})
     })
   }
   if (path === `${API_PREFIX}/functions`) {
-    return only(method, ['GET'], async (_req, res) => sendJson(res, 200, {functions: await ctx.registry.list()}))
+    return only(method, ['GET'], async (_req, res) => sendJson(res, 200, {functions: (await ctx.registry.list()).map(publicSpec)}))
   }
   const logsOf = /^\/_amp\/v1\/functions\/([^/]+)\/logs$/.exec(path)?.[1]
   if (logsOf !== undefined) return only(method, ['GET'], (req, res) => serveLogs(ctx, logsOf, req, res))
   if (path.startsWith(`${API_PREFIX}/functions/`)) {
     const name = path.slice(`${API_PREFIX}/functions/`.length)
-    if (method === 'GET') return async (_req, res) => sendJson(res, 200, await mustGet(ctx, name))
+    if (method === 'GET') return async (_req, res) => sendJson(res, 200, publicSpec(await mustGet(ctx, name)))
     if (method === 'PUT') return (req, res) => putFunction(ctx, name, req, res)
     if (method === 'DELETE') return (_req, res) => removeFunction(ctx, name, res)
     if (method === 'PATCH') return (req, res) => updateFunction(ctx, name, req, res)
@@ -120,7 +120,7 @@ function only(method: string, allowed: string[], handler: Handler): Handler {
   }
 }
 
-async function mustGet(ctx: ApiContext, name: string): Promise<FunctionSpec> {
+async function mustGet(ctx: ApiContext, name: string): Promise<StoredFunction> {
   const spec = isName(name) ? await ctx.registry.get(name) : undefined
   if (!spec) {
     throw new AmpError('function_not_found', `no function named ${JSON.stringify(name.slice(0, 80))}`, {
@@ -142,7 +142,7 @@ async function putFunction(ctx: ApiContext, name: string, req: IncomingMessage, 
   const replace = /[?&]replace=(true|1)(&|$)/.test(req.url ?? '')
   const {spec, created} = await ctx.registry.put(input, replace)
   ctx.logger.info(created ? 'function created' : 'function replaced', {fn: spec.name, image: spec.image})
-  sendJson(res, created ? 201 : 200, spec)
+  sendJson(res, created ? 201 : 200, publicSpec(spec))
 }
 
 /**
@@ -151,18 +151,18 @@ async function putFunction(ctx: ApiContext, name: string, req: IncomingMessage, 
  */
 async function updateFunction(ctx: ApiContext, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   checkName(name)
-  const body = await readJson(req, 'function settings', '{"image": "busybox:1.36"} (any of image, timeoutMs, network)')
+  const body = await readJson(req, 'function settings', '{"image": "busybox:1.36"} (any of image, timeoutMs, network, memoryBytes, cpus, pidsLimit, env)')
   const updated = await ctx.registry.update(name, checkFunctionPatch(body))
   if (!updated) throw new AmpError('function_not_found', `no function named ${JSON.stringify(name)}`)
   ctx.logger.info('function updated', {fn: name, image: updated.image, timeoutMs: updated.timeoutMs, network: updated.network})
-  sendJson(res, 200, updated)
+  sendJson(res, 200, publicSpec(updated))
 }
 
 async function removeFunction(ctx: ApiContext, name: string, res: ServerResponse): Promise<void> {
   const removed = isName(name) ? await ctx.registry.remove(name) : undefined
   if (!removed) throw new AmpError('function_not_found', `no function named ${JSON.stringify(name.slice(0, 80))}`)
   ctx.logger.info('function removed', {fn: name})
-  sendJson(res, 200, removed)
+  sendJson(res, 200, publicSpec(removed))
 }
 
 function readiness(ctx: ApiContext): Promise<ReadinessReport> {
@@ -224,7 +224,7 @@ async function invoke(
  * created through another listener is found. With etcd known to be out of reach, an unknown name is
  * a 503 at once rather than after the etcd deadline.
  */
-async function findFunction(ctx: ApiContext, name: string): Promise<FunctionSpec> {
+async function findFunction(ctx: ApiContext, name: string): Promise<StoredFunction> {
   const cached = ctx.functions?.lookup(name)
   if (cached) return cached
   if (ctx.functions && isName(name)) ctx.functions.assertReachable()

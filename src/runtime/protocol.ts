@@ -38,6 +38,12 @@ export const HEADER = {
   image: 'Amp-Image',
   timeoutMs: 'Amp-Timeout-Ms',
   network: 'Amp-Network',
+  // Container limits; a worker applies its defaults when one is absent (older listeners send none).
+  memoryBytes: 'Amp-Memory-Bytes',
+  cpus: 'Amp-Cpus',
+  pidsLimit: 'Amp-Pids-Limit',
+  /** base64 of the function's environment as KEY=VALUE lines; absent when it has none. Never logged. */
+  env: 'Amp-Env',
   inputSize: 'Amp-Input-Size',
   replyTo: 'Amp-Reply-To',
   status: 'Amp-Status',

@@ -1,11 +1,11 @@
 import {Etcd3, type IKeyValue, type IOptions, STMConflictError} from 'etcd3'
 
 import {checkUserPassword, type EtcdAuth, readTlsFiles, redactUrls, tlsProblem} from './credentials.js'
-import {AmpError} from './errors.js'
-import type {FunctionPatch, FunctionSpec} from './function-spec.js'
+import {AmpError, isAmpError} from './errors.js'
+import {applyPatch, type FunctionPatch, type NewFunction, type StoredFunction, storedFunction} from './function-spec.js'
 import type {FunctionSource, FunctionWatch} from './function-cache.js'
 
-/** etcd key of a function: the JSON of its FunctionSpec. */
+/** etcd key of a function: the JSON of its StoredFunction (with its environment's values). */
 export const FUNCTION_PREFIX = '/amp/v1/functions/'
 export const functionKey = (name: string): string => `${FUNCTION_PREFIX}${name}`
 
@@ -75,12 +75,12 @@ export class Registry implements FunctionSource {
     }
   }
 
-  async get(name: string): Promise<FunctionSpec | undefined> {
+  async get(name: string): Promise<StoredFunction | undefined> {
     const value = await this.guard(() => this.etcd.get(functionKey(name)).string())
     return value === null ? undefined : parse(value)
   }
 
-  async list(): Promise<FunctionSpec[]> {
+  async list(): Promise<StoredFunction[]> {
     const all = await this.guard(() => this.etcd.getAll().prefix(FUNCTION_PREFIX).strings())
     return Object.values(all)
       .map(parse)
@@ -89,12 +89,12 @@ export class Registry implements FunctionSource {
 
   /** Creates a function; with `replace`, overwrites an existing one (keeping its createdAt). */
   async put(
-    spec: Omit<FunctionSpec, 'createdAt' | 'updatedAt'>,
+    spec: NewFunction,
     replace: boolean,
-  ): Promise<{spec: FunctionSpec; created: boolean}> {
+  ): Promise<{spec: StoredFunction; created: boolean}> {
     const key = functionKey(spec.name)
     const now = this.now().toISOString()
-    const fresh: FunctionSpec = {...spec, createdAt: now, updatedAt: now}
+    const fresh: StoredFunction = {...spec, createdAt: now, updatedAt: now}
     // Create only if absent, in one transaction, so two racing creates cannot both win.
     const txn = await this.guard(() =>
       this.etcd.if(key, 'Create', '==', 0).then(this.etcd.put(key).value(JSON.stringify(fresh))).commit(),
@@ -106,7 +106,7 @@ export class Registry implements FunctionSource {
       })
     }
     const previous = await this.get(spec.name)
-    const replaced: FunctionSpec = {...spec, createdAt: previous?.createdAt ?? now, updatedAt: now}
+    const replaced: StoredFunction = {...spec, createdAt: previous?.createdAt ?? now, updatedAt: now}
     await this.guard(() => this.etcd.put(key).value(JSON.stringify(replaced)).exec())
     return {spec: replaced, created: false}
   }
@@ -117,22 +117,24 @@ export class Registry implements FunctionSource {
    * revision is still the one read, and is retried otherwise, so concurrent updates of different
    * settings are all kept and an update never brings back a function removed meanwhile.
    */
-  async update(name: string, patch: FunctionPatch): Promise<FunctionSpec | undefined> {
+  async update(name: string, patch: FunctionPatch): Promise<StoredFunction | undefined> {
     const key = functionKey(name)
     const outcome = await this.guard(async () => {
       try {
         return await this.etcd.stm({retries: UPDATE_RETRIES}).transact(async (tx) => {
           const value = await tx.get(key).string()
           if (value === null) return undefined
-          const updated: FunctionSpec = {...parse(value), ...patch, updatedAt: this.now().toISOString()}
+          const updated = applyPatch(parse(value), patch, this.now().toISOString())
           await tx.put(key).value(JSON.stringify(updated))
           return updated
         })
       } catch (error) {
         if (error instanceof STMConflictError) return 'conflict' as const
+        if (isAmpError(error)) return error // the patch itself is bad (an environment grown too large): a 400
         throw error
       }
     })
+    if (isAmpError(outcome)) throw outcome
     if (outcome === 'conflict') {
       throw new AmpError('registry_unavailable', `function ${name} is being changed by too many clients at once; try again`)
     }
@@ -140,13 +142,13 @@ export class Registry implements FunctionSource {
   }
 
   /** Removes a function and returns what it was, or undefined if there was none. */
-  async remove(name: string): Promise<FunctionSpec | undefined> {
+  async remove(name: string): Promise<StoredFunction | undefined> {
     const previous = await this.guard(() => this.etcd.delete().key(functionKey(name)).getPrevious())
     return previous.length === 0 ? undefined : parse(previous[0].value.toString('utf8'))
   }
 
   /** Every function and the etcd revision they were read at (for FunctionCache). */
-  async snapshot(): Promise<{specs: FunctionSpec[]; revision: string}> {
+  async snapshot(): Promise<{specs: StoredFunction[]; revision: string}> {
     const answer = await this.guard(() => this.etcd.getAll().prefix(FUNCTION_PREFIX).exec())
     return {specs: answer.kvs.map((kv) => parse(kv.value.toString('utf8'))), revision: String(answer.header.revision)}
   }
@@ -215,6 +217,6 @@ export class Registry implements FunctionSource {
   }
 }
 
-function parse(value: string): FunctionSpec {
-  return JSON.parse(value) as FunctionSpec
+function parse(value: string): StoredFunction {
+  return storedFunction(JSON.parse(value))
 }

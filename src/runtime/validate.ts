@@ -86,3 +86,108 @@ export function checkTimeoutMs(value: unknown): number {
   }
   return value
 }
+
+// Container limits. Docker refuses less than 6 MiB of memory; the other bounds keep a typo from
+// asking for a machine nobody has (the worker's docker still refuses more CPUs than its host has).
+const MIB = 1024 * 1024
+export const MIN_MEMORY_BYTES = 6 * MIB
+export const MAX_MEMORY_BYTES = 1024 * 1024 * MIB
+export const MIN_CPUS = 0.01
+export const MAX_CPUS = 64
+export const MIN_PIDS_LIMIT = 16
+export const MAX_PIDS_LIMIT = 32_768
+
+export function checkMemoryBytes(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_MEMORY_BYTES || value > MAX_MEMORY_BYTES) {
+    throw new AmpError('bad_request', 'memoryBytes must be a whole number of bytes from 6MiB (6291456) to 1TiB')
+  }
+  return value
+}
+
+export function checkCpus(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < MIN_CPUS || value > MAX_CPUS) {
+    throw new AmpError('bad_request', `cpus must be a number from ${MIN_CPUS} to ${MAX_CPUS}, e.g. 0.5 or 2`)
+  }
+  return value
+}
+
+export function checkPidsLimit(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_PIDS_LIMIT || value > MAX_PIDS_LIMIT) {
+    throw new AmpError('bad_request', `pidsLimit must be a whole number from ${MIN_PIDS_LIMIT} to ${MAX_PIDS_LIMIT}`)
+  }
+  return value
+}
+
+const MEMORY_UNITS: Record<string, number> = {'': 1, b: 1, k: 1024, kib: 1024, m: MIB, mib: MIB, g: 1024 * MIB, gib: 1024 * MIB}
+
+/** Parses a memory limit: "512MiB", "1GiB", "256m" (docker's k, m and g are binary too), or bytes. */
+export function parseMemory(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim())
+  const unit = match ? MEMORY_UNITS[match[2].toLowerCase()] : undefined
+  const bytes = match && unit ? Math.floor(Number(match[1]) * unit) : Number.NaN
+  if (!(bytes >= MIN_MEMORY_BYTES && bytes <= MAX_MEMORY_BYTES)) {
+    throw new AmpError('bad_request', `invalid memory ${JSON.stringify(text.slice(0, 40))}: use e.g. 256MiB or 1GiB, from 6MiB to 1TiB`)
+  }
+  return bytes
+}
+
+/** Parses a number of CPUs such as "0.5" or "2". */
+export function parseCpus(text: string): number {
+  const value = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : Number.NaN
+  if (!(value >= MIN_CPUS && value <= MAX_CPUS)) {
+    throw new AmpError('bad_request', `invalid cpus ${JSON.stringify(text.slice(0, 40))}: use a number from ${MIN_CPUS} to ${MAX_CPUS}, e.g. 0.5 or 2`)
+  }
+  return value
+}
+
+/** Parses a pids limit such as "256". */
+export function parsePidsLimit(text: string): number {
+  return checkPidsLimit(/^\d+$/.test(text.trim()) ? Number(text) : Number.NaN)
+}
+
+// Environment variables of a function. Their values may be secrets: no message here ever shows one.
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** The whole environment as KEY=VALUE lines: it travels in one NATS header (base64) next to the first input chunk. */
+export const MAX_ENV_BYTES = 32 * 1024
+
+export function checkEnvKey(key: unknown): string {
+  if (typeof key !== 'string' || key.length > 256 || !ENV_KEY.test(key)) {
+    throw new AmpError(
+      'bad_request',
+      `invalid environment variable name ${JSON.stringify(String(key).slice(0, 40))}: use letters, digits and '_', not starting with a digit`,
+    )
+  }
+  return key
+}
+
+/** A value docker's env-file reader takes back byte for byte: UTF-8 text without NUL, CR or LF. */
+export function checkEnvValue(key: string, value: unknown): string {
+  if (typeof value !== 'string') throw new AmpError('bad_request', `environment variable ${key}: the value must be a string`)
+  // A lone surrogate (\p{Cs} under /u) would not survive UTF-8: docker would get U+FFFD instead.
+  if (/[\0\r\n]/.test(value) || /\p{Cs}/u.test(value)) {
+    throw new AmpError('bad_request', `environment variable ${key}: the value must be valid text without NUL, CR or newline characters`)
+  }
+  return value
+}
+
+/** Checks a whole environment ({KEY: "value"}) and its size. */
+export function checkEnv(value: unknown): Record<string, string> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new AmpError('bad_request', 'env must be an object of names to string values, like {"LEVEL": "debug"}')
+  }
+  // fromEntries, not assignment: a variable named __proto__ must stay a variable.
+  const env = Object.fromEntries(Object.entries(value).map(([key, item]) => [checkEnvKey(key), checkEnvValue(key, item)]))
+  const size = Buffer.byteLength(envLines(env))
+  if (size > MAX_ENV_BYTES) {
+    throw new AmpError('bad_request', `the environment is too large: ${size} bytes as KEY=VALUE lines, at most ${MAX_ENV_BYTES} (32KiB)`)
+  }
+  return env
+}
+
+/** The environment as docker's env-file format: one KEY=VALUE line each, sorted by name. */
+export function envLines(env: Record<string, string>): string {
+  return Object.keys(env)
+    .sort()
+    .map((key) => `${key}=${env[key]}\n`)
+    .join('')
+}

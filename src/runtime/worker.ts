@@ -22,7 +22,18 @@ import {
   inputSubject,
   WORKER_QUEUE,
 } from './protocol.js'
-import {checkImage, checkName, checkNetwork, checkTimeoutMs} from './validate.js'
+import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS_LIMIT} from './function-spec.js'
+import {
+  checkCpus,
+  checkEnv,
+  checkImage,
+  checkMemoryBytes,
+  checkName,
+  checkNetwork,
+  checkPidsLimit,
+  checkTimeoutMs,
+  MAX_ENV_BYTES,
+} from './validate.js'
 
 export interface WorkerOptions {
   nats: string
@@ -72,6 +83,10 @@ interface CallRequest {
   image: string
   network: string
   timeoutMs: number
+  memoryBytes: number
+  cpus: number
+  pidsLimit: number
+  env: Record<string, string>
   inputSize: number
   replyTo: string
 }
@@ -102,9 +117,33 @@ function parseCall(msg: Msg): CallRequest {
     image: checkImage(h.get(HEADER.image)),
     network: checkNetwork(h.get(HEADER.network)),
     timeoutMs: checkTimeoutMs(Number(h.get(HEADER.timeoutMs))),
+    // Absent from calls of older listeners: those get the default limits.
+    memoryBytes: h.has(HEADER.memoryBytes) ? checkMemoryBytes(Number(h.get(HEADER.memoryBytes))) : DEFAULT_MEMORY_BYTES,
+    cpus: h.has(HEADER.cpus) ? checkCpus(Number(h.get(HEADER.cpus))) : DEFAULT_CPUS,
+    pidsLimit: h.has(HEADER.pidsLimit) ? checkPidsLimit(Number(h.get(HEADER.pidsLimit))) : DEFAULT_PIDS_LIMIT,
+    env: h.has(HEADER.env) ? parseEnvHeader(h.get(HEADER.env)) : {},
     inputSize,
     replyTo,
   }
+}
+
+/**
+ * Decodes Amp-Env (base64 of KEY=VALUE lines) and checks every name and value again: what arrives
+ * over NATS is not trusted. Errors name no value (values may be secrets).
+ */
+export function parseEnvHeader(text: string): Record<string, string> {
+  if (text.length > Math.ceil(MAX_ENV_BYTES / 3) * 4 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) {
+    throw new TypeError('invalid Amp-Env header: expected base64')
+  }
+  const lines = Buffer.from(text, 'base64').toString('utf8')
+  if (!lines.endsWith('\n')) throw new TypeError('invalid Amp-Env header: expected KEY=VALUE lines')
+  const entries = lines.slice(0, -1).split('\n').map((line) => {
+    const eq = line.indexOf('=')
+    if (eq <= 0) throw new TypeError('invalid Amp-Env header: expected KEY=VALUE lines')
+    return [line.slice(0, eq), line.slice(eq + 1)] as const
+  })
+  if (new Set(entries.map(([key]) => key)).size !== entries.length) throw new TypeError('invalid Amp-Env header: a name given twice')
+  return checkEnv(Object.fromEntries(entries))
 }
 
 class WorkerService implements Worker {

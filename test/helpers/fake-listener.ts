@@ -5,7 +5,15 @@
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import {
+  applyPatch,
+  checkFunctionInput,
+  type FunctionPatch,
+  type FunctionSpec,
+  publicSpec,
+  type StoredFunction,
+  storedFunction,
+} from '../../src/runtime/function-spec.js'
 
 export type FakeCallAnswer =
   | {exitCode: number; stdout?: Buffer | string; stderr?: Buffer | string; stderrTruncated?: boolean}
@@ -21,7 +29,8 @@ export interface FakeRequest {
 
 export interface FakeListener {
   url: string
-  functions: Map<string, FunctionSpec>
+  /** As a listener stores them: with the environment's values, which the API never shows. */
+  functions: Map<string, StoredFunction>
   requests: FakeRequest[]
   /** Default: echo the input on stdout, exit 0. */
   onInvoke: (name: string, input: Buffer) => FakeCallAnswer
@@ -31,14 +40,15 @@ export interface FakeListener {
   behindDeadProxy: boolean
   /** When set, every request needs "Authorization: Bearer <token>": 401 without, 403 with another. */
   token?: string
-  add(name: string, image?: string, timeoutMs?: number): FunctionSpec
+  /** Adds a function; returns it as the API shows it. */
+  add(name: string, image?: string, timeoutMs?: number, env?: Record<string, string>): FunctionSpec
   close(): Promise<void>
 }
 
 let calls = 0
 
 export async function startFakeListener(): Promise<FakeListener> {
-  const functions = new Map<string, FunctionSpec>()
+  const functions = new Map<string, StoredFunction>()
   const requests: FakeRequest[] = []
   const fake: FakeListener = {
     url: '',
@@ -47,11 +57,11 @@ export async function startFakeListener(): Promise<FakeListener> {
     onInvoke: (_name, input) => ({exitCode: 0, stdout: input, stderr: ''}),
     registryDown: false,
     behindDeadProxy: false,
-    add(name, image = 'busybox:1.36', timeoutMs = 30_000) {
+    add(name, image = 'busybox:1.36', timeoutMs = 30_000, env = {}) {
       const time = new Date('2025-01-31T14:05:09.123Z').toISOString()
-      const spec = {name, image, timeoutMs, network: 'none', createdAt: time, updatedAt: time}
+      const spec = storedFunction({name, image, timeoutMs, env, createdAt: time, updatedAt: time})
       functions.set(name, spec)
-      return spec
+      return publicSpec(spec)
     },
     close: async () => {},
   }
@@ -83,43 +93,36 @@ export async function startFakeListener(): Promise<FakeListener> {
     if (api) {
       const name = api[1]
       if (!name && req.method === 'GET') {
-        return json(res, 200, {functions: [...functions.values()].sort((a, b) => a.name.localeCompare(b.name))})
+        return json(res, 200, {functions: [...functions.values()].sort((a, b) => a.name.localeCompare(b.name)).map(publicSpec)})
       }
       if (name && req.method === 'GET') {
         const spec = functions.get(name)
-        return spec ? json(res, 200, spec) : error(res, 404, 'function_not_found', `no function named ${name}`)
+        return spec ? json(res, 200, publicSpec(spec)) : error(res, 404, 'function_not_found', `no function named ${name}`)
       }
       if (name && req.method === 'DELETE') {
         const spec = functions.get(name)
         if (!spec) return error(res, 404, 'function_not_found', `no function named ${name}`)
         functions.delete(name)
-        return json(res, 200, spec)
+        return json(res, 200, publicSpec(spec))
       }
       if (name && req.method === 'PUT') {
-        const input = JSON.parse(body.toString('utf8')) as {image: string; timeoutMs?: number; network?: string}
+        const input = checkFunctionInput(name, JSON.parse(body.toString('utf8')))
         const existing = functions.get(name)
         if (existing && url.searchParams.get('replace') !== 'true') {
           return error(res, 409, 'function_exists', `function ${name} already exists`)
         }
         const now = new Date().toISOString()
-        const spec: FunctionSpec = {
-          name,
-          image: input.image,
-          timeoutMs: input.timeoutMs ?? 30_000,
-          network: input.network ?? 'none',
-          createdAt: existing?.createdAt ?? now,
-          updatedAt: now,
-        }
+        const spec: StoredFunction = {...input, createdAt: existing?.createdAt ?? now, updatedAt: now}
         functions.set(name, spec)
-        return json(res, existing ? 200 : 201, spec)
+        return json(res, existing ? 200 : 201, publicSpec(spec))
       }
       if (name && req.method === 'PATCH') {
         const existing = functions.get(name)
         if (!existing) return error(res, 404, 'function_not_found', `no function named ${name}`)
-        const patch = JSON.parse(body.toString('utf8')) as Partial<FunctionSpec>
-        const spec: FunctionSpec = {...existing, ...patch, updatedAt: new Date('2025-02-01T09:30:00.000Z').toISOString()}
+        const patch = JSON.parse(body.toString('utf8')) as FunctionPatch
+        const spec = applyPatch(existing, patch, new Date('2025-02-01T09:30:00.000Z').toISOString())
         functions.set(name, spec)
-        return json(res, 200, spec)
+        return json(res, 200, publicSpec(spec))
       }
       return error(res, 405, 'method_not_allowed', `${req.method} is not allowed on ${path}`)
     }

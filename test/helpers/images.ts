@@ -31,6 +31,8 @@ export const TEST_IMAGES = {
   title: 'amp-test/title:1',
   /** "first" on stderr, 2 s later "second", then stdin -> stdout */
   drip: 'amp-test/drip:1',
+  /** runs its input as a shell script (busybox sh -s) */
+  sh: 'amp-test/sh:1',
 } as const
 
 export type TestImage = keyof typeof TEST_IMAGES

@@ -5,13 +5,13 @@ import {request} from 'undici'
 
 import {accessFor, bearerToken, createAuthorizer, type AuthOptions} from '../../src/runtime/auth.js'
 import {AmpError, HTTP_STATUS} from '../../src/runtime/errors.js'
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import {storedFunction} from '../../src/runtime/function-spec.js'
 import {createRequestHandler, RESULT_MEDIA_TYPE} from '../../src/runtime/http-api.js'
 import {createLogger} from '../../src/runtime/logger.js'
 
 const ADMIN = 'admin-Secret-7f3a9c'
 const INVOKE = 'invoke-Secret-2b8e1d'
-const SPEC: FunctionSpec = {name: 'echo', image: 'busybox:1.36', timeoutMs: 30_000, network: 'none', createdAt: 'c', updatedAt: 'u'}
+const SPEC = storedFunction({name: 'echo', image: 'busybox:1.36', createdAt: 'c', updatedAt: 'u'})
 
 /** A request with only the Authorization header set, for the authorizer alone. */
 function fakeRequest(authorization?: string): {req: IncomingMessage; res: ServerResponse} {

@@ -13,6 +13,10 @@ const SPEC = {
   image: 'busybox:1.36',
   timeoutMs: 30_000,
   network: 'none',
+  memoryBytes: 268_435_456,
+  cpus: 1,
+  pidsLimit: 256,
+  envKeys: [],
   createdAt: '2025-01-31T14:05:09.123Z',
   updatedAt: '2025-01-31T14:05:09.123Z',
 }
@@ -49,6 +53,27 @@ describe('AmpClient', () => {
       expect((await client.createFunction('test', {image: 'busybox:1.36'}, {replace: true})).replaced).to.equal(true)
     })
 
+    it('sends limits and environment on create, and reads back only the names of the variables', async () => {
+      let sent: unknown
+      const answer = {...SPEC, memoryBytes: 6 * 1024 * 1024, cpus: 0.5, pidsLimit: 16, envKeys: ['TOKEN']}
+      pool()
+        .intercept({path: '/_amp/v1/functions/test', method: 'PUT'})
+        .reply(201, (options) => {
+          sent = JSON.parse(String(options.body))
+          return answer
+        }, {headers: JSON_HEADERS})
+      const input = {image: 'busybox:1.36', memoryBytes: 6 * 1024 * 1024, cpus: 0.5, pidsLimit: 16, env: {TOKEN: 't0k'}}
+      const created = await client.createFunction('test', input)
+      expect(sent).to.deep.equal(input)
+      expect(created.function).to.deep.equal(answer)
+    })
+
+    it('reads a function from a listener older than limits and env with the defaults the workers apply', async () => {
+      const {memoryBytes, cpus, pidsLimit, envKeys, ...older} = SPEC
+      pool().intercept({path: '/_amp/v1/functions/test', method: 'GET'}).reply(200, older, {headers: JSON_HEADERS})
+      expect(await client.getFunction('test')).to.deep.equal({...older, memoryBytes, cpus, pidsLimit, envKeys})
+    })
+
     it('keeps a path prefix of --server (a listener behind a proxy)', async () => {
       const prefixed = new AmpClient({server: `${SERVER}/amp/`, dispatcher: agent})
       pool().intercept({path: '/amp/_amp/v1/functions', method: 'GET'}).reply(200, {functions: [SPEC]}, {headers: JSON_HEADERS})
@@ -62,6 +87,12 @@ describe('AmpClient', () => {
         () => client.createFunction('ok', {image: '--privileged'}),
         () => client.createFunction('ok', {image: 'busybox', network: 'host'}),
         () => client.createFunction('ok', {image: 'busybox', timeoutMs: 0}),
+        () => client.createFunction('ok', {image: 'busybox', memoryBytes: 1024}),
+        () => client.createFunction('ok', {image: 'busybox', cpus: 65}),
+        () => client.createFunction('ok', {image: 'busybox', pidsLimit: 8}),
+        () => client.createFunction('ok', {image: 'busybox', env: {'BAD-NAME': 'x'}}),
+        () => client.createFunction('ok', {image: 'busybox', env: {A: 'line\nbreak'}}),
+        () => client.updateFunction('ok', {env: {A: 'x\0y'}}),
         () => client.invoke('-rf', Buffer.from('x')),
         () => client.removeFunctions(['ok', 'NOT OK']),
         () => client.getFunction('../_amp'),

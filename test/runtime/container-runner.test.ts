@@ -22,6 +22,10 @@ const spec = (overrides: Partial<RunSpec> = {}): RunSpec => ({
   image: 'busybox:1.36',
   network: 'none',
   timeoutMs: 30_000,
+  memoryBytes: 256 * 1024 * 1024,
+  cpus: 1,
+  pidsLimit: 256,
+  env: {},
   input: new Uint8Array(0),
   ...overrides,
 })
@@ -49,6 +53,18 @@ describe('container-runner', () => {
         `amp.worker-pid=${process.pid}`,
         '--network',
         'none',
+        '--security-opt',
+        'no-new-privileges',
+        '--cap-drop',
+        'ALL',
+        '--pids-limit',
+        '256',
+        '--memory',
+        '268435456',
+        '--memory-swap',
+        '268435456',
+        '--cpus',
+        '1',
         '--log-driver',
         'none',
         '--pull',
@@ -64,6 +80,30 @@ describe('container-runner', () => {
       expect(args[args.indexOf('--pull') + 1]).to.equal('never')
       expect(args.at(-2)).to.equal('--')
       expect(args.indexOf('--')).to.equal(args.length - 2)
+    })
+
+    it("passes the function's limits, with memory+swap equal to memory (no swap)", () => {
+      const args = dockerRunArgs(spec({memoryBytes: 512 * 1024 * 1024, cpus: 0.5, pidsLimit: 64}), 'w-1', 'missing')
+      const value = (flag: string) => args[args.indexOf(flag) + 1]
+      expect([value('--memory'), value('--memory-swap'), value('--cpus'), value('--pids-limit')]).to.deep.equal([
+        '536870912',
+        '536870912',
+        '0.5',
+        '64',
+      ])
+      expect(args.indexOf('--')).to.equal(args.length - 2)
+    })
+
+    it('gives the environment as --env-file /dev/fd/3: neither names nor values are in argv', () => {
+      const args = dockerRunArgs(spec({env: {API_TOKEN: 's3cr3t-value', LEVEL: 'debug'}}), 'w-1', 'missing')
+      expect(args.slice(args.indexOf('--env-file'), args.indexOf('--env-file') + 2)).to.deep.equal(['--env-file', '/dev/fd/3'])
+      expect(args.join(' ')).to.not.match(/s3cr3t|debug|API_TOKEN|LEVEL/)
+      expect(args).to.not.include('--env')
+      expect(args.indexOf('--')).to.equal(args.length - 2)
+    })
+
+    it('passes no --env-file when the function has no environment', () => {
+      expect(dockerRunArgs(spec(), 'w-1', 'missing')).to.not.include('--env-file')
     })
 
     it('names the container after the call', () => {
@@ -85,6 +125,14 @@ describe('container-runner', () => {
       ['a pull policy that is a flag', () => dockerRunArgs(spec(), 'w', '--privileged' as never)],
       ['a worker id with a newline', () => dockerRunArgs(spec(), 'w\n--privileged', 'missing')],
       ['an empty worker id', () => dockerRunArgs(spec(), '', 'missing')],
+      ['memory under docker\'s 6 MiB', () => dockerRunArgs(spec({memoryBytes: 1024 * 1024}), 'w', 'missing')],
+      ['a fractional memory size', () => dockerRunArgs(spec({memoryBytes: 7.5 * 1024 * 1024 + 0.5}), 'w', 'missing')],
+      ['no CPUs', () => dockerRunArgs(spec({cpus: 0}), 'w', 'missing')],
+      ['NaN CPUs', () => dockerRunArgs(spec({cpus: Number.NaN}), 'w', 'missing')],
+      ['a pids limit of 1', () => dockerRunArgs(spec({pidsLimit: 1}), 'w', 'missing')],
+      ['an unlimited (-1) pids limit', () => dockerRunArgs(spec({pidsLimit: -1}), 'w', 'missing')],
+      ['an env name that is a flag', () => dockerRunArgs(spec({env: {'--privileged': 'x'}}), 'w', 'missing')],
+      ['an env value with a newline', () => dockerRunArgs(spec({env: {A: 'x\nB=y'}}), 'w', 'missing')],
     ]
     for (const [why, build] of hostile) {
       it(`throws, building nothing, for ${why}`, () => {
@@ -221,6 +269,17 @@ describe('container-runner', () => {
       expect(Buffer.compare(result.stdout, input)).to.equal(0)
       expect(result.stderr.toString()).to.equal(`read ${input.length}\n`)
       expect(result.stderrTruncated).to.equal(false)
+    })
+
+    it('hands the environment to docker as the file on its fd 3, gone from every directory', async () => {
+      const fake = standIn('envfile')
+      const env = {LEVEL: 'debug', TOKEN: 's3cr3t = with spaces\tand tab', EMPTY: ''}
+      const result = await runner(fake.exec).run(spec({env}))
+      expect(result.outcome, result.stderr.toString()).to.equal('exited')
+      expect(result.stdout.toString()).to.equal('EMPTY=\nLEVEL=debug\nTOKEN=s3cr3t = with spaces\tand tab\n')
+      // The file was unlinked before docker ran: no name for it was left in the directory.
+      expect(result.stderr.toString()).to.equal('linked 0\n')
+      expect(fake.calls[0].args.join(' ')).to.not.contain('s3cr3t')
     })
 
     it("passes a function's exit code through, with its stdout and stderr", async () => {
@@ -408,6 +467,14 @@ if (command === 'run') {
       const input = await readAll()
       process.stderr.write('read ' + input.length + '\n')
       process.stdout.write(input)
+      break
+    }
+    case 'envfile': {
+      // What docker does with --env-file /dev/fd/3: open the path and read it (a socket could not be opened).
+      const file = args[args.indexOf('--env-file') + 1]
+      process.stdout.write(readFileSync(file))
+      const {statSync} = await import('node:fs')
+      process.stderr.write('linked ' + statSync(file).nlink + '\n')
       break
     }
     case 'exit3': {

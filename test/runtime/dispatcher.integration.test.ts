@@ -7,16 +7,20 @@ import {expect} from 'chai'
 import {randomBytes, randomUUID} from 'node:crypto'
 
 import {Dispatcher, type DispatcherOptions} from '../../src/runtime/dispatcher.js'
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import type {StoredFunction} from '../../src/runtime/function-spec.js'
 import {callSubject, chunks, chunkSizeFor, HEADER, replySubject, WORKER_QUEUE} from '../../src/runtime/protocol.js'
 import {startNats, type ServiceHandle} from '../helpers/services.js'
 import {ampError} from '../helpers/amp-error.js'
 
-const SPEC: FunctionSpec = {
+const SPEC: StoredFunction = {
   name: 'echo',
   image: 'amp-test/cat:1',
   timeoutMs: 30_000,
   network: 'none',
+  memoryBytes: 256 * 1024 * 1024,
+  cpus: 1,
+  pidsLimit: 256,
+  env: {},
   createdAt: '2024-01-01T00:00:00.000Z',
   updatedAt: '2024-01-01T00:00:00.000Z',
 }
@@ -144,6 +148,34 @@ describe('Dispatcher against nats-server (integration)', function () {
     return {offers, failures}
   }
 
+  /** Accepts with an input subject and gathers the chunks the dispatcher sends to it, as a worker does. */
+  function gatherInput(call: FakeCall) {
+    const subject = `amp.v1.input.fake-worker.${call.callId}`
+    const seqs: number[] = []
+    const sizes: number[] = [call.msg.data.length]
+    const parts: Uint8Array[] = [call.msg.data]
+    const total = Number(call.header(HEADER.inputSize))
+    let received = call.msg.data.length
+    const whole = new Promise<Buffer>((resolve) => {
+      const sub = call.nc.subscribe(subject, {
+        callback: (_error, chunk) => {
+          seqs.push(Number(chunk.headers?.get(HEADER.seq)))
+          sizes.push(chunk.data.length)
+          parts.push(chunk.data)
+          received += chunk.data.length
+          chunk.respond()
+          if (received >= total) {
+            sub.unsubscribe()
+            resolve(Buffer.concat(parts))
+          }
+        },
+      })
+      subs.push(sub)
+    })
+    call.answer('accepted', {[HEADER.inputSubject]: subject})
+    return {whole, seqs, sizes}
+  }
+
 
   describe('with a default nats-server', () => {
     it('answers no_worker at once when no worker subscribes (NATS no responders)', async () => {
@@ -186,6 +218,41 @@ describe('Dispatcher against nats-server (integration)', function () {
       expect(result.stderr.toString()).to.equal('a log line\n')
       expect(worker.failures).to.deep.equal([])
       expect(dispatcher.inFlight).to.equal(0)
+    })
+
+    it('sends the limits, and the environment as base64 KEY=VALUE lines, with a first input chunk made smaller for it', async () => {
+      await setUp(nats.url)
+      const env = {TOKEN: 'hunter2 = secret', BIG: 'x'.repeat(30 * 1024)}
+      const spec = {...SPEC, memoryBytes: 64 * 1024 * 1024, cpus: 0.5, pidsLimit: 32, env}
+      let whole: Promise<Buffer> | undefined
+      const worker = await fakeWorker(async (call) => {
+        whole = gatherInput(call).whole
+        await call.finish(await whole)
+      })
+      const input = randomBytes(1024 * 1024 + 5)
+      const result = await dispatcher.call(randomUUID(), spec, input)
+      const [offer] = worker.offers
+      expect([offer.header(HEADER.memoryBytes), offer.header(HEADER.cpus), offer.header(HEADER.pidsLimit)]).to.deep.equal([
+        String(64 * 1024 * 1024),
+        '0.5',
+        '32',
+      ])
+      const envHeader = offer.header(HEADER.env)
+      expect(Buffer.from(envHeader, 'base64').toString()).to.equal(`BIG=${env.BIG}\nTOKEN=hunter2 = secret\n`)
+      // Headers and the first chunk together stay within a chunk's room: max_payload is never passed.
+      expect(offer.msg.data.length + envHeader.length).to.equal(chunkSizeFor(listenerNc.info!.max_payload))
+      expect(Buffer.compare(result.stdout, input)).to.equal(0)
+    })
+
+    it('sends no Amp-Env header for a function without environment', async () => {
+      await setUp(nats.url)
+      const worker = await fakeWorker(async (call) => {
+        call.answer('accepted')
+        await call.finish(Buffer.from(''))
+      })
+      await dispatcher.call(randomUUID(), SPEC, Buffer.from('x'))
+      expect(worker.offers[0].msg.headers!.has(HEADER.env)).to.equal(false)
+      expect(worker.offers[0].header(HEADER.pidsLimit)).to.equal('256')
     })
 
     it("passes a function's non-zero exit code and stderr truncation through", async () => {
@@ -420,33 +487,6 @@ describe('Dispatcher against nats-server (integration)', function () {
       await small?.stop()
     })
 
-    /** Accepts with an input subject and gathers the chunks the dispatcher sends to it, as a worker does. */
-    function gatherInput(call: FakeCall) {
-      const subject = `amp.v1.input.fake-worker.${call.callId}`
-      const seqs: number[] = []
-      const sizes: number[] = [call.msg.data.length]
-      const parts: Uint8Array[] = [call.msg.data]
-      const total = Number(call.header(HEADER.inputSize))
-      let received = call.msg.data.length
-      const whole = new Promise<Buffer>((resolve) => {
-        const sub = call.nc.subscribe(subject, {
-          callback: (_error, chunk) => {
-            seqs.push(Number(chunk.headers?.get(HEADER.seq)))
-            sizes.push(chunk.data.length)
-            parts.push(chunk.data)
-            received += chunk.data.length
-            chunk.respond()
-            if (received >= total) {
-              sub.unsubscribe()
-              resolve(Buffer.concat(parts))
-            }
-          },
-        })
-        subs.push(sub)
-      })
-      call.answer('accepted', {[HEADER.inputSubject]: subject})
-      return {whole, seqs, sizes}
-    }
 
     it('sends a large input in order and complete, each message within max_payload', async () => {
       await setUp(small.url)

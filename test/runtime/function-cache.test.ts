@@ -1,22 +1,23 @@
 import {expect} from 'chai'
 
 import {failFast, FunctionCache, type FunctionSource, type FunctionWatch, type RegistryApi} from '../../src/runtime/function-cache.js'
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import {storedFunction, type StoredFunction} from '../../src/runtime/function-spec.js'
 import {waitFor} from '../helpers/wait.js'
 import {ampError} from '../helpers/amp-error.js'
 
-const spec = (name: string, image = 'img:1'): FunctionSpec => ({
-  name,
-  image,
-  timeoutMs: 30_000,
-  network: 'none',
-  createdAt: '2025-01-01T00:00:00.000Z',
-  updatedAt: '2025-01-01T00:00:00.000Z',
-})
+const spec = (name: string, image = 'img:1'): StoredFunction =>
+  storedFunction({
+    name,
+    image,
+    timeoutMs: 30_000,
+    network: 'none',
+    createdAt: '2025-01-01T00:00:00.000Z',
+    updatedAt: '2025-01-01T00:00:00.000Z',
+  })
 
 /** etcd as the cache sees it: a snapshot to read (or a failure), and the watches it opened. */
 class FakeSource implements FunctionSource {
-  specs: FunctionSpec[] = []
+  specs: StoredFunction[] = []
   revision = 10
   down = false
   snapshots = 0

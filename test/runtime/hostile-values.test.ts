@@ -5,9 +5,9 @@ import {dockerRunArgs, type RunSpec} from '../../src/runtime/container-runner.js
 import {checkFunctionInput} from '../../src/runtime/function-spec.js'
 import {HOSTILE, HOSTILE_NETWORKS} from '../helpers/hostile.js'
 
-const base: RunSpec = {callId: 'c0ffee-1234', function: 'fn', image: 'busybox:1.36', network: 'none', timeoutMs: 1000, input: new Uint8Array(0)}
+const base: RunSpec = {callId: 'c0ffee-1234', function: 'fn', image: 'busybox:1.36', network: 'none', timeoutMs: 1000, memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}, input: new Uint8Array(0)}
 // Argument slots that hold a value rather than a flag name.
-const VALUE_AFTER = new Set(['--name', '--label', '--network', '--log-driver', '--pull'])
+const VALUE_AFTER = new Set(['--name', '--label', '--network', '--log-driver', '--pull', '--security-opt', '--cap-drop', '--pids-limit', '--memory', '--memory-swap', '--cpus', '--env-file'])
 
 /** The docker run arguments, or undefined if building them was refused. */
 function argsOrRefused(spec: RunSpec): string[] | undefined {

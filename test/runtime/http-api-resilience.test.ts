@@ -5,23 +5,24 @@ import {request} from 'undici'
 
 import type {CallResult} from '../../src/runtime/dispatcher.js'
 import {AmpError} from '../../src/runtime/errors.js'
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import {storedFunction, type StoredFunction} from '../../src/runtime/function-spec.js'
 import {createRequestHandler, type ApiContext} from '../../src/runtime/http-api.js'
 import {silentLogger} from '../../src/runtime/logger.js'
 
-const spec = (name: string): FunctionSpec => ({
-  name,
-  image: 'img:1',
-  timeoutMs: 30_000,
-  network: 'none',
-  createdAt: '2025-01-01T00:00:00.000Z',
-  updatedAt: '2025-01-01T00:00:00.000Z',
-})
+const spec = (name: string): StoredFunction =>
+  storedFunction({
+    name,
+    image: 'img:1',
+    timeoutMs: 30_000,
+    network: 'none',
+    createdAt: '2025-01-01T00:00:00.000Z',
+    updatedAt: '2025-01-01T00:00:00.000Z',
+  })
 
 /** Calls that end only when the test releases them, echoing their input. */
 class HeldDispatcher {
   readonly held: Array<() => void> = []
-  async call(callId: string, fn: FunctionSpec, input: Uint8Array): Promise<CallResult> {
+  async call(callId: string, fn: StoredFunction, input: Uint8Array): Promise<CallResult> {
     await new Promise<void>((resolve) => this.held.push(resolve))
     const stdout = Buffer.from(input)
     return {callId, function: fn.name, exitCode: 0, stdout, stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 1, worker: 'w'}
@@ -33,7 +34,7 @@ describe('http-api under overload and without etcd', () => {
   let base: string
   let dispatcher: HeldDispatcher
   let etcdAsked: string[]
-  let known: Map<string, FunctionSpec>
+  let known: Map<string, StoredFunction>
   let inSync: boolean
 
   async function serve(overrides: Partial<ApiContext>): Promise<void> {

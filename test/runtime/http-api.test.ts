@@ -7,16 +7,16 @@ import {request as undiciRequest} from 'undici'
 
 import type {CallResult} from '../../src/runtime/dispatcher.js'
 import {AmpError} from '../../src/runtime/errors.js'
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import {applyPatch, type FunctionPatch, publicSpec, type NewFunction, type StoredFunction, storedFunction} from '../../src/runtime/function-spec.js'
 import {createRequestHandler, RESULT_MEDIA_TYPE, type ApiContext} from '../../src/runtime/http-api.js'
-import {silentLogger} from '../../src/runtime/logger.js'
+import {createLogger} from '../../src/runtime/logger.js'
 
 const MAX_BODY = 1024 * 1024
 const CALL_ID = /^[0-9a-f-]{36}$/
 
 /** An in-memory registry with the same contract as the etcd one; `down` makes every operation fail like etcd would. */
 class MemoryRegistry {
-  readonly specs = new Map<string, FunctionSpec>()
+  readonly specs = new Map<string, StoredFunction>()
   readonly ops: string[] = []
   down = false
   private clock = 0
@@ -36,7 +36,7 @@ class MemoryRegistry {
     return [...this.specs.values()].sort((a, b) => a.name.localeCompare(b.name))
   }
 
-  async put(spec: Omit<FunctionSpec, 'createdAt' | 'updatedAt'>, replace: boolean) {
+  async put(spec: NewFunction, replace: boolean) {
     this.check(`put ${spec.name} replace=${replace}`)
     const now = new Date(Date.UTC(2024, 0, 1, 0, 0, ++this.clock)).toISOString()
     const previous = this.specs.get(spec.name)
@@ -46,11 +46,11 @@ class MemoryRegistry {
     return {spec: stored, created: !previous}
   }
 
-  async update(name: string, patch: Partial<Pick<FunctionSpec, 'image' | 'timeoutMs' | 'network'>>) {
+  async update(name: string, patch: FunctionPatch) {
     this.check(`update ${name} ${JSON.stringify(patch)}`)
     const previous = this.specs.get(name)
     if (!previous) return undefined
-    const stored = {...previous, ...patch, updatedAt: new Date(Date.UTC(2024, 0, 1, 0, 0, ++this.clock)).toISOString()}
+    const stored = applyPatch(previous, patch, new Date(Date.UTC(2024, 0, 1, 0, 0, ++this.clock)).toISOString())
     this.specs.set(name, stored)
     return stored
   }
@@ -62,8 +62,8 @@ class MemoryRegistry {
     return previous
   }
 
-  add(name: string, image = 'busybox:1.36'): FunctionSpec {
-    const spec = {name, image, timeoutMs: 30_000, network: 'none', createdAt: 'c', updatedAt: 'u'}
+  add(name: string, image = 'busybox:1.36', env: Record<string, string> = {}): StoredFunction {
+    const spec = storedFunction({name, image, env, createdAt: 'c', updatedAt: 'u'})
     this.specs.set(name, spec)
     return spec
   }
@@ -71,7 +71,7 @@ class MemoryRegistry {
 
 interface DispatchedCall {
   callId: string
-  spec: FunctionSpec
+  spec: StoredFunction
   input: Buffer
 }
 
@@ -80,7 +80,7 @@ class ScriptedDispatcher {
   readonly calls: DispatchedCall[] = []
   answer: (call: DispatchedCall) => Promise<CallResult> = async (call) => result(call, {stdout: call.input})
 
-  async call(callId: string, spec: FunctionSpec, input: Uint8Array): Promise<CallResult> {
+  async call(callId: string, spec: StoredFunction, input: Uint8Array): Promise<CallResult> {
     const call = {callId, spec, input: Buffer.from(input)}
     this.calls.push(call)
     return this.answer(call)
@@ -121,8 +121,11 @@ describe('http-api', () => {
   let registry: MemoryRegistry
   let dispatcher: ScriptedDispatcher
   let draining: boolean
+  /** Every line the listener logged, debug included. */
+  let logged: string[]
 
   beforeEach(async () => {
+    logged = []
     registry = new MemoryRegistry()
     dispatcher = new ScriptedDispatcher()
     draining = false
@@ -130,7 +133,7 @@ describe('http-api', () => {
       registry,
       dispatcher,
       maxBodyBytes: MAX_BODY,
-      logger: silentLogger,
+      logger: createLogger({level: 'debug', write: (line) => logged.push(line)}),
       draining: () => draining,
     }
     server = createServer(createRequestHandler(ctx))
@@ -216,7 +219,7 @@ describe('http-api', () => {
       const reply = await send('GET', '/_amp/v1/functions')
       expect(reply.status).to.equal(200)
       expect(reply.headers['content-type']).to.equal('application/json')
-      expect(reply.json().functions.map((spec: FunctionSpec) => spec.name)).to.deep.equal(['a-b', 'alpha', 'zeta'])
+      expect(reply.json().functions.map((spec: {name: string}) => spec.name)).to.deep.equal(['a-b', 'alpha', 'zeta'])
     })
 
     it('GET /_amp/v1/functions answers 405 to POST', async () => {
@@ -229,7 +232,7 @@ describe('http-api', () => {
       const spec = registry.add('echo')
       const found = await send('GET', '/_amp/v1/functions/echo')
       expect(found.status).to.equal(200)
-      expect(found.json()).to.deep.equal(spec)
+      expect(found.json()).to.deep.equal(publicSpec(spec))
       const error = expectError(await send('GET', '/_amp/v1/functions/nope'), 404, 'function_not_found')
       expect(error.message).to.contain('nope')
     })
@@ -247,7 +250,7 @@ describe('http-api', () => {
       expect(spec).to.include({name: 'echo', image: 'amp-test/cat:1', timeoutMs: 30_000, network: 'none'})
       expect(spec.createdAt).to.equal(spec.updatedAt)
       expect(registry.ops).to.deep.equal(['put echo replace=false'])
-      expect(registry.specs.get('echo')).to.deep.equal(spec)
+      expect(publicSpec(registry.specs.get('echo')!)).to.deep.equal(spec)
     })
 
     it('PUT keeps the given timeout and network', async () => {
@@ -302,7 +305,7 @@ describe('http-api', () => {
       const spec = registry.add('echo')
       const removed = await send('DELETE', '/_amp/v1/functions/echo')
       expect(removed.status).to.equal(200)
-      expect(removed.json()).to.deep.equal(spec)
+      expect(removed.json()).to.deep.equal(publicSpec(spec))
       expect(registry.specs.has('echo')).to.equal(false)
       expectError(await send('DELETE', '/_amp/v1/functions/echo'), 404, 'function_not_found')
     })
@@ -319,10 +322,45 @@ describe('http-api', () => {
       expect(reply.status).to.equal(200)
       expect(reply.headers['content-type']).to.equal('application/json')
       const spec = reply.json()
-      expect(spec).to.deep.equal({...before, image: 'busybox:2', timeoutMs: 1500, updatedAt: spec.updatedAt})
+      expect(spec).to.deep.equal({...publicSpec(before), image: 'busybox:2', timeoutMs: 1500, updatedAt: spec.updatedAt})
       expect(spec.updatedAt).to.not.equal(before.updatedAt)
-      expect(registry.specs.get('echo')).to.deep.equal(spec)
+      expect(publicSpec(registry.specs.get('echo')!)).to.deep.equal(spec)
       expect(registry.ops).to.deep.equal(['update echo {"image":"busybox:2","timeoutMs":1500}'])
+    })
+
+    it('keeps env values for the workers but never answers or logs them: only their names', async () => {
+      const secret = 'hunter2-very-secret'
+      const body = JSON.stringify({image: 'busybox', memoryBytes: 64 * 1024 * 1024, cpus: 0.5, pidsLimit: 32, env: {TOKEN: secret, LEVEL: 'debug'}})
+      const created = await send('PUT', '/_amp/v1/functions/echo', {body})
+      expect(created.status).to.equal(201)
+      expect(created.json()).to.include({memoryBytes: 64 * 1024 * 1024, cpus: 0.5, pidsLimit: 32})
+      expect(created.json().envKeys).to.deep.equal(['LEVEL', 'TOKEN'])
+      expect(registry.specs.get('echo')?.env).to.deep.equal({TOKEN: secret, LEVEL: 'debug'})
+
+      const patched = await send('PATCH', '/_amp/v1/functions/echo', {body: JSON.stringify({env: {TOKEN: `${secret}-2`, LEVEL: null}})})
+      expect(patched.json().envKeys).to.deep.equal(['TOKEN'])
+      const answers = [
+        created,
+        patched,
+        await send('GET', '/_amp/v1/functions/echo'),
+        await send('GET', '/_amp/v1/functions'),
+        await send('POST', '/echo', {body: 'hi'}),
+        await send('PATCH', '/_amp/v1/functions/echo', {body: JSON.stringify({env: {TOKEN: `${secret}\n`}})}),
+        await send('PUT', '/_amp/v1/functions/other', {body: JSON.stringify({image: 'busybox', env: {TOKEN: `${secret}\r`}})}),
+        await send('DELETE', '/_amp/v1/functions/echo'),
+      ]
+      expect(dispatcher.calls[0].spec.env).to.deep.equal({TOKEN: `${secret}-2`})
+      expect(answers.map((answer) => answer.status)).to.deep.equal([201, 200, 200, 200, 200, 400, 400, 200])
+      for (const answer of answers) expect(answer.body.toString()).to.not.contain(secret)
+      expect(logged.length).to.be.greaterThan(3)
+      expect(logged.join('')).to.not.contain(secret)
+    })
+
+    it('PATCH answers 400 when the merged environment would be over 32 KiB, changing nothing', async () => {
+      registry.add('echo', 'busybox', {A: 'x'.repeat(20 * 1024)})
+      const reply = await send('PATCH', '/_amp/v1/functions/echo', {body: JSON.stringify({env: {B: 'y'.repeat(20 * 1024)}})})
+      expect(expectError(reply, 400, 'bad_request').message).to.match(/^the environment is too large/)
+      expect(Object.keys(registry.specs.get('echo')!.env)).to.deep.equal(['A'])
     })
 
     it('PATCH answers 404 for a function that does not exist, creating nothing', async () => {

@@ -6,7 +6,7 @@ import {request} from 'undici'
 
 import type {LogCursor, LogLine, LogQuery} from '../../src/runtime/call-logs.js'
 import {AmpError} from '../../src/runtime/errors.js'
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import {type FunctionSpec, type StoredFunction, storedFunction} from '../../src/runtime/function-spec.js'
 import {type ApiContext, createRequestHandler} from '../../src/runtime/http-api.js'
 import {silentLogger} from '../../src/runtime/logger.js'
 import {parseLogQuery, parseSince} from '../../src/runtime/logs-route.js'
@@ -96,15 +96,8 @@ describe('logs route', () => {
     let base: string
     let reader: FakeReader
     let draining: boolean
-    const specs = new Map<string, FunctionSpec>()
-    const spec = (name: string): FunctionSpec => ({
-      name,
-      image: 'busybox:1.36',
-      timeoutMs: 30_000,
-      network: 'none',
-      createdAt: '2025-01-01T00:00:00.000Z',
-      updatedAt: '2025-01-01T00:00:00.000Z',
-    })
+    const specs = new Map<string, StoredFunction>()
+    const spec = (name: string) => storedFunction({name, image: 'busybox:1.36', createdAt: '2025-01-01T00:00:00.000Z', updatedAt: '2025-01-01T00:00:00.000Z'})
 
     beforeEach(async () => {
       reader = new FakeReader()

@@ -4,7 +4,7 @@ import type {AddressInfo} from 'node:net'
 import {request} from 'undici'
 
 import {AmpError} from '../../src/runtime/errors.js'
-import type {FunctionSpec} from '../../src/runtime/function-spec.js'
+import {type StoredFunction, storedFunction} from '../../src/runtime/function-spec.js'
 import type {ReadinessReport} from '../../src/runtime/health.js'
 import {checkReadiness} from '../../src/runtime/health.js'
 import {createRequestHandler, type ApiContext} from '../../src/runtime/http-api.js'
@@ -26,10 +26,10 @@ describe('listener: health and metrics routes', () => {
   let state: {nats: boolean; etcd: boolean; draining: boolean}
   let metrics: ListenerMetrics
   let answer: () => Promise<{exitCode: number}>
-  const specs = new Map<string, FunctionSpec>()
+  const specs = new Map<string, StoredFunction>()
 
   before(async () => {
-    const spec = (name: string): FunctionSpec => ({name, image: 'busybox', timeoutMs: 1000, network: 'none', createdAt: 'c', updatedAt: 'u'})
+    const spec = (name: string) => storedFunction({name, image: 'busybox', timeoutMs: 1000, createdAt: 'c', updatedAt: 'u'})
     specs.set('demo', spec('demo'))
     const registry = {
       get: async (name: string) => specs.get(name),
@@ -41,7 +41,7 @@ describe('listener: health and metrics routes', () => {
       update: async () => undefined,
     }
     const dispatcher = {
-      call: async (callId: string, s: FunctionSpec) => {
+      call: async (callId: string, s: StoredFunction) => {
         const {exitCode} = await answer()
         return {callId, function: s.name, exitCode, stdout: Buffer.from('out'), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 1, worker: 'w'}
       },

@@ -5,7 +5,7 @@ import {Registry, functionKey} from '../../src/runtime/registry.js'
 import {startEtcd, type ServiceHandle} from '../helpers/services.js'
 import {ampError} from '../helpers/amp-error.js'
 
-const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none'})
+const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none', memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}})
 
 
 describe('Registry against etcd (integration)', function () {
@@ -43,6 +43,25 @@ describe('Registry against etcd (integration)', function () {
     expect(JSON.parse((await raw.get('/amp/v1/functions/echo').string())!)).to.deep.equal(created)
     expect(functionKey('echo')).to.equal('/amp/v1/functions/echo')
     expect(await registry.get('echo')).to.deep.equal(created)
+  })
+
+  it('reads a function stored before limits and env existed with the defaults (and lists it so)', async () => {
+    const old = {name: 'old', image: 'busybox:1', timeoutMs: 5000, network: 'none', createdAt: 'c', updatedAt: 'u'}
+    await raw.put(functionKey('old')).value(JSON.stringify(old))
+    const defaults = {memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}}
+    expect(await registry.get('old')).to.deep.equal({...old, ...defaults})
+    expect(await registry.list()).to.deep.equal([{...old, ...defaults}])
+  })
+
+  it('stores the environment with its values, merges env patches and refuses one that makes it too large', async () => {
+    await registry.put({...spec('env'), env: {KEEP: 'k', DROP: 'd'}}, false)
+    const updated = await registry.update('env', {env: {DROP: null, ADD: 'a=b'}, cpus: 0.5})
+    expect(updated).to.include({cpus: 0.5})
+    expect(updated?.env).to.deep.equal({KEEP: 'k', ADD: 'a=b'})
+    expect(JSON.parse((await raw.get(functionKey('env')).string())!).env).to.deep.equal({KEEP: 'k', ADD: 'a=b'})
+    const error = await ampError(registry.update('env', {env: {BIG: 'x'.repeat(40 * 1024)}}))
+    expect(error.code).to.equal('bad_request')
+    expect((await registry.get('env'))?.env).to.deep.equal({KEEP: 'k', ADD: 'a=b'})
   })
 
   it('returns undefined for a function that does not exist', async () => {

@@ -2,7 +2,8 @@ import {Args, Flags} from '@oclif/core'
 
 import {AmpCommand, settingFlag} from '../../base-command.js'
 import type {CreateResult} from '../../runtime/client.js'
-import {DEFAULT_NETWORK} from '../../runtime/function-spec.js'
+import {envFlag, limitFlags, limits} from '../../function-flags.js'
+import {DEFAULT_NETWORK, envFromFlags} from '../../runtime/function-spec.js'
 import {formatDuration} from '../../runtime/validate.js'
 
 export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
@@ -14,6 +15,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     {description: 'Register an image as the function "test"', command: '<%= config.bin %> function create test my/image:1'},
     {description: 'Allow each call two minutes', command: '<%= config.bin %> fn create test my/image:1 --timeout 2m'},
     {description: 'Point an existing function at a new image', command: '<%= config.bin %> function create test my/image:2 --replace'},
+    {description: 'Give it 1 GiB of memory, half a CPU and two environment variables', command: '<%= config.bin %> fn create test my/image:1 --memory 1GiB --cpus 0.5 --env LEVEL=debug --env API_KEY'},
   ]
 
   static override args = {
@@ -29,13 +31,21 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
       defaultHelp: async () => DEFAULT_NETWORK,
     }),
     replace: Flags.boolean({description: 'overwrite the function if it exists', env: 'AMP_REPLACE'}),
+    ...limitFlags(),
+    env: envFlag('an environment variable of its containers'),
   }
 
   async run(): Promise<CreateResult> {
     const {name, image} = this.args
     const result = await this.createClient().createFunction(
       name,
-      {image, timeoutMs: this.settings.timeoutMs, network: this.flags.network ?? DEFAULT_NETWORK},
+      {
+        image,
+        timeoutMs: this.settings.timeoutMs,
+        network: this.flags.network ?? DEFAULT_NETWORK,
+        ...limits(this.flags),
+        ...(this.flags.env ? {env: envFromFlags(this.flags.env, process.env)} : {}),
+      },
       {replace: this.flags.replace},
     )
     const spec = result.function

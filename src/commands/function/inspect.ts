@@ -2,13 +2,14 @@ import {Args} from '@oclif/core'
 
 import {AmpCommand} from '../../base-command.js'
 import {formatTable, formatTime} from '../../render.js'
+import {formatSize} from '../../runtime/config.js'
 import type {FunctionSpec} from '../../runtime/function-spec.js'
 import {formatDuration} from '../../runtime/validate.js'
 
 export default class FunctionInspect extends AmpCommand<typeof FunctionInspect> {
   static override summary = "Show all of a function's settings"
-  static override description = `Prints the image, timeout, network, creation and last change time of the function, and the URL that calls it.
-With --json, prints the function as the listener stores it: {name, image, timeoutMs, network, createdAt, updatedAt}.`
+  static override description = `Prints the image, timeout, network, container limits, the names of its environment variables (never their values), creation and last change time of the function, and the URL that calls it.
+With --json, prints the function as the listener shows it: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, createdAt, updatedAt}.`
   static override aliases = ['fn:inspect']
   static override examples = [
     {description: 'Show the settings of "test"', command: '<%= config.bin %> function inspect test'},
@@ -27,6 +28,10 @@ With --json, prints the function as the listener stores it: {name, image, timeou
       ['Image:', spec.image],
       ['Timeout:', formatDuration(spec.timeoutMs)],
       ['Network:', spec.network],
+      ['Memory:', formatSize(spec.memoryBytes)],
+      ['CPUs:', String(spec.cpus)],
+      ['Pids:', String(spec.pidsLimit)],
+      ['Env:', spec.envKeys.length === 0 ? '-' : `${spec.envKeys.join(', ')} (values hidden)`],
       ['Created:', formatTime(spec.createdAt)],
       ['Updated:', formatTime(spec.updatedAt)],
       ['Call:', `POST ${client.server}/${spec.name}`],

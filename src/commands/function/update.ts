@@ -1,20 +1,23 @@
 import {Args, Flags} from '@oclif/core'
 
 import {AmpCommand} from '../../base-command.js'
+import {envFlag, limitFlags, limits} from '../../function-flags.js'
 import {AmpError} from '../../runtime/errors.js'
-import type {FunctionPatch, FunctionSpec} from '../../runtime/function-spec.js'
+import {envPatch, type FunctionPatch, type FunctionSpec} from '../../runtime/function-spec.js'
 import {formatDuration, parseDuration} from '../../runtime/validate.js'
 
 export default class FunctionUpdate extends AmpCommand<typeof FunctionUpdate> {
-  static override summary = "Change a function's image, timeout or network in place"
+  static override summary = "Change a function's image, timeout, network, limits or environment in place"
   static override description = `Changes only the settings given; the function keeps its name, its other settings and its creation time.
 Calls already running finish with the settings they started with (the old image, timeout and network); every call that starts after the update uses the new ones.
-With --json, prints the function as stored after the change: {name, image, timeoutMs, network, createdAt, updatedAt}.`
+--env sets or replaces one environment variable and --unset-env removes one; the others are kept.
+With --json, prints the function as stored after the change: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, createdAt, updatedAt}.`
   static override aliases = ['fn:update']
   static override examples = [
     {description: 'Roll "test" forward to a new image', command: '<%= config.bin %> function update test --image my/image:2'},
     {description: 'Give each call two minutes', command: '<%= config.bin %> fn update test --timeout 2m'},
     {description: 'Let its containers reach the network, and print the result as JSON', command: '<%= config.bin %> fn update test --network bridge --json'},
+    {description: 'Raise its memory limit, set one variable and remove another', command: '<%= config.bin %> fn update test --memory 1GiB --env LEVEL=info --unset-env DEBUG'},
   ]
 
   static override args = {
@@ -26,16 +29,25 @@ With --json, prints the function as stored after the change: {name, image, timeo
     image: Flags.string({description: 'new container image, e.g. my/image:2'}),
     timeout: Flags.string({description: 'new time limit of one call, e.g. 500ms, 30s, 2m'}),
     network: Flags.string({description: 'new Docker network of the containers: none, bridge or a named network'}),
+    ...limitFlags(false),
+    env: envFlag('set an environment variable'),
+    'unset-env': Flags.string({description: 'remove an environment variable, by NAME (repeatable)', multiple: true, multipleNonGreedy: true}),
   }
 
   async run(): Promise<FunctionSpec> {
     const {image, timeout, network} = this.flags
-    if (image === undefined && timeout === undefined && network === undefined) {
-      throw new AmpError('bad_request', 'nothing to update: give --image, --timeout or --network', {
+    const patch: FunctionPatch = {
+      image,
+      network,
+      timeoutMs: timeout === undefined ? undefined : parseDuration(timeout),
+      ...limits(this.flags),
+      env: envPatch(this.flags.env ?? [], this.flags['unset-env'] ?? [], process.env),
+    }
+    if (Object.values(patch).every((value) => value === undefined)) {
+      throw new AmpError('bad_request', 'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env or --unset-env', {
         suggestions: [`See the current settings with: amp function inspect ${this.args.name}`],
       })
     }
-    const patch: FunctionPatch = {image, network, timeoutMs: timeout === undefined ? undefined : parseDuration(timeout)}
     const spec = await this.createClient().updateFunction(this.args.name, patch)
     this.log(
       `Updated function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}, network ${spec.network}); calls already running finish with the previous settings`,

@@ -29,6 +29,39 @@ describe('amp function create', () => {
     expect(fake.functions.get('slow')).to.include({timeoutMs: 120_000, network: 'bridge'})
   })
 
+  it('sends --memory, --cpus, --pids-limit and each --env, even with the flags before the arguments', async () => {
+    process.env.FROM_SHELL = 'shell-secret'
+    const args = ['fn', 'create', '--env', 'LEVEL=debug', '--env', 'FROM_SHELL', 'test', 'my/image:1']
+    const {stdout, stderr, exitCode} = await runAmp([...args, '--memory', '1GiB', '--cpus', '0.5', '--pids-limit', '64', '--server', fake.url])
+    expect(exitCode, stderr).to.equal(0)
+    expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({
+      image: 'my/image:1',
+      timeoutMs: 30_000,
+      network: 'none',
+      memoryBytes: 1024 * 1024 * 1024,
+      cpus: 0.5,
+      pidsLimit: 64,
+      env: {LEVEL: 'debug', FROM_SHELL: 'shell-secret'},
+    })
+    expect(stdout + stderr).to.not.contain('secret')
+  })
+
+  const refused: Array<[string[], RegExp]> = [
+    [['--memory', '1MiB'], /^invalid memory "1MiB"/],
+    [['--cpus', 'lots'], /^invalid cpus "lots"/],
+    [['--pids-limit', '-1'], /^pidsLimit must be/],
+    [['--env', 'my-secret-token'], /^--env number 1 is neither NAME=VALUE nor the NAME/],
+    [['--env', 'BAD-NAME=x'], /^invalid environment variable name "BAD-NAME"/],
+  ]
+  for (const [flags, message] of refused) {
+    it(`refuses ${flags.join(' ')} with exit 2 before any request`, async () => {
+      const {error, exitCode} = await runAmp(['fn', 'create', 'test', 'my/image:1', ...flags, '--server', fake.url])
+      expect(exitCode).to.equal(2)
+      expect(error?.message).to.match(message).and.not.contain('my-secret-token')
+      expect(fake.requests).to.deep.equal([])
+    })
+  }
+
   it('prints the function as JSON with --json', async () => {
     const {stdout, exitCode} = await runAmp(['function', 'create', 'test', 'my/image:1', '--timeout', '500ms', '--json', '--server', fake.url])
     expect(exitCode).to.equal(0)

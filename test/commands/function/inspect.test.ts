@@ -12,8 +12,8 @@ describe('amp function inspect', () => {
   })
   afterEach(() => fake.close())
 
-  it('shows every setting, the times in UTC and the URL that calls it', async () => {
-    fake.add('test', 'ghcr.io/acme/fn:1', 90_000)
+  it('shows every setting, the names (not values) of its variables, the times in UTC and the URL that calls it', async () => {
+    fake.add('test', 'ghcr.io/acme/fn:1', 90_000, {TOKEN: 'hunter2-secret', LEVEL: 'debug'})
     const {stdout, exitCode} = await runAmp(['function', 'inspect', 'test', '--server', fake.url])
     expect(exitCode).to.equal(0)
     expect(stdout).to.equal(
@@ -22,6 +22,10 @@ describe('amp function inspect', () => {
         'Image:    ghcr.io/acme/fn:1',
         'Timeout:  90s',
         'Network:  none',
+        'Memory:   256MiB',
+        'CPUs:     1',
+        'Pids:     256',
+        'Env:      LEVEL, TOKEN (values hidden)',
         'Created:  2025-01-31 14:05:09Z',
         'Updated:  2025-01-31 14:05:09Z',
         `Call:     POST ${fake.url}/test`,
@@ -29,6 +33,15 @@ describe('amp function inspect', () => {
       ].join('\n'),
     )
     expect(fake.requests.map((r) => `${r.method} ${r.path}`)).to.deep.equal(['GET /_amp/v1/functions/test'])
+  })
+
+  it('never shows the value of a variable, with or without --json', async () => {
+    fake.add('test', 'busybox:1.36', 30_000, {TOKEN: 'hunter2-secret'})
+    for (const args of [[], ['--json'], ['-v']]) {
+      const run = await runAmp(['fn', 'inspect', 'test', ...args, '--server', fake.url])
+      expect(run.exitCode).to.equal(0)
+      expect(run.stdout + run.stderr).to.contain('TOKEN').and.not.contain('hunter2')
+    }
   })
 
   it('prints the function exactly as stored with --json, as amp fn inspect', async () => {

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import type {FunctionSpec} from '../../../src/runtime/function-spec.js'
+import {type FunctionSpec, publicSpec} from '../../../src/runtime/function-spec.js'
 import {type FakeListener, startFakeListener} from '../../helpers/fake-listener.js'
 import {isolateEnvironment, runAmp} from '../../helpers/run-amp.js'
 
@@ -46,11 +46,27 @@ describe('amp function update', () => {
     expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({image: 'my/image:2'})
   })
 
+  it('sets and removes variables and changes limits in one PATCH, keeping the other variables', async () => {
+    fake.add('test', 'my/image:1', 30_000, {KEEP: 'k', OLD: 'o'})
+    const args = ['fn', 'update', 'test', '--env', 'NEW=n', '--unset-env', 'OLD', '--memory', '64MiB', '--cpus', '2', '--pids-limit', '100']
+    const {result, exitCode} = await runAmp<FunctionSpec>([...args, '--json', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({
+      memoryBytes: 64 * 1024 * 1024,
+      cpus: 2,
+      pidsLimit: 100,
+      env: {NEW: 'n', OLD: null},
+    })
+    expect(result).to.include({memoryBytes: 64 * 1024 * 1024, cpus: 2, pidsLimit: 100})
+    expect(result?.envKeys).to.deep.equal(['KEEP', 'NEW'])
+    expect(fake.functions.get('test')?.env).to.deep.equal({KEEP: 'k', NEW: 'n'})
+  })
+
   it('exits 2, asking nothing of the listener, when there is nothing to change', async () => {
     fake.add('test')
     const {error, exitCode} = await runAmp(['fn', 'update', 'test', '--server', fake.url])
     expect(exitCode).to.equal(2)
-    expect(error?.message).to.equal('nothing to update: give --image, --timeout or --network')
+    expect(error?.message).to.equal('nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env or --unset-env')
     expect(error?.suggestions).to.deep.equal(['See the current settings with: amp function inspect test'])
     expect(fake.requests).to.deep.equal([])
   })
@@ -68,7 +84,7 @@ describe('amp function update', () => {
       expect(exitCode).to.equal(2)
       expect(error?.message).to.match(message)
       expect(fake.requests).to.deep.equal([])
-      expect(fake.functions.get('test')).to.deep.equal(before)
+      expect(publicSpec(fake.functions.get('test')!)).to.deep.equal(before)
     })
   }
 

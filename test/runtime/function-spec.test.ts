@@ -1,0 +1,120 @@
+import {expect} from 'chai'
+
+import {
+  applyPatch,
+  checkFunctionInput,
+  checkFunctionPatch,
+  DEFAULT_CPUS,
+  DEFAULT_MEMORY_BYTES,
+  DEFAULT_PIDS_LIMIT,
+  envFromFlags,
+  envPatch,
+  publicSpec,
+  storedFunction,
+} from '../../src/runtime/function-spec.js'
+import {MAX_ENV_BYTES} from '../../src/runtime/validate.js'
+import {badRequest} from '../helpers/amp-error.js'
+
+const SECRET = 'hunter2-very-secret'
+const TIME = '2025-01-31T14:05:09.123Z'
+
+describe('function-spec', () => {
+  it('gives a new function the default limits (256 MiB, 1 CPU, 256 pids) and no environment', () => {
+    expect(checkFunctionInput('fn', {image: 'busybox:1.36'})).to.deep.equal({
+      name: 'fn',
+      image: 'busybox:1.36',
+      timeoutMs: 30_000,
+      network: 'none',
+      memoryBytes: 256 * 1024 * 1024,
+      cpus: 1,
+      pidsLimit: 256,
+      env: {},
+    })
+  })
+
+  it('keeps given limits and environment, and refuses bad ones as 400s', () => {
+    const input = {image: 'busybox', memoryBytes: 8 * 1024 * 1024, cpus: 0.25, pidsLimit: 32, env: {TOKEN: SECRET}}
+    expect(checkFunctionInput('fn', input)).to.include({memoryBytes: 8 * 1024 * 1024, cpus: 0.25, pidsLimit: 32})
+    expect(checkFunctionInput('fn', input).env).to.deep.equal({TOKEN: SECRET})
+    badRequest(() => checkFunctionInput('fn', {image: 'busybox', memoryBytes: 1}))
+    badRequest(() => checkFunctionInput('fn', {image: 'busybox', cpus: 100}))
+    badRequest(() => checkFunctionInput('fn', {image: 'busybox', pidsLimit: 0}))
+    badRequest(() => checkFunctionInput('fn', {image: 'busybox', env: ['A=1']}))
+  })
+
+  it('reads a function stored before limits and env existed with the defaults', () => {
+    const old = {name: 'fn', image: 'busybox', timeoutMs: 5000, network: 'bridge', createdAt: TIME, updatedAt: TIME}
+    expect(storedFunction(old)).to.deep.equal({
+      ...old,
+      memoryBytes: DEFAULT_MEMORY_BYTES,
+      cpus: DEFAULT_CPUS,
+      pidsLimit: DEFAULT_PIDS_LIMIT,
+      env: {},
+    })
+  })
+
+  it('shows the names of the variables, sorted, and never their values', () => {
+    const stored = storedFunction({name: 'fn', image: 'busybox', env: {ZED: SECRET, ALPHA: SECRET}, createdAt: TIME, updatedAt: TIME})
+    const shown = publicSpec(stored)
+    expect(shown.envKeys).to.deep.equal(['ALPHA', 'ZED'])
+    expect(JSON.stringify(shown)).to.not.contain(SECRET)
+    expect(shown).to.not.have.property('env')
+  })
+
+  describe('patches', () => {
+    const stored = () => storedFunction({name: 'fn', image: 'busybox', env: {KEEP: 'k', DROP: 'd', CHANGE: 'old'}, createdAt: TIME, updatedAt: TIME})
+
+    it('sets, replaces and removes (null) variables, keeping the others', () => {
+      const patch = checkFunctionPatch({env: {CHANGE: 'new', DROP: null, ADD: 'a'}})
+      const updated = applyPatch(stored(), patch, '2025-02-01T00:00:00.000Z')
+      expect(updated.env).to.deep.equal({KEEP: 'k', CHANGE: 'new', ADD: 'a'})
+      expect(updated.updatedAt).to.equal('2025-02-01T00:00:00.000Z')
+      expect(updated.image).to.equal('busybox')
+    })
+
+    it('changes limits alone, leaving the environment as it was', () => {
+      const updated = applyPatch(stored(), checkFunctionPatch({memoryBytes: 64 * 1024 * 1024, cpus: 2, pidsLimit: 1024}), TIME)
+      expect(updated).to.include({memoryBytes: 64 * 1024 * 1024, cpus: 2, pidsLimit: 1024})
+      expect(updated.env).to.deep.equal(stored().env)
+    })
+
+    it('refuses an environment that the patch makes too large', () => {
+      const big = 'x'.repeat(MAX_ENV_BYTES / 2)
+      const once = applyPatch(stored(), checkFunctionPatch({env: {A: big}}), TIME)
+      expect(badRequest(() => applyPatch(once, checkFunctionPatch({env: {B: big}}), TIME)).message).to.match(/^the environment is too large/)
+    })
+
+    it('refuses an empty env patch, bad names and bad values, never showing a value', () => {
+      badRequest(() => checkFunctionPatch({env: {}}))
+      badRequest(() => checkFunctionPatch({env: {'A-B': null}}))
+      badRequest(() => checkFunctionPatch({env: {A: 3}}))
+      expect(badRequest(() => checkFunctionPatch({env: {A: `${SECRET}\n`}})).message).to.not.contain(SECRET)
+      expect(badRequest(() => checkFunctionPatch({envKeys: ['A']})).message).to.match(/^unknown setting "envKeys"/)
+    })
+  })
+
+  describe('envFromFlags', () => {
+    it('reads NAME=VALUE (the value may hold =) and NAME from the environment; the last of a name wins', () => {
+      expect(envFromFlags(['A=1', 'B=x=y', 'FROM_ENV', 'A=2', 'E='], {FROM_ENV: SECRET})).to.deep.equal({
+        A: '2',
+        B: 'x=y',
+        FROM_ENV: SECRET,
+        E: '',
+      })
+    })
+
+    it('never repeats what it was given when it cannot use it', () => {
+      for (const item of [SECRET, `=${SECRET}`, `${SECRET} with spaces`]) {
+        const error = badRequest(() => envFromFlags(['A=1', item], {}))
+        expect(error.message).to.equal("--env number 2 is neither NAME=VALUE nor the NAME of a variable set in amp's environment")
+      }
+    })
+
+    it('builds the PATCH env of update: null for --unset-env, and refuses a name given to both', () => {
+      expect(envPatch([], [], {})).to.equal(undefined)
+      expect(envPatch(['A=1'], ['B'], {})).to.deep.equal({A: '1', B: null})
+      expect(badRequest(() => envPatch(['A=1'], ['A'], {})).message).to.equal('--env and --unset-env both name A: give one of them')
+      badRequest(() => envPatch([], ['not-a-name'], {}))
+    })
+  })
+})
