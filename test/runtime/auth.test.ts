@@ -5,7 +5,7 @@ import {request} from 'undici'
 
 import {accessFor, bearerToken, createAuthorizer, type AuthOptions} from '../../src/runtime/auth.js'
 import {AmpError, HTTP_STATUS} from '../../src/runtime/errors.js'
-import {storedFunction} from '../../src/runtime/function-spec.js'
+import {publicSpec, storedFunction} from '../../src/runtime/function-spec.js'
 import {createRequestHandler, RESULT_MEDIA_TYPE} from '../../src/runtime/http-api.js'
 import {createLogger} from '../../src/runtime/logger.js'
 
@@ -157,7 +157,7 @@ describe('auth', () => {
     })
 
     it('serves the right token, and the health checks without one', async () => {
-      expect((await send('GET', '/_amp/v1/functions', ADMIN)).json()).to.deep.equal({functions: [SPEC]})
+      expect((await send('GET', '/_amp/v1/functions', ADMIN)).json()).to.deep.equal({functions: [publicSpec(SPEC)]})
       expect((await send('GET', '/_amp/v1/metrics', ADMIN)).status).to.equal(404) // no metrics in this context: past the gate
       const call = await send('POST', '/echo', INVOKE, 'hello')
       expect(call.status).to.equal(200)
