@@ -161,9 +161,14 @@ export async function loadConfig(explicitPath?: string): Promise<LoadedConfig> {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT' && !explicitPath) return {path, found: false, settings: {}}
     const reason = code === 'ENOENT' ? 'no such file (given by --use-config or AMP_CONFIG)' : (code ?? String(error))
-    throw new AmpError('config_invalid', `cannot read config file ${path}: ${reason}`, {cause: error})
+    throw new AmpError('config_invalid', `cannot read config file ${shownPath(path)}: ${reason}`, {cause: error})
   }
-  return {path, found: true, settings: parseConfig(text, path)}
+  return {path, found: true, settings: parseConfig(text, shownPath(path))}
+}
+
+/** A path as errors show it: quoted when it holds control characters, so the error stays one line. */
+function shownPath(path: string): string {
+  return /[\u0000-\u001f\u007f]/.test(path) ? JSON.stringify(path) : path
 }
 
 /** Parses and checks the YAML text of a config file; `path` only names the file in errors. */

@@ -143,6 +143,13 @@ describe('config', () => {
       )
     })
 
+    it('quotes a path with a newline in it, so the error stays one line', async () => {
+      const error = await ampError(loadConfig(join(dir, 'a\nb.yaml')))
+      expect(error.message).to.equal(
+        `cannot read config file ${JSON.stringify(join(dir, 'a\nb.yaml'))}: no such file (given by --use-config or AMP_CONFIG)`,
+      )
+    })
+
     it('fails with exit 100 when the path is a directory', async () => {
       const error = await ampError(loadConfig(dir))
       expect(error.code).to.equal('config_invalid')
