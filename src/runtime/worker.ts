@@ -40,6 +40,8 @@ export interface WorkerOptions {
   metricsHost?: string
   /** Where the worker's metrics go; tests pass their own. */
   metricsRegistry?: Registry
+  /** How often to remove containers left on this host by dead workers (besides at start); 30 s unless given. */
+  orphanSweepMs?: number
 }
 
 export interface Worker {
@@ -57,6 +59,7 @@ export interface WorkerDeps {
 }
 
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
+export const DEFAULT_ORPHAN_SWEEP_MS = 30_000
 const DEFAULT_MAX_INPUT = 64 * 1024 * 1024
 /** A listener that stops sending input for this long is gone. */
 const INPUT_IDLE_MS = 10_000
@@ -373,6 +376,9 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
     throw new TypeError('concurrency must be a whole number of at least 1')
   }
+  if (options.orphanSweepMs !== undefined && !(Number.isInteger(options.orphanSweepMs) && options.orphanSweepMs > 0)) {
+    throw new TypeError('orphanSweepMs must be a whole number of ms above 0')
+  }
   const id = newWorkerId()
   const log = (options.logger ?? createLogger()).child({worker: id})
   // Docker's start events tell when each container really started (the "container start" metric).
@@ -384,8 +390,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   if (engine.error) {
     log.warn('docker is not reachable: calls will fail with 502 until it is', {docker: options.docker, error: engine.error})
   }
-  const removed = await runner.removeOrphans()
-  if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length})
+  await removeOrphans(runner, log)
   const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`))
   const worker = new WorkerService(nc, runner, options, log, id)
   if (starts) {
@@ -412,6 +417,8 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   // Before taking calls, so the first call's log is kept too; without JetStream it warns and goes on.
   await worker.callLogs.start()
   worker.start()
+  // A worker killed with -9 leaves its containers running: live workers on the host remove them without waiting for a restart.
+  worker.stopLast.push(sweepOrphans(runner, log, options.orphanSweepMs ?? DEFAULT_ORPHAN_SWEEP_MS))
   await nc.flush()
   log.info('worker ready', {
     nats: options.nats,
@@ -421,4 +428,23 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     metrics: ops?.url,
   })
   return worker
+}
+
+async function removeOrphans(runner: ContainerRunner, log: Logger): Promise<void> {
+  const removed = await runner.removeOrphans()
+  if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length, containers: removed.join(',')})
+}
+
+/** Runs removeOrphans every `everyMs`, one sweep at a time; returns the function that stops it. */
+function sweepOrphans(runner: ContainerRunner, log: Logger, everyMs: number): () => void {
+  let sweeping = false
+  const timer = setInterval(() => {
+    if (sweeping) return
+    sweeping = true
+    removeOrphans(runner, log)
+      .catch((error: Error) => log.warn('orphan sweep failed', {error: error.message}))
+      .finally(() => (sweeping = false))
+  }, everyMs)
+  timer.unref()
+  return () => clearInterval(timer)
 }
