@@ -1,6 +1,7 @@
 import {execa} from 'execa'
 import {hostname} from 'node:os'
 
+import type {KillReason} from './metrics.js'
 import type {Outcome} from './protocol.js'
 import {checkImage, checkName, checkNetwork} from './validate.js'
 
@@ -43,7 +44,7 @@ export interface RunResult {
   /** From Docker's start event to the container's exit; set with startMs. */
   runMs?: number
   /** Why amp killed the container, if it did. */
-  killed?: 'timeout' | 'output' | 'shutdown'
+  killed?: KillReason
 }
 
 export interface ContainerRunnerOptions {
@@ -146,7 +147,7 @@ export class ContainerRunner {
   private readonly exec: typeof execa
   private readonly now: () => number
   private readonly startedAt?: (containerName: string) => Promise<number | undefined>
-  private readonly running = new Map<string, () => void>()
+  private readonly running = new Map<string, (why: KillReason) => void>()
 
   constructor(options: ContainerRunnerOptions) {
     this.docker = options.docker ?? 'docker'
@@ -163,9 +164,9 @@ export class ContainerRunner {
     const args = dockerRunArgs(spec, this.workerId, this.pull)
     const name = containerName(spec.callId)
     const started = this.now()
-    let stop: 'timeout' | 'output' | 'shutdown' | undefined
+    let stop: KillReason | undefined
     let killing: Promise<void> | undefined
-    const kill = (why: 'timeout' | 'output' | 'shutdown') => {
+    const kill = (why: KillReason) => {
       stop ??= why
       killing ??= this.killUntilGone(name, () => exited)
     }
@@ -192,7 +193,7 @@ export class ContainerRunner {
     child.stdin?.on('error', () => {})
 
     const timer = setTimeout(() => kill('timeout'), spec.timeoutMs)
-    this.running.set(spec.callId, () => kill('shutdown'))
+    this.running.set(spec.callId, kill)
     const result = await child
     exited = true
     clearTimeout(timer)
@@ -212,6 +213,7 @@ export class ContainerRunner {
       return {...base, outcome: 'failed', error: `function output exceeded the ${formatBytes(this.maxOutput)} limit`}
     }
     if (stop === 'shutdown') return {...base, outcome: 'failed', error: 'the worker shut down before the call finished'}
+    if (stop === 'caller') return {...base, outcome: 'failed', error: 'the caller is gone: its listener stopped answering'}
     if (result.failed && result.exitCode === undefined) {
       const reason =
         (result as {code?: string}).code === 'ENOENT'
@@ -229,7 +231,13 @@ export class ContainerRunner {
 
   /** Kills the containers of every running call (worker shutdown past its deadline). */
   killAll(): void {
-    for (const kill of this.running.values()) kill()
+    for (const kill of this.running.values()) kill('shutdown')
+  }
+
+  /** Kills the container of one call whose caller is gone; false when that call runs no container (yet). */
+  cancel(callId: string): boolean {
+    this.running.get(callId)?.('caller')
+    return this.running.has(callId)
   }
 
   get active(): number {

@@ -4,7 +4,7 @@ import {AmpError} from './errors.js'
 import type {FunctionSpec} from './function-spec.js'
 import type {CallResult} from './http-contract.js'
 import type {CallPhases} from './metrics.js'
-import type {NatsConnection} from './nats.js'
+import {isNoResponders, type NatsConnection} from './nats.js'
 import {
   callSubject,
   chunks,
@@ -230,12 +230,6 @@ function msHeader(h: Msg['headers'], name: string): number | undefined {
   const text = h?.get(name)
   const ms = text ? Number(text) : Number.NaN
   return Number.isFinite(ms) && ms >= 0 ? ms : undefined
-}
-
-function isNoResponders(error: unknown): boolean {
-  if (error instanceof errors.NoRespondersError) return true
-  if (error instanceof errors.RequestError) return error.isNoResponders()
-  return false
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,4 +1,4 @@
-import {connect, type NatsConnection} from '@nats-io/transport-node'
+import {connect, errors, type NatsConnection} from '@nats-io/transport-node'
 
 import {AmpError} from './errors.js'
 
@@ -25,4 +25,11 @@ export async function connectNats(servers: string, name: string): Promise<NatsCo
       cause: error,
     })
   }
+}
+
+/** NATS "no responders": nobody subscribes to the subject of a request (no worker, or a listener that is gone). */
+export function isNoResponders(error: unknown): boolean {
+  if (error instanceof errors.NoRespondersError) return true
+  if (error instanceof errors.RequestError) return error.isNoResponders()
+  return false
 }

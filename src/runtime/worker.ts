@@ -8,7 +8,7 @@ import {ContainerRunner, type PullPolicy, type RunResult} from './container-runn
 import {cachedCheck, checkReadiness, type ReadinessReport, trackNats} from './health.js'
 import {daemonRegistry, Registry, WorkerMetrics, type WorkerCallResult} from './metrics.js'
 import {type OpsServer, startOpsServer} from './ops-server.js'
-import {connectNats, type NatsConnection} from './nats.js'
+import {connectNats, isNoResponders, type NatsConnection} from './nats.js'
 import {createLogger, type Logger} from './logger.js'
 import {
   type AcceptStatus,
@@ -64,6 +64,8 @@ const DEFAULT_MAX_INPUT = 64 * 1024 * 1024
 /** A listener that stops sending input for this long is gone. */
 const INPUT_IDLE_MS = 10_000
 const REPLY_TIMEOUT_MS = 10_000
+/** Heartbeats in a row that NATS answers "no responders" before the worker drops the call (a listener reconnecting to NATS resubscribes within that). */
+const LISTENER_GONE_AFTER = 3
 
 interface CallRequest {
   callId: string
@@ -206,7 +208,12 @@ class WorkerService implements Worker {
 
   private async handle(msg: Msg, call: CallRequest): Promise<void> {
     const log = this.log.child({call: call.callId, fn: call.function})
-    const beat = setInterval(() => this.publishEvent(call, 'heartbeat'), HEARTBEAT_INTERVAL_MS)
+    let callerGone = false
+    const stopBeating = this.heartbeat(call, () => {
+      callerGone = true
+      log.warn('the listener of the call is gone: killing its container')
+      this.runner.cancel(call.callId)
+    })
     try {
       const input = await this.receiveInput(msg, call)
       log.debug('call accepted', {image: call.image, bytes: input.length})
@@ -217,8 +224,9 @@ class WorkerService implements Worker {
       let result: RunResult
       const callLog = this.callLogs.forCall(call)
       try {
-        result = this.aborted
-          ? {outcome: 'failed', error: 'the worker shut down before the call started', stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
+        const notRun = this.aborted ? 'the worker shut down before the call started' : callerGone ? 'the caller is gone' : undefined
+        result = notRun
+          ? {outcome: 'failed', error: notRun, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
           : await this.runner.run({...call, input, onStderr: (chunk) => callLog.write(chunk)})
       } finally {
         callLog.end()
@@ -233,12 +241,31 @@ class WorkerService implements Worker {
         error: result.error,
       })
       this.observe(call, result, queueMs)
-      await this.sendResult(call, result, queueMs)
+      if (!callerGone) await this.sendResult(call, result, queueMs)
     } catch (error) {
       log.warn('call abandoned', {error: (error as Error).message})
     } finally {
-      clearInterval(beat)
+      stopBeating()
     }
+  }
+
+  /**
+   * Sends a heartbeat every second while the call is queued or running, as a request the listener
+   * acks. NATS "no responders" several times in a row means nobody listens on the reply subject any
+   * more (the listener died): `onGone` is called once. Timeouts and disconnects do not count.
+   */
+  private heartbeat(call: CallRequest, onGone: () => void): () => void {
+    let misses = 0
+    const beat = async () => {
+      try {
+        await this.nc.request(call.replyTo, Empty, {headers: this.eventHeaders(call, 'heartbeat'), timeout: HEARTBEAT_INTERVAL_MS})
+        misses = 0
+      } catch (error) {
+        if (isNoResponders(error) && ++misses === LISTENER_GONE_AFTER) onGone()
+      }
+    }
+    const timer = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS)
+    return () => clearInterval(timer)
   }
 
   /** Answers the call request and gathers the rest of the input, chunk by chunk. */
@@ -290,14 +317,6 @@ class WorkerService implements Worker {
     h.set(HEADER.callId, call.callId)
     h.set(HEADER.worker, this.id)
     return h
-  }
-
-  private publishEvent(call: CallRequest, event: 'heartbeat'): void {
-    try {
-      this.nc.publish(call.replyTo, Empty, {headers: this.eventHeaders(call, event)})
-    } catch {
-      // Disconnected: the listener will notice the silence.
-    }
   }
 
   private observe(call: CallRequest, result: RunResult, queueMs: number): void {

@@ -32,6 +32,7 @@ describe('listener faults under load (a listener as a process)', function () {
     stack = await startTestStack({workers: 2, worker: {concurrency: 4, logger}})
     await createFunction(stack.listener, 'slow', {image: TEST_IMAGES.slow, timeoutMs: 30_000})
     await createFunction(stack.listener, 'echo', {image: TEST_IMAGES.cat, timeoutMs: 30_000})
+    await createFunction(stack.listener, 'hang', {image: TEST_IMAGES.sleep, timeoutMs: 120_000})
     const port = await freePort()
     url = `http://127.0.0.1:${port}`
     other = stack.listener.url
@@ -46,7 +47,9 @@ describe('listener faults under load (a listener as a process)', function () {
     await stream?.stop()
     daemon?.child.kill('SIGKILL')
     // Every call the stream made has ended; their containers must be gone too.
-    await waitFor('no container of slow left', async () => ((await containers('label=amp.function=slow')).length === 0 ? true : undefined))
+    for (const fn of ['slow', 'hang']) {
+      await waitFor(`no container of ${fn} left`, async () => ((await containers(`label=amp.function=${fn}`)).length === 0 ? true : undefined))
+    }
   })
 
   after(() => stack?.stop())
@@ -63,11 +66,21 @@ describe('listener faults under load (a listener as a process)', function () {
     daemon = await startAmpDaemon(args)
     expect(daemon.ready.listener.url).to.equal(url)
     stream = startCallStream({urls: [url, other], fn: 'slow', callers: 4})
+    // And a call that would run for minutes: with its listener gone, nobody will ever read its answer.
+    const hanging = request(`${url}/hang`, {method: 'POST', body: 'x'}).then(() => 'answered', (error: Error) => error.message)
+    const [hangContainer] = await waitFor('the hang container', async () => {
+      const found = await containers('label=amp.function=hang', {running: true})
+      return found.length > 0 ? found : undefined
+    }, 60_000)
     await callInFlightThrough(url)
     const cut = [...stream.inFlight].filter(([, call]) => call.url === url).map(([input]) => input)
     const killedAt = Date.now()
     daemon.child.kill('SIGKILL')
     await daemon.child
+    expect(await hanging).to.not.equal('answered')
+    const hangGone = waitFor('the hang container to be killed', async () =>
+      (await containers(`id=${hangContainer}`)).length === 0 ? Date.now() - killedAt : undefined,
+    )
 
     daemon = await startAmpDaemon(args)
     const readyAt = Date.now()
@@ -88,15 +101,20 @@ describe('listener faults under load (a listener as a process)', function () {
     expect(afterRestart.length).to.be.above(0)
     expect(afterRestart.filter((record) => !echoed(record)), 'calls through the restarted listener that failed').to.deep.equal([])
 
-    // The workers ran the cut calls to their end and dropped the answers at once: nobody waits for a reply (NATS: no responders).
+    // The workers dropped the cut calls without waiting on a reply (NATS: no responders): either the answer of one that
+    // ended at once, or, after a few heartbeats nobody took, the call itself and its container.
     const at = (line: Record<string, string>) => Date.parse(line.time)
     const abandoned = workerLog.filter((line) => line.msg === 'call abandoned')
-    expect(abandoned.length, 'calls the workers could not answer').to.be.within(1, cut.length)
     const stalls = abandoned.map((line) => at(line) - at(workerLog.find((done) => done.msg === 'call done' && done.call === line.call)!))
     for (const stall of stalls) expect(stall, 'ms a worker spent on the answer to a dead listener').to.be.below(2000)
+    const dropped = workerLog.filter((line) => line.msg.startsWith('the listener of the call is gone'))
+    expect(dropped.filter((line) => line.fn === 'hang'), 'the hang call, dropped').to.have.length(1)
+    expect(abandoned.length + dropped.length - 1, 'cut slow calls the workers let go').to.be.within(1, cut.length)
+    const hangKilledMs = await hangGone
+    const hangNoticedMs = at(dropped.find((line) => line.fn === 'hang')!) - killedAt
     console.log(
-      `      [measured] listener kill -9 with ${cut.length} calls in flight; restarted, first call answered ${first.ms} ms after ready (${first.container} ms of it in docker);` +
-        ` workers dropped ${abandoned.length} answers in ${stalls.join(', ')} ms; ${records.length} calls`,
+      `      [measured] listener kill -9 with ${cut.length} + 1 calls in flight; restarted, first call answered ${first.ms} ms after ready (${first.container} ms of it in docker);` +
+        ` workers dropped ${abandoned.length} answers in ${stalls.join(', ')} ms; its worker noticed the hang call's listener was gone after ${hangNoticedMs} ms, its container was gone after ${hangKilledMs} ms; ${records.length} calls`,
     )
   })
 
