@@ -220,7 +220,11 @@ export class Dispatcher {
     return this.pending.size
   }
 
+  /** Gives up the calls still out (the listener is past its drain deadline), so nothing keeps it waiting for their workers. */
   async close(): Promise<void> {
+    for (const call of this.pending.values()) {
+      call.reject(new AmpError('service_unavailable', 'the listener shut down before the call finished'))
+    }
     await this.sub?.drain().catch(() => {})
   }
 }

@@ -7,6 +7,7 @@ import {expect} from 'chai'
 import {randomBytes, randomUUID} from 'node:crypto'
 
 import {Dispatcher, type DispatcherOptions} from '../../src/runtime/dispatcher.js'
+import {isNoResponders} from '../../src/runtime/nats.js'
 import type {FunctionSpec} from '../../src/runtime/function-spec.js'
 import {callSubject, chunks, chunkSizeFor, HEADER, replySubject, WORKER_QUEUE} from '../../src/runtime/protocol.js'
 import {startNats, type ServiceHandle} from '../helpers/services.js'
@@ -59,6 +60,11 @@ class FakeCall {
   heartbeat(): void {
     if (this.nc.isClosed()) return // the test is over
     this.nc.publish(this.replyTo, new Uint8Array(0), {headers: this.eventHeaders('heartbeat')})
+  }
+
+  /** A heartbeat as the worker sends it, a request: resolves when the listener acks it, rejects when nobody listens (no responders). */
+  async heartbeatRequest(): Promise<void> {
+    await this.nc.request(this.replyTo, new Uint8Array(0), {headers: this.eventHeaders('heartbeat'), timeout: 2000})
   }
 
   /** Sends one output chunk and waits until the listener has taken it. */
@@ -283,6 +289,37 @@ describe('Dispatcher against nats-server (integration)', function () {
       })
       const result = await dispatcher.call(randomUUID(), SPEC, Buffer.from('in'))
       expect(result.stdout.toString()).to.equal('slow but alive')
+    })
+
+    it('acks heartbeats, of a call it waits for and of one it gave up on, until it closes (workers tell a dead listener so)', async () => {
+      await setUp(nats.url, {workerSilenceMs: 600})
+      const {offers} = await fakeWorker((call) => call.answer('accepted'))
+      const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      while (offers.length === 0) await sleep(20)
+      await offers[0].heartbeatRequest()
+      expect((await calling).code).to.equal('function_failed_to_run') // it stopped waiting: silence
+      await offers[0].heartbeatRequest()
+      await dispatcher.close()
+      const error = await offers[0].heartbeatRequest().then(() => undefined, (failure: Error) => failure)
+      expect(isNoResponders(error), String(error)).to.equal(true)
+    })
+
+    it('close() gives up the calls still out with service_unavailable, so nothing waits for their workers', async () => {
+      await setUp(nats.url)
+      const {offers} = await fakeWorker(async (call) => {
+        call.answer('accepted')
+        const beat = setInterval(() => call.heartbeat(), 100)
+        await sleep(3000)
+        clearInterval(beat)
+      })
+      const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      while (offers.length === 0) await sleep(20)
+      await sleep(200)
+      await dispatcher.close()
+      const error = await calling
+      expect(error.code).to.equal('service_unavailable')
+      expect(error.message).to.equal('the listener shut down before the call finished')
+      expect(dispatcher.inFlight).to.equal(0)
     })
 
     it('gives up with function_timeout when a call runs past its timeout plus the queue allowance', async () => {

@@ -118,6 +118,28 @@ describe('listener faults under load (a listener as a process)', function () {
     )
   })
 
+  it('on SIGTERM, a call that outlives the drain deadline is cut, the listener exits 0, and the worker kills its container', async () => {
+    daemon = await startAmpDaemon([...args, '--drain-timeout', '2s'])
+    const hanging = request(`${url}/hang`, {method: 'POST', body: 'x'}).then(
+      (res) => `answered ${res.statusCode}`,
+      (error: NodeJS.ErrnoException) => error.code ?? error.message,
+    )
+    const [container] = await waitFor('the hang container', async () => {
+      const found = await containers('label=amp.function=hang', {running: true})
+      return found.length > 0 ? found : undefined
+    }, 60_000)
+    const termAt = Date.now()
+    const code = await daemon.stop('SIGTERM')
+    const exitMs = Date.now() - termAt
+    expect(code, daemon.stderr()).to.equal(0)
+    expect(exitMs, 'ms from SIGTERM to exit').to.be.within(2000, 10_000)
+    expect(await hanging, 'the caller').to.not.match(/^answered/)
+    const goneMs = await waitFor('the container to be killed', async () =>
+      (await containers(`id=${container}`)).length === 0 ? Date.now() - termAt : undefined,
+    )
+    console.log(`      [measured] listener past a 2 s drain deadline: exit 0 after ${exitMs} ms; the container was gone ${goneMs} ms after SIGTERM`)
+  })
+
   it('on SIGTERM: its calls in flight complete, new calls go to the other listener, it exits 0', async () => {
     daemon = await startAmpDaemon(args)
     stream = startCallStream({urls: [url, other], fn: 'slow', callers: 4, failover: true})

@@ -125,6 +125,23 @@ describe('worker faults (workers as processes)', function () {
     })
   })
 
+  it('on SIGTERM, a call that outlives the drain deadline gets 502, its container is killed, and the worker exits 0', async () => {
+    const worker = await workerStart(stack.nats.url, '--drain-timeout', '2s')
+    const call = post(`${stack.listener.url}/hang`, 'x')
+    const [container] = await runningOf(worker.pid)
+    const termAt = Date.now()
+    const code = await worker.stop('SIGTERM')
+    const exitMs = Date.now() - termAt
+    const answer = await call
+    expect(code, worker.stderr()).to.equal(0)
+    expect(answer.status).to.equal(502)
+    expect(JSON.parse(answer.text).error.message).to.equal('the worker shut down before the call finished')
+    // The deadline, plus what docker takes to kill and remove the container on a loaded machine.
+    expect(exitMs, 'ms from SIGTERM to exit').to.be.within(2000, 15_000)
+    expect(await containers(`id=${container}`)).to.deep.equal([])
+    console.log(`      [measured] worker past a 2 s drain deadline: exit 0 after ${exitMs} ms, caller 502 after ${answer.endedAt - termAt} ms`)
+  })
+
   it('on SIGTERM under load, a worker finishes its calls, the other worker takes the new ones, and it exits 0', async () => {
     const leaving = await workerStart(stack.nats.url, '--concurrency', '4')
     const staying = await stack.addWorker({concurrency: 4})
