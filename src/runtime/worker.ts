@@ -220,11 +220,11 @@ class WorkerService implements Worker {
       const queuedAt = Date.now()
       await this.acquire()
       const queueMs = Date.now() - queuedAt
-      if (!this.aborted) this.metrics.containersStarted.inc()
+      const notRun = this.aborted ? 'the worker shut down before the call started' : callerGone ? 'the caller is gone' : undefined
+      if (!notRun) this.metrics.containersStarted.inc()
       let result: RunResult
       const callLog = this.callLogs.forCall(call)
       try {
-        const notRun = this.aborted ? 'the worker shut down before the call started' : callerGone ? 'the caller is gone' : undefined
         result = notRun
           ? {outcome: 'failed', error: notRun, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
           : await this.runner.run({...call, input, onStderr: (chunk) => callLog.write(chunk)})

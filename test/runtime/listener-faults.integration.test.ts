@@ -114,7 +114,7 @@ describe('listener faults under load (a listener as a process)', function () {
     const hangNoticedMs = at(dropped.find((line) => line.fn === 'hang')!) - killedAt
     console.log(
       `      [measured] listener kill -9 with ${cut.length} + 1 calls in flight; restarted, first call answered ${first.ms} ms after ready (${first.container} ms of it in docker);` +
-        ` workers dropped ${abandoned.length} answers in ${stalls.join(', ')} ms; its worker noticed the hang call's listener was gone after ${hangNoticedMs} ms, its container was gone after ${hangKilledMs} ms; ${records.length} calls`,
+        ` workers dropped ${abandoned.length} answers (${stalls.join(', ') || '-'} ms after the call ended) and ${dropped.length - 1} calls; its worker noticed the hang call's listener was gone after ${hangNoticedMs} ms, its container was gone after ${hangKilledMs} ms; ${records.length} calls`,
     )
   })
 
