@@ -213,7 +213,7 @@ export class ContainerRunner {
       return {...base, outcome: 'failed', error: `function output exceeded the ${formatBytes(this.maxOutput)} limit`}
     }
     if (stop === 'shutdown') return {...base, outcome: 'failed', error: 'the worker shut down before the call finished'}
-    if (stop === 'caller') return {...base, outcome: 'failed', error: 'the caller is gone: its listener stopped answering'}
+    if (stop === 'caller') return {...base, outcome: 'failed', error: 'nobody waits for the call any more'}
     if (result.failed && result.exitCode === undefined) {
       const reason =
         (result as {code?: string}).code === 'ENOENT'
@@ -234,7 +234,7 @@ export class ContainerRunner {
     for (const kill of this.running.values()) kill('shutdown')
   }
 
-  /** Kills the container of one call whose caller is gone; false when that call runs no container (yet). */
+  /** Kills the container of one call nobody waits for any more; false when that call runs no container (yet). */
   cancel(callId: string): boolean {
     this.running.get(callId)?.('caller')
     return this.running.has(callId)

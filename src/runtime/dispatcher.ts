@@ -1,4 +1,4 @@
-import {errors, headers, type Msg, type Subscription} from '@nats-io/transport-node'
+import {Empty, errors, headers, type Msg, type Subscription} from '@nats-io/transport-node'
 
 import {AmpError} from './errors.js'
 import type {FunctionSpec} from './function-spec.js'
@@ -9,6 +9,7 @@ import {
   callSubject,
   chunks,
   chunkSizeFor,
+  GONE_STATUS,
   HEADER,
   REPLY_SUBJECT_PREFIX,
   replySubject,
@@ -90,7 +91,7 @@ export class Dispatcher {
         const callId = msg.subject.slice(msg.subject.lastIndexOf('.') + 1)
         const call = this.pending.get(callId)
         if (call) call.onEvent(msg)
-        else if (msg.reply) msg.respond() // a late answer for a call already answered: take it so the worker moves on
+        else if (msg.reply) msg.respond(Empty, {headers: goneHeaders()}) // a call no one waits for: the worker moves on, and stops it
       },
     })
   }
@@ -216,6 +217,11 @@ export class Dispatcher {
     }
   }
 
+  /** Stops waiting for a call whose caller is gone; its worker learns it from the next heartbeat and kills the container. */
+  abandon(callId: string): void {
+    this.pending.get(callId)?.reject(new AmpError('function_failed_to_run', 'the caller hung up before the call finished'))
+  }
+
   get inFlight(): number {
     return this.pending.size
   }
@@ -227,6 +233,12 @@ export class Dispatcher {
     }
     await this.sub?.drain().catch(() => {})
   }
+}
+
+function goneHeaders(): ReturnType<typeof headers> {
+  const h = headers()
+  h.set(HEADER.status, GONE_STATUS)
+  return h
 }
 
 /** An optional, non-negative ms header; undefined when absent or not a number (older workers send none). */

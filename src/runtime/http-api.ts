@@ -20,7 +20,7 @@ const MAX_API_BODY = 64 * 1024
 
 export interface ApiContext {
   registry: Pick<Registry, 'get' | 'list' | 'put' | 'remove' | 'update'>
-  dispatcher: Pick<Dispatcher, 'call'>
+  dispatcher: Pick<Dispatcher, 'call'> & Partial<Pick<Dispatcher, 'abandon'>>
   maxBodyBytes: number
   logger: Logger
   /** True once the listener is shutting down: new calls are turned away. */
@@ -156,7 +156,10 @@ async function invoke(ctx: ApiContext, name: string, req: IncomingMessage, res: 
     const spec = await mustGet(ctx, name)
     fn = spec.name
     const input = await readBody(req, ctx.maxBodyBytes, 'input')
-    const result = await ctx.dispatcher.call(callId, spec, input)
+    // A caller that hangs up before its answer: stop the call, so its container does not run on for nobody.
+    const hungUp = () => ctx.dispatcher.abandon?.(callId)
+    res.once('close', hungUp)
+    const result = await ctx.dispatcher.call(callId, spec, input).finally(() => res.off('close', hungUp))
     sendResult(req, res, result)
     counted?.(fn, res.statusCode)
     log.info('call answered', {

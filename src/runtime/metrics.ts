@@ -132,7 +132,7 @@ export interface WorkerState {
 
 /** How a call ended on the worker. */
 export type WorkerCallResult = 'ok' | 'nonzero_exit' | 'timeout' | 'failed'
-/** Why a worker killed a container: timeout, stdout over the limit, drain deadline, or the call's listener is gone. */
+/** Why a worker killed a container: timeout, stdout over the limit, drain deadline, or nobody waits for the call any more (caller or listener gone). */
 export type KillReason = 'timeout' | 'output' | 'shutdown' | 'caller'
 
 export class WorkerMetrics {
@@ -162,7 +162,7 @@ export class WorkerMetrics {
     })
     this.containersKilled = new Counter({
       name: 'amp_worker_containers_killed_total',
-      help: 'Containers this worker killed, by reason: timeout, output (stdout over the limit), shutdown (drain deadline), caller (its listener is gone)',
+      help: 'Containers this worker killed, by reason: timeout, output (stdout over the limit), shutdown (drain deadline), caller (nobody waits for the call: its caller hung up or its listener died)',
       labelNames: ['reason'],
       registers: [registry],
     })

@@ -58,6 +58,8 @@ export const HEADER = {
 } as const
 
 export type AcceptStatus = 'accepted' | 'busy' | 'rejected'
+/** The listener's ack to a heartbeat of a call it no longer waits for (its caller hung up, or it gave up): stop it. */
+export const GONE_STATUS = 'gone'
 export type CallEvent = 'heartbeat' | 'stdout' | 'stderr' | 'result'
 /**
  * exited: the container ran and exited (with Amp-Exit-Code, 0 or not).

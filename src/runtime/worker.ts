@@ -15,6 +15,7 @@ import {
   CALL_SUBJECT_PREFIX,
   chunks,
   chunkSizeFor,
+  GONE_STATUS,
   HEADER,
   HEARTBEAT_INTERVAL_MS,
   inputSubject,
@@ -209,9 +210,12 @@ class WorkerService implements Worker {
   private async handle(msg: Msg, call: CallRequest): Promise<void> {
     const log = this.log.child({call: call.callId, fn: call.function})
     let callerGone = false
-    const stopBeating = this.heartbeat(call, () => {
+    let answering = false
+    const stopBeating = this.heartbeat(call, (why) => {
+      // Heartbeats still go while the result does: once the listener has it, it rightly says it waits no more.
+      if (answering) return
       callerGone = true
-      log.warn('the listener of the call is gone: killing its container')
+      log.warn('nobody waits for the call any more: stopping it', {why})
       this.runner.cancel(call.callId)
     })
     try {
@@ -241,6 +245,7 @@ class WorkerService implements Worker {
         error: result.error,
       })
       this.observe(call, result, queueMs)
+      answering = true
       if (!callerGone) await this.sendResult(call, result, queueMs)
     } catch (error) {
       log.warn('call abandoned', {error: (error as Error).message})
@@ -251,17 +256,25 @@ class WorkerService implements Worker {
 
   /**
    * Sends a heartbeat every second while the call is queued or running, as a request the listener
-   * acks. NATS "no responders" several times in a row means nobody listens on the reply subject any
-   * more (the listener died): `onGone` is called once. Timeouts and disconnects do not count.
+   * acks. `onGone` is called once when nobody waits for the call any more: the listener acks with
+   * `Amp-Status: gone` (its caller hung up), or NATS answers "no responders" several times in a row
+   * (the listener died). Timeouts and disconnects do not count.
    */
-  private heartbeat(call: CallRequest, onGone: () => void): () => void {
+  private heartbeat(call: CallRequest, onGone: (why: string) => void): () => void {
     let misses = 0
+    let gone = false
     const beat = async () => {
+      let why: string | undefined
       try {
-        await this.nc.request(call.replyTo, Empty, {headers: this.eventHeaders(call, 'heartbeat'), timeout: HEARTBEAT_INTERVAL_MS})
+        const ack = await this.nc.request(call.replyTo, Empty, {headers: this.eventHeaders(call, 'heartbeat'), timeout: HEARTBEAT_INTERVAL_MS})
         misses = 0
+        if (ack.headers?.get(HEADER.status) === GONE_STATUS) why = 'the listener no longer waits for it'
       } catch (error) {
-        if (isNoResponders(error) && ++misses === LISTENER_GONE_AFTER) onGone()
+        if (isNoResponders(error) && ++misses >= LISTENER_GONE_AFTER) why = 'its listener is gone'
+      }
+      if (why && !gone) {
+        gone = true
+        onGone(why)
       }
     }
     const timer = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS)

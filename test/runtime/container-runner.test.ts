@@ -328,7 +328,7 @@ describe('container-runner', () => {
       expect(r.cancel('unknown-call')).to.equal(false)
       expect(r.cancel('c0ffee-1234')).to.equal(true)
       const result = await running
-      expect(result).to.include({outcome: 'failed', killed: 'caller', error: 'the caller is gone: its listener stopped answering'})
+      expect(result).to.include({outcome: 'failed', killed: 'caller', error: 'nobody waits for the call any more'})
       expect(r.active).to.equal(1)
       expect(fake.calls.slice(2).map((call) => call.args)).to.deep.equal([
         ['kill', '--signal', 'KILL', 'amp-c0ffee-1234'],

@@ -62,9 +62,10 @@ class FakeCall {
     this.nc.publish(this.replyTo, new Uint8Array(0), {headers: this.eventHeaders('heartbeat')})
   }
 
-  /** A heartbeat as the worker sends it, a request: resolves when the listener acks it, rejects when nobody listens (no responders). */
-  async heartbeatRequest(): Promise<void> {
-    await this.nc.request(this.replyTo, new Uint8Array(0), {headers: this.eventHeaders('heartbeat'), timeout: 2000})
+  /** A heartbeat as the worker sends it, a request: resolves with the ack's Amp-Status ('' for none), rejects when nobody listens (no responders). */
+  async heartbeatRequest(): Promise<string> {
+    const ack = await this.nc.request(this.replyTo, new Uint8Array(0), {headers: this.eventHeaders('heartbeat'), timeout: 2000})
+    return ack.headers?.get(HEADER.status) ?? ''
   }
 
   /** Sends one output chunk and waits until the listener has taken it. */
@@ -291,17 +292,30 @@ describe('Dispatcher against nats-server (integration)', function () {
       expect(result.stdout.toString()).to.equal('slow but alive')
     })
 
-    it('acks heartbeats, of a call it waits for and of one it gave up on, until it closes (workers tell a dead listener so)', async () => {
+    it('acks heartbeats, saying "gone" once it no longer waits for the call, until it closes (then: no responders)', async () => {
       await setUp(nats.url, {workerSilenceMs: 600})
       const {offers} = await fakeWorker((call) => call.answer('accepted'))
       const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
       while (offers.length === 0) await sleep(20)
-      await offers[0].heartbeatRequest()
+      expect(await offers[0].heartbeatRequest()).to.equal('')
       expect((await calling).code).to.equal('function_failed_to_run') // it stopped waiting: silence
-      await offers[0].heartbeatRequest()
+      expect(await offers[0].heartbeatRequest()).to.equal('gone')
       await dispatcher.close()
       const error = await offers[0].heartbeatRequest().then(() => undefined, (failure: Error) => failure)
       expect(isNoResponders(error), String(error)).to.equal(true)
+    })
+
+    it('abandon() stops waiting for a call whose caller hung up, and its heartbeats get "gone"', async () => {
+      await setUp(nats.url)
+      const {offers} = await fakeWorker((call) => call.answer('accepted'))
+      const callId = randomUUID()
+      const calling = ampError(dispatcher.call(callId, SPEC, Buffer.from('in')))
+      while (offers.length === 0) await sleep(20)
+      expect(await offers[0].heartbeatRequest()).to.equal('')
+      dispatcher.abandon(callId)
+      expect((await calling).message).to.equal('the caller hung up before the call finished')
+      expect(dispatcher.inFlight).to.equal(0)
+      expect(await offers[0].heartbeatRequest()).to.equal('gone')
     })
 
     it('close() gives up the calls still out with service_unavailable, so nothing waits for their workers', async () => {

@@ -46,6 +46,7 @@ describe('listener faults under load (a listener as a process)', function () {
   afterEach(async () => {
     await stream?.stop()
     daemon?.child.kill('SIGKILL')
+    daemon = undefined
     // Every call the stream made has ended; their containers must be gone too.
     for (const fn of ['slow', 'hang']) {
       await waitFor(`no container of ${fn} left`, async () => ((await containers(`label=amp.function=${fn}`)).length === 0 ? true : undefined))
@@ -108,7 +109,7 @@ describe('listener faults under load (a listener as a process)', function () {
     const abandoned = workerLog.filter((line) => line.msg === 'call abandoned')
     const stalls = abandoned.map((line) => at(line) - at(workerLog.find((done) => done.msg === 'call done' && done.call === line.call)!))
     for (const stall of stalls) expect(stall, 'ms a worker spent on the answer to a dead listener').to.be.below(2000)
-    const dropped = workerLog.filter((line) => line.msg.startsWith('the listener of the call is gone'))
+    const dropped = workerLog.filter((line) => line.msg === 'nobody waits for the call any more: stopping it')
     expect(dropped.filter((line) => line.fn === 'hang'), 'the hang call, dropped').to.have.length(1)
     expect(abandoned.length + dropped.length - 1, 'cut slow calls the workers let go').to.be.within(1, cut.length)
     const hangKilledMs = await hangGone
@@ -117,6 +118,24 @@ describe('listener faults under load (a listener as a process)', function () {
       `      [measured] listener kill -9 with ${cut.length} + 1 calls in flight; restarted, first call answered ${first.ms} ms after ready (${first.container} ms of it in docker);` +
         ` workers dropped ${abandoned.length} answers (${stalls.join(', ') || '-'} ms after the call ended) and ${dropped.length - 1} calls; its worker noticed the hang call's listener was gone after ${hangNoticedMs} ms, its container was gone after ${hangKilledMs} ms; ${records.length} calls`,
     )
+  })
+
+  it('a caller that hangs up mid-call: the worker stops the call and its container is removed', async () => {
+    const hangUp = new AbortController()
+    const calling = request(`${other}/hang`, {method: 'POST', body: 'x', signal: hangUp.signal}).then(() => 'answered', () => 'hung up')
+    const [container] = await waitFor('the hang container', async () => {
+      const found = await containers('label=amp.function=hang', {running: true})
+      return found.length > 0 ? found : undefined
+    }, 60_000)
+    const hungUpAt = Date.now()
+    hangUp.abort()
+    expect(await calling).to.equal('hung up')
+    const goneMs = await waitFor('the container to be removed', async () =>
+      (await containers(`id=${container}`)).length === 0 ? Date.now() - hungUpAt : undefined,
+    )
+    const stopped = workerLog.filter((line) => line.msg === 'nobody waits for the call any more: stopping it')
+    expect(stopped.map((line) => [line.fn, line.why])).to.deep.equal([['hang', 'the listener no longer waits for it']])
+    console.log(`      [measured] caller hung up: its container was gone ${goneMs} ms later`)
   })
 
   it('on SIGTERM, a call that outlives the drain deadline is cut, the listener exits 0, and the worker kills its container', async () => {
