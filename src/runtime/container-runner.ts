@@ -4,6 +4,7 @@ import {closeSync, existsSync, openSync, unlinkSync, writeFileSync} from 'node:f
 import {hostname, tmpdir} from 'node:os'
 import path from 'node:path'
 
+import type {KillReason} from './metrics.js'
 import {CALL_ID, type Outcome} from './protocol.js'
 import {checkCpus, checkEnv, checkImage, checkMemoryBytes, checkName, checkNetwork, checkPidsLimit, envLines} from './validate.js'
 
@@ -52,7 +53,7 @@ export interface RunResult {
   /** From Docker's start event to the container's exit; set with startMs. */
   runMs?: number
   /** Why amp killed the container, if it did. */
-  killed?: 'timeout' | 'output' | 'shutdown'
+  killed?: KillReason
 }
 
 export interface ContainerRunnerOptions {
@@ -201,7 +202,7 @@ export class ContainerRunner {
   private readonly exec: typeof execa
   private readonly now: () => number
   private readonly startedAt?: (containerName: string) => Promise<number | undefined>
-  private readonly running = new Map<string, () => void>()
+  private readonly running = new Map<string, (why: KillReason) => void>()
 
   constructor(options: ContainerRunnerOptions) {
     this.docker = options.docker ?? 'docker'
@@ -218,9 +219,9 @@ export class ContainerRunner {
     const args = dockerRunArgs(spec, this.workerId, this.pull)
     const name = containerName(spec.callId)
     const started = this.now()
-    let stop: 'timeout' | 'output' | 'shutdown' | undefined
+    let stop: KillReason | undefined
     let killing: Promise<void> | undefined
-    const kill = (why: 'timeout' | 'output' | 'shutdown') => {
+    const kill = (why: KillReason) => {
       stop ??= why
       killing ??= this.killUntilGone(name, () => exited)
     }
@@ -260,7 +261,7 @@ export class ContainerRunner {
     if (envFd !== undefined) closeSync(envFd)
 
     const timer = setTimeout(() => kill('timeout'), spec.timeoutMs)
-    this.running.set(spec.callId, () => kill('shutdown'))
+    this.running.set(spec.callId, kill)
     const result = await child
     exited = true
     clearTimeout(timer)
@@ -280,6 +281,7 @@ export class ContainerRunner {
       return {...base, outcome: 'failed', error: `function output exceeded the ${formatBytes(this.maxOutput)} limit`}
     }
     if (stop === 'shutdown') return {...base, outcome: 'failed', error: 'the worker shut down before the call finished'}
+    if (stop === 'caller') return {...base, outcome: 'failed', error: 'nobody waits for the call any more'}
     if (result.failed && result.exitCode === undefined) {
       const reason =
         (result as {code?: string}).code === 'ENOENT'
@@ -297,7 +299,13 @@ export class ContainerRunner {
 
   /** Kills the containers of every running call (worker shutdown past its deadline). */
   killAll(): void {
-    for (const kill of this.running.values()) kill()
+    for (const kill of this.running.values()) kill('shutdown')
+  }
+
+  /** Kills the container of one call nobody waits for any more; false when that call runs no container (yet). */
+  cancel(callId: string): boolean {
+    this.running.get(callId)?.('caller')
+    return this.running.has(callId)
   }
 
   get active(): number {

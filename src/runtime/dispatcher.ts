@@ -1,14 +1,15 @@
-import {errors, headers, type Msg, type Subscription} from '@nats-io/transport-node'
+import {Empty, errors, headers, type Msg, type Subscription} from '@nats-io/transport-node'
 
 import {AmpError} from './errors.js'
 import type {StoredFunction} from './function-spec.js'
 import type {CallResult} from './http-contract.js'
 import type {CallPhases} from './metrics.js'
-import type {NatsConnection} from './nats.js'
+import {isNoResponders, type NatsConnection} from './nats.js'
 import {
   callSubject,
   chunks,
   chunkSizeFor,
+  GONE_STATUS,
   HEADER,
   REPLY_SUBJECT_PREFIX,
   replySubject,
@@ -94,7 +95,7 @@ export class Dispatcher {
         const callId = msg.subject.slice(msg.subject.lastIndexOf('.') + 1)
         const call = this.pending.get(callId)
         if (call) call.onEvent(msg)
-        else if (msg.reply) msg.respond() // a late answer for a call already answered: take it so the worker moves on
+        else if (msg.reply) msg.respond(Empty, {headers: goneHeaders()}) // a call no one waits for: the worker moves on, and stops it
       },
     })
   }
@@ -232,13 +233,28 @@ export class Dispatcher {
     }
   }
 
+  /** Stops waiting for a call whose caller is gone; its worker learns it from the next heartbeat and kills the container. */
+  abandon(callId: string): void {
+    this.pending.get(callId)?.reject(new AmpError('function_failed_to_run', 'the caller hung up before the call finished'))
+  }
+
   get inFlight(): number {
     return this.pending.size
   }
 
+  /** Gives up the calls still out (the listener is past its drain deadline), so nothing keeps it waiting for their workers. */
   async close(): Promise<void> {
+    for (const call of this.pending.values()) {
+      call.reject(new AmpError('service_unavailable', 'the listener shut down before the call finished'))
+    }
     await this.sub?.drain().catch(() => {})
   }
+}
+
+function goneHeaders(): ReturnType<typeof headers> {
+  const h = headers()
+  h.set(HEADER.status, GONE_STATUS)
+  return h
 }
 
 /** An optional, non-negative ms header; undefined when absent or not a number (older workers send none). */
@@ -246,12 +262,6 @@ function msHeader(h: Msg['headers'], name: string): number | undefined {
   const text = h?.get(name)
   const ms = text ? Number(text) : Number.NaN
   return Number.isFinite(ms) && ms >= 0 ? ms : undefined
-}
-
-function isNoResponders(error: unknown): boolean {
-  if (error instanceof errors.NoRespondersError) return true
-  if (error instanceof errors.RequestError) return error.isNoResponders()
-  return false
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

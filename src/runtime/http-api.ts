@@ -24,7 +24,7 @@ const RETRY_LATER = new Set(['no_worker', 'registry_unavailable', 'service_unava
 
 export interface ApiContext {
   registry: Pick<Registry, 'get' | 'list' | 'put' | 'remove' | 'update'>
-  dispatcher: Pick<Dispatcher, 'call'>
+  dispatcher: Pick<Dispatcher, 'call'> & Partial<Pick<Dispatcher, 'abandon'>>
   maxBodyBytes: number
   /** Calls (POST /<fn>) served at once; past it a call gets 429 before its body is read. Unlimited when absent. */
   maxInFlight?: number
@@ -199,7 +199,10 @@ async function invoke(
     const spec = await findFunction(ctx, name)
     fn = spec.name
     const input = await readBody(req, ctx.maxBodyBytes, 'input')
-    const result = await ctx.dispatcher.call(callId, spec, input)
+    // A caller that hangs up before its answer: stop the call, so its container does not run on for nobody.
+    const hungUp = () => ctx.dispatcher.abandon?.(callId)
+    res.once('close', hungUp)
+    const result = await ctx.dispatcher.call(callId, spec, input).finally(() => res.off('close', hungUp))
     sendResult(req, res, result)
     counted?.(fn, res.statusCode)
     log.info('call answered', {

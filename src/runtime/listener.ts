@@ -1,4 +1,4 @@
-import type {Server} from 'node:http'
+import type {Server, ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 import {randomBytes} from 'node:crypto'
 
@@ -90,7 +90,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   dispatcher.start()
   await nc.flush()
   // Requests being served, not only calls out on NATS: one still reading its body must finish too.
-  let active = 0
+  const active = new Set<ServerResponse>()
   const handle = createRequestHandler({
     registry: failFast(registry, functions),
     functions,
@@ -105,8 +105,10 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     authorize: options.auth?.token || options.auth?.invokeToken ? createAuthorizer(options.auth) : undefined,
   })
   const server = createHttpServer((req, res) => {
-    active++
-    res.once('close', () => active--)
+    active.add(res)
+    res.once('close', () => active.delete(res))
+    // Draining: no keep-alive, so the client's next call opens a new connection, to a listener that takes it.
+    if (draining) res.setHeader('Connection', 'close')
     handle(req, res)
   }, options.http)
   try {
@@ -131,11 +133,12 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   const shutdown = async () => {
     draining = true
     const deadline = options.drainTimeoutMs ?? DEFAULT_LISTENER_DRAIN_MS
-    log.info('listener stopping: no new calls, finishing calls in flight', {inFlight: active, deadlineMs: deadline})
+    log.info('listener stopping: no new calls, finishing calls in flight', {inFlight: active.size, deadlineMs: deadline})
+    for (const res of active) if (!res.headersSent) res.setHeader('Connection', 'close')
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
     server.closeIdleConnections()
     const started = Date.now()
-    while (active > 0 && Date.now() - started < deadline) await sleep(50)
+    while (active.size > 0 && Date.now() - started < deadline) await sleep(50)
     server.closeAllConnections()
     await closed
     await dispatcher.close()

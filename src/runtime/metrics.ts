@@ -132,7 +132,8 @@ export interface WorkerState {
 
 /** How a call ended on the worker. */
 export type WorkerCallResult = 'ok' | 'nonzero_exit' | 'timeout' | 'failed'
-export type KillReason = 'timeout' | 'output' | 'shutdown'
+/** Why a worker killed a container: timeout, stdout over the limit, drain deadline, or nobody waits for the call any more (caller or listener gone). */
+export type KillReason = 'timeout' | 'output' | 'shutdown' | 'caller'
 
 export class WorkerMetrics {
   readonly calls: Counter<'function' | 'result'>
@@ -161,7 +162,7 @@ export class WorkerMetrics {
     })
     this.containersKilled = new Counter({
       name: 'amp_worker_containers_killed_total',
-      help: 'Containers this worker killed, by reason: timeout, output (stdout over the limit), shutdown (drain deadline)',
+      help: 'Containers this worker killed, by reason: timeout, output (stdout over the limit), shutdown (drain deadline), caller (nobody waits for the call: its caller hung up or its listener died)',
       labelNames: ['reason'],
       registers: [registry],
     })
@@ -174,7 +175,7 @@ export class WorkerMetrics {
     gauge(registry, 'amp_worker_docker_up', '1 when the docker CLI reached the engine at the last check (at most ~5 s old)', () => state.dockerUp())
     gauge(registry, 'amp_worker_draining', '1 once the worker is shutting down and takes no new calls', () => state.draining())
     // Zero series, so a dashboard shows 0 rather than nothing before the first kill.
-    for (const reason of ['timeout', 'output', 'shutdown'] satisfies KillReason[]) this.containersKilled.inc({reason}, 0)
+    for (const reason of ['timeout', 'output', 'shutdown', 'caller'] satisfies KillReason[]) this.containersKilled.inc({reason}, 0)
   }
 }
 

@@ -1,4 +1,4 @@
-import {connect, type ConnectionOptions, credsAuthenticator, type NatsConnection} from '@nats-io/transport-node'
+import {connect, type ConnectionOptions, credsAuthenticator, errors, type NatsConnection} from '@nats-io/transport-node'
 
 import {checkUserPassword, type NatsAuth, readCredentialFile, readTlsFiles, redactUrls} from './credentials.js'
 import {AmpError} from './errors.js'
@@ -84,4 +84,11 @@ function splitCredentials(servers: string[]): {list: string[]; fromUrl: Pick<Nat
 function isAuthError(error: unknown): boolean {
   const {name, message} = error as Error
   return name === 'AuthorizationError' || /authori[sz]ation violation|authentication/i.test(String(message))
+}
+
+/** NATS "no responders": nobody subscribes to the subject of a request (no worker, or a listener that is gone). */
+export function isNoResponders(error: unknown): boolean {
+  if (error instanceof errors.NoRespondersError) return true
+  if (error instanceof errors.RequestError) return error.isNoResponders()
+  return false
 }

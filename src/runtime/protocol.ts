@@ -9,9 +9,10 @@
  *    more input chunks must follow), `busy` (its backlog is full: try another) or `rejected`.
  * 3. Remaining input chunks go to `Amp-Input-Subject` as requests, one at a time, each answered
  *    by the worker once it has taken it (flow control and proof of delivery).
- * 4. While the call is queued or running the worker publishes `heartbeat` events to the
- *    listener's `Amp-Reply-To` subject every second. A listener that hears nothing for a few
- *    seconds knows the worker died and answers 502.
+ * 4. While the call is queued or running the worker sends `heartbeat` events to the listener's
+ *    `Amp-Reply-To` subject every second, as requests the listener acks. A listener that hears
+ *    nothing for a few seconds knows the worker died and answers 502; a worker whose heartbeats
+ *    get "no responders" a few times in a row knows the listener died and kills the container.
  * 5. The worker sends `stdout` and `stderr` chunks as requests to `Amp-Reply-To` (each answered
  *    by the listener) and finally a `result` event that carries the outcome and the sizes, so
  *    the listener can tell that no chunk was lost.
@@ -65,6 +66,8 @@ export const HEADER = {
 } as const
 
 export type AcceptStatus = 'accepted' | 'busy' | 'rejected'
+/** The listener's ack to a heartbeat of a call it no longer waits for (its caller hung up, or it gave up): stop it. */
+export const GONE_STATUS = 'gone'
 export type CallEvent = 'heartbeat' | 'stdout' | 'stderr' | 'result'
 /**
  * exited: the container ran and exited (with Amp-Exit-Code, 0 or not).

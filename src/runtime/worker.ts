@@ -9,7 +9,7 @@ import {cachedCheck, checkReadiness, type ReadinessReport, trackNats} from './he
 import {daemonRegistry, Registry, WorkerMetrics, type WorkerCallResult} from './metrics.js'
 import {type OpsServer, startOpsServer} from './ops-server.js'
 import {type NatsAuth, redactUrls} from './credentials.js'
-import {connectNats, type NatsConnection} from './nats.js'
+import {connectNats, isNoResponders, type NatsConnection} from './nats.js'
 import {createLogger, type Logger} from './logger.js'
 import {
   type AcceptStatus,
@@ -17,6 +17,7 @@ import {
   CALL_SUBJECT_PREFIX,
   chunks,
   chunkSizeFor,
+  GONE_STATUS,
   HEADER,
   HEARTBEAT_INTERVAL_MS,
   inputSubject,
@@ -55,6 +56,8 @@ export interface WorkerOptions {
   metricsRegistry?: Registry
   /** Credentials and TLS for NATS. */
   natsAuth?: NatsAuth
+  /** How often to remove containers left on this host by dead workers (besides at start); 30 s unless given. */
+  orphanSweepMs?: number
 }
 
 export interface Worker {
@@ -72,10 +75,13 @@ export interface WorkerDeps {
 }
 
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
+export const DEFAULT_ORPHAN_SWEEP_MS = 30_000
 const DEFAULT_MAX_INPUT = 64 * 1024 * 1024
 /** A listener that stops sending input for this long is gone. */
 const INPUT_IDLE_MS = 10_000
 const REPLY_TIMEOUT_MS = 10_000
+/** Heartbeats in a row that NATS answers "no responders" before the worker drops the call (a listener reconnecting to NATS resubscribes within that). */
+const LISTENER_GONE_AFTER = 3
 
 interface CallRequest {
   callId: string
@@ -247,19 +253,28 @@ class WorkerService implements Worker {
 
   private async handle(msg: Msg, call: CallRequest): Promise<void> {
     const log = this.log.child({call: call.callId, fn: call.function})
-    const beat = setInterval(() => this.publishEvent(call, 'heartbeat'), HEARTBEAT_INTERVAL_MS)
+    let callerGone = false
+    let answering = false
+    const stopBeating = this.heartbeat(call, (why) => {
+      // Heartbeats still go while the result does: once the listener has it, it rightly says it waits no more.
+      if (answering) return
+      callerGone = true
+      log.warn('nobody waits for the call any more: stopping it', {why})
+      this.runner.cancel(call.callId)
+    })
     try {
       const input = await this.receiveInput(msg, call)
       log.debug('call accepted', {image: call.image, bytes: input.length})
       const queuedAt = Date.now()
       await this.acquire()
       const queueMs = Date.now() - queuedAt
-      if (!this.aborted) this.metrics.containersStarted.inc()
+      const notRun = this.aborted ? 'the worker shut down before the call started' : callerGone ? 'the caller is gone' : undefined
+      if (!notRun) this.metrics.containersStarted.inc()
       let result: RunResult
       const callLog = this.callLogs.forCall(call)
       try {
-        result = this.aborted
-          ? {outcome: 'failed', error: 'the worker shut down before the call started', stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
+        result = notRun
+          ? {outcome: 'failed', error: notRun, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
           : await this.runner.run({...call, input, onStderr: (chunk) => callLog.write(chunk)})
       } finally {
         callLog.end()
@@ -274,12 +289,40 @@ class WorkerService implements Worker {
         error: result.error,
       })
       this.observe(call, result, queueMs)
-      await this.sendResult(call, result, queueMs)
+      answering = true
+      if (!callerGone) await this.sendResult(call, result, queueMs)
     } catch (error) {
       log.warn('call abandoned', {error: (error as Error).message})
     } finally {
-      clearInterval(beat)
+      stopBeating()
     }
+  }
+
+  /**
+   * Sends a heartbeat every second while the call is queued or running, as a request the listener
+   * acks. `onGone` is called once when nobody waits for the call any more: the listener acks with
+   * `Amp-Status: gone` (its caller hung up), or NATS answers "no responders" several times in a row
+   * (the listener died). Timeouts and disconnects do not count.
+   */
+  private heartbeat(call: CallRequest, onGone: (why: string) => void): () => void {
+    let misses = 0
+    let gone = false
+    const beat = async () => {
+      let why: string | undefined
+      try {
+        const ack = await this.nc.request(call.replyTo, Empty, {headers: this.eventHeaders(call, 'heartbeat'), timeout: HEARTBEAT_INTERVAL_MS})
+        misses = 0
+        if (ack.headers?.get(HEADER.status) === GONE_STATUS) why = 'the listener no longer waits for it'
+      } catch (error) {
+        if (isNoResponders(error) && ++misses >= LISTENER_GONE_AFTER) why = 'its listener is gone'
+      }
+      if (why && !gone) {
+        gone = true
+        onGone(why)
+      }
+    }
+    const timer = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS)
+    return () => clearInterval(timer)
   }
 
   /** Answers the call request and gathers the rest of the input, chunk by chunk. */
@@ -331,14 +374,6 @@ class WorkerService implements Worker {
     h.set(HEADER.callId, call.callId)
     h.set(HEADER.worker, this.id)
     return h
-  }
-
-  private publishEvent(call: CallRequest, event: 'heartbeat'): void {
-    try {
-      this.nc.publish(call.replyTo, Empty, {headers: this.eventHeaders(call, event)})
-    } catch {
-      // Disconnected: the listener will notice the silence.
-    }
   }
 
   private observe(call: CallRequest, result: RunResult, queueMs: number): void {
@@ -417,6 +452,9 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
     throw new TypeError('concurrency must be a whole number of at least 1')
   }
+  if (options.orphanSweepMs !== undefined && !(Number.isInteger(options.orphanSweepMs) && options.orphanSweepMs > 0)) {
+    throw new TypeError('orphanSweepMs must be a whole number of ms above 0')
+  }
   const id = newWorkerId()
   const log = (options.logger ?? createLogger()).child({worker: id})
   // Docker's start events tell when each container really started (the "container start" metric).
@@ -428,8 +466,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   if (engine.error) {
     log.warn('docker is not reachable: calls will fail with 502 until it is', {docker: options.docker, error: engine.error})
   }
-  const removed = await runner.removeOrphans()
-  if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length})
+  await removeOrphans(runner, log)
   const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`, options.natsAuth))
   const worker = new WorkerService(nc, runner, options, log, id)
   if (starts) {
@@ -456,6 +493,8 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   // Before taking calls, so the first call's log is kept too; without JetStream it warns and goes on.
   await worker.callLogs.start()
   worker.start()
+  // A worker killed with -9 leaves its containers running: live workers on the host remove them without waiting for a restart.
+  worker.stopLast.push(sweepOrphans(runner, log, options.orphanSweepMs ?? DEFAULT_ORPHAN_SWEEP_MS))
   await nc.flush()
   log.info('worker ready', {
     nats: redactUrls(options.nats),
@@ -465,4 +504,23 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     metrics: ops?.url,
   })
   return worker
+}
+
+async function removeOrphans(runner: ContainerRunner, log: Logger): Promise<void> {
+  const removed = await runner.removeOrphans()
+  if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length, containers: removed.join(',')})
+}
+
+/** Runs removeOrphans every `everyMs`, one sweep at a time; returns the function that stops it. */
+function sweepOrphans(runner: ContainerRunner, log: Logger, everyMs: number): () => void {
+  let sweeping = false
+  const timer = setInterval(() => {
+    if (sweeping) return
+    sweeping = true
+    removeOrphans(runner, log)
+      .catch((error: Error) => log.warn('orphan sweep failed', {error: error.message}))
+      .finally(() => (sweeping = false))
+  }, everyMs)
+  timer.unref()
+  return () => clearInterval(timer)
 }

@@ -1,8 +1,9 @@
 /**
  * `amp` as its own process (bin/dev.js), with pipes or on a pseudo-terminal, for what only a real
- * process shows: whether its output is coloured or has a spinner, and shell completion.
+ * process shows: whether its output is coloured or has a spinner, and shell completion; and the
+ * daemons as processes, for faults only a process has (kill -9, SIGTERM, exit codes).
  */
-import {execa, type ResultPromise} from 'execa'
+import {execa, type Result, type ResultPromise} from 'execa'
 import {readFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
@@ -66,4 +67,60 @@ export function ampOnTerminal(args: string[], env: Record<string, string>, optio
 /** Quotes one word for `script --command` (which runs it with the shell). */
 function shellQuote(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`
+}
+
+/** A daemon (`amp listener start`, `amp worker start`) running as its own OS process, as systemd runs it. */
+export interface AmpDaemon {
+  child: ResultPromise
+  pid: number
+  /** The JSON line it printed on stdout once ready (`--json`): listener.url, worker.id... */
+  ready: Record<string, any>
+  /** Everything it logged on stderr so far. */
+  stderr(): string
+  /** Sends `signal` and resolves with the exit code (undefined when a signal ended it). */
+  stop(signal: NodeJS.Signals): Promise<number | undefined>
+}
+
+const daemons = new Set<ResultPromise>()
+// A failing test must not leave daemons behind (mocha runs with `exit: true`).
+process.once('exit', () => {
+  for (const child of daemons) child.kill('SIGKILL')
+})
+
+/** Starts `amp <args> --json` from the sources and resolves once it is ready. */
+export async function startAmpDaemon(args: string[], env: Record<string, string> = {}): Promise<AmpDaemon> {
+  // No forceKillAfterDelay: a draining daemon may take longer than execa's 5 s before SIGKILL.
+  const child = execa('node', [DEV, ...args, '--json'], {
+    reject: false,
+    env: {NODE_EXTRA_CA_CERTS: '', ...env},
+    stdin: 'ignore',
+    forceKillAfterDelay: false,
+  })
+  daemons.add(child)
+  void child.finally(() => daemons.delete(child))
+  let stderr = ''
+  let stdout = ''
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`amp ${args.join(' ')} did not get ready:\n${stderr}`)), 60_000)
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString()
+      if (stdout.includes('\n')) {
+        clearTimeout(timer)
+        resolve(stdout.slice(0, stdout.indexOf('\n')))
+      }
+    })
+    void child.then(() => reject(new Error(`amp ${args.join(' ')} exited early:\n${stderr}`)))
+  })
+  return {
+    child,
+    pid: child.pid!,
+    ready: JSON.parse(line),
+    stderr: () => stderr,
+    async stop(signal) {
+      child.kill(signal)
+      const result: Result = await child
+      return result.exitCode
+    },
+  }
 }

@@ -377,6 +377,26 @@ describe('container-runner', () => {
       ])
     })
 
+    it("cancel kills one call's container (its listener is gone) and leaves the others running", async () => {
+      const fake = standIn('sleep')
+      const r = runner(fake.exec)
+      const running = r.run(spec({timeoutMs: 60_000}))
+      const other = r.run(spec({callId: 'other-call', timeoutMs: 60_000}))
+      await until(() => r.active === 2 && fake.calls.length === 2)
+      await sleep(200) // let the stand-ins start
+      expect(r.cancel('unknown-call')).to.equal(false)
+      expect(r.cancel('c0ffee-1234')).to.equal(true)
+      const result = await running
+      expect(result).to.include({outcome: 'failed', killed: 'caller', error: 'nobody waits for the call any more'})
+      expect(r.active).to.equal(1)
+      expect(fake.calls.slice(2).map((call) => call.args)).to.deep.equal([
+        ['kill', '--signal', 'KILL', 'amp-c0ffee-1234'],
+        ['rm', '--force', 'amp-c0ffee-1234'],
+      ])
+      r.killAll()
+      expect((await other).killed).to.equal('shutdown')
+    })
+
     it('measures the duration with the injected clock', async () => {
       const times = [1000, 1234]
       const result = await runner(standIn('cat').exec, {now: () => times.shift() ?? 9999}).run(spec())

@@ -7,6 +7,7 @@ import {expect} from 'chai'
 import {randomBytes, randomUUID} from 'node:crypto'
 
 import {Dispatcher, type DispatcherOptions} from '../../src/runtime/dispatcher.js'
+import {isNoResponders} from '../../src/runtime/nats.js'
 import type {StoredFunction} from '../../src/runtime/function-spec.js'
 import {callSubject, chunks, chunkSizeFor, HEADER, replySubject, WORKER_QUEUE} from '../../src/runtime/protocol.js'
 import {startNats, type ServiceHandle} from '../helpers/services.js'
@@ -63,6 +64,12 @@ class FakeCall {
   heartbeat(): void {
     if (this.nc.isClosed()) return // the test is over
     this.nc.publish(this.replyTo, new Uint8Array(0), {headers: this.eventHeaders('heartbeat')})
+  }
+
+  /** A heartbeat as the worker sends it, a request: resolves with the ack's Amp-Status ('' for none), rejects when nobody listens (no responders). */
+  async heartbeatRequest(): Promise<string> {
+    const ack = await this.nc.request(this.replyTo, new Uint8Array(0), {headers: this.eventHeaders('heartbeat'), timeout: 2000})
+    return ack.headers?.get(HEADER.status) ?? ''
   }
 
   /** Sends one output chunk and waits until the listener has taken it. */
@@ -350,6 +357,50 @@ describe('Dispatcher against nats-server (integration)', function () {
       })
       const result = await dispatcher.call(randomUUID(), SPEC, Buffer.from('in'))
       expect(result.stdout.toString()).to.equal('slow but alive')
+    })
+
+    it('acks heartbeats, saying "gone" once it no longer waits for the call, until it closes (then: no responders)', async () => {
+      await setUp(nats.url, {workerSilenceMs: 600})
+      const {offers} = await fakeWorker((call) => call.answer('accepted'))
+      const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      while (offers.length === 0) await sleep(20)
+      expect(await offers[0].heartbeatRequest()).to.equal('')
+      expect((await calling).code).to.equal('function_failed_to_run') // it stopped waiting: silence
+      expect(await offers[0].heartbeatRequest()).to.equal('gone')
+      await dispatcher.close()
+      const error = await offers[0].heartbeatRequest().then(() => undefined, (failure: Error) => failure)
+      expect(isNoResponders(error), String(error)).to.equal(true)
+    })
+
+    it('abandon() stops waiting for a call whose caller hung up, and its heartbeats get "gone"', async () => {
+      await setUp(nats.url)
+      const {offers} = await fakeWorker((call) => call.answer('accepted'))
+      const callId = randomUUID()
+      const calling = ampError(dispatcher.call(callId, SPEC, Buffer.from('in')))
+      while (offers.length === 0) await sleep(20)
+      expect(await offers[0].heartbeatRequest()).to.equal('')
+      dispatcher.abandon(callId)
+      expect((await calling).message).to.equal('the caller hung up before the call finished')
+      expect(dispatcher.inFlight).to.equal(0)
+      expect(await offers[0].heartbeatRequest()).to.equal('gone')
+    })
+
+    it('close() gives up the calls still out with service_unavailable, so nothing waits for their workers', async () => {
+      await setUp(nats.url)
+      const {offers} = await fakeWorker(async (call) => {
+        call.answer('accepted')
+        const beat = setInterval(() => call.heartbeat(), 100)
+        await sleep(3000)
+        clearInterval(beat)
+      })
+      const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      while (offers.length === 0) await sleep(20)
+      await sleep(200)
+      await dispatcher.close()
+      const error = await calling
+      expect(error.code).to.equal('service_unavailable')
+      expect(error.message).to.equal('the listener shut down before the call finished')
+      expect(dispatcher.inFlight).to.equal(0)
     })
 
     it('gives up with function_timeout when a call runs past its timeout plus the queue allowance', async () => {
