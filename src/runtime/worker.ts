@@ -255,20 +255,24 @@ class WorkerService implements Worker {
     const log = this.log.child({call: call.callId, fn: call.function})
     let callerGone = false
     let answering = false
+    let leaveQueue = () => {}
     const stopBeating = this.heartbeat(call, (why) => {
       // Heartbeats still go while the result does: once the listener has it, it rightly says it waits no more.
       if (answering) return
       callerGone = true
       log.warn('nobody waits for the call any more: stopping it', {why})
+      leaveQueue()
       this.runner.cancel(call.callId)
     })
     try {
       const input = await this.receiveInput(msg, call)
       log.debug('call accepted', {image: call.image, bytes: input.length})
       const queuedAt = Date.now()
-      await this.acquire()
+      const queued = this.acquire()
+      leaveQueue = queued.leave
+      const gotSlot = await queued.slot
       const queueMs = Date.now() - queuedAt
-      const notRun = this.aborted ? 'the worker shut down before the call started' : callerGone ? 'the caller is gone' : undefined
+      const notRun = this.aborted ? 'the worker shut down before the call started' : callerGone || !gotSlot ? 'the caller is gone' : undefined
       if (!notRun) this.metrics.containersStarted.inc()
       let result: RunResult
       const callLog = this.callLogs.forCall(call)
@@ -278,7 +282,7 @@ class WorkerService implements Worker {
           : await this.runner.run({...call, input, onStderr: (chunk) => callLog.write(chunk)})
       } finally {
         callLog.end()
-        this.release()
+        if (gotSlot) this.release()
       }
       log.info('call done', {
         outcome: result.outcome,
@@ -407,12 +411,27 @@ class WorkerService implements Worker {
     await this.nc.request(call.replyTo, Empty, {headers: h, timeout: REPLY_TIMEOUT_MS})
   }
 
-  private acquire(): Promise<void> {
+  /**
+   * A container slot: `slot` resolves true once the call holds one. `leave()` takes a call that is
+   * still waiting out of the queue (its caller is gone), so it frees its backlog place at once;
+   * `slot` then resolves false.
+   */
+  private acquire(): {slot: Promise<boolean>; leave: () => void} {
     if (this.running < this.concurrency) {
       this.running++
-      return Promise.resolve()
+      return {slot: Promise.resolve(true), leave: () => {}}
     }
-    return new Promise((resolve) => this.waiting.push(resolve))
+    let settle!: (got: boolean) => void
+    const slot = new Promise<boolean>((resolve) => (settle = resolve))
+    const waiter = () => settle(true)
+    this.waiting.push(waiter)
+    const leave = () => {
+      const index = this.waiting.indexOf(waiter)
+      if (index < 0) return
+      this.waiting.splice(index, 1)
+      settle(false)
+    }
+    return {slot, leave}
   }
 
   private release(): void {

@@ -66,3 +66,41 @@ describe('overload: answered at once, not queued', function () {
     expect(after.text).to.equal('room again')
   })
 })
+
+describe('a queued call whose caller hung up', function () {
+  this.timeout(120_000)
+  let stack: TestStack
+
+  before(async () => {
+    // One slot and one backlog place: a call waiting there blocks every other until it leaves.
+    stack = await startTestStack({worker: {concurrency: 1, backlog: 1, drainTimeoutMs: 1000}})
+    await createFunction(stack.listener, 'hold', {image: TEST_IMAGES.sleep, timeoutMs: HOLD_MS})
+    await createFunction(stack.listener, 'cat', {image: TEST_IMAGES.cat})
+  })
+
+  after(async () => {
+    await stack?.stop()
+  })
+
+  it('leaves the worker backlog at once, so the next call is taken instead of turned away', async () => {
+    const {listener} = stack
+    const holding = call(`${listener.url}/hold`)
+    await waitFor('the hold call in flight', async () => ((await inFlight(listener)) === 1 ? true : undefined))
+    const hangUp = new AbortController()
+    const queued = request(`${listener.url}/cat`, {method: 'POST', body: 'queued', signal: hangUp.signal}).then(
+      () => 'answered',
+      () => 'hung up',
+    )
+    await waitFor('the second call in flight', async () => ((await inFlight(listener)) === 2 ? true : undefined))
+    await new Promise((resolve) => setTimeout(resolve, 1000)) // taken into the worker's backlog
+    hangUp.abort()
+    expect(await queued).to.equal('hung up')
+    // The next heartbeat (1 s) tells the worker nobody waits: the backlog place is free well before the slot is.
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+
+    const next = await call(`${listener.url}/cat`, 'next')
+    expect(next.status, next.text).to.equal(200)
+    expect(next.text).to.equal('next')
+    expect((await holding).status).to.equal(504)
+  })
+})
