@@ -6,6 +6,7 @@
  * the run may be left afterwards. bench/load.ts runs it from the command line; a CI-sized run is
  * test/bench/load.integration.test.ts.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {randomBytes} from 'node:crypto'
 import {performance} from 'node:perf_hooks'
 import {Pool} from 'undici'
@@ -126,7 +127,7 @@ async function containersGone(fn: string): Promise<string[]> {
   for (;;) {
     const left = await containers(`label=amp.function=${fn}`)
     if (left.length === 0 || Date.now() > until) return left
-    await new Promise((resolve) => setTimeout(resolve, 250))
+    await sleep(250)
   }
 }
 

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import {closeSync, existsSync, openSync, unlinkSync, writeFileSync} from 'node:fs'
@@ -317,7 +318,7 @@ export class ContainerRunner {
     while (!done()) {
       await this.exec(this.docker, ['kill', '--signal', 'KILL', name], {reject: false, stdin: 'ignore', cleanup: false})
       if (done()) break
-      await new Promise((resolve) => setTimeout(resolve, KILL_RETRY_MS))
+      await sleep(KILL_RETRY_MS)
     }
     // --rm removes the container when it exits; make sure, in case the daemon did not.
     await this.exec(this.docker, ['rm', '--force', name], {reject: false, stdin: 'ignore', cleanup: false})

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {Empty, errors, headers, type Msg, type Subscription} from '@nats-io/transport-node'
 
 import {AmpError} from './errors.js'
@@ -264,4 +265,3 @@ function msHeader(h: Msg['headers'], name: string): number | undefined {
   return Number.isFinite(ms) && ms >= 0 ? ms : undefined
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

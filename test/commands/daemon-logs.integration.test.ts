@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa, type ResultPromise} from 'execa'
 import {mkdtempSync, rmSync} from 'node:fs'
@@ -93,7 +94,7 @@ describe('daemon logs: --log-format json and -v', function () {
     const workerId = String(call.headers['amp-worker'])
 
     // The listener logs after it answered; give it a moment.
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    await sleep(300)
     const workerRecords = records(worker.lines())
     const listenerRecords = records(listener.lines())
     for (const record of [...workerRecords, ...listenerRecords]) {

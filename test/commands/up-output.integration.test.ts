@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {mkdtempSync, rmSync} from 'node:fs'
@@ -31,7 +32,7 @@ describe('amp up: progress on a terminal only', function () {
     const deadline = Date.now() + 60_000
     while (!pattern.test(output())) {
       if (Date.now() > deadline) throw new Error(`no ${what} in:\n${output()}`)
-      await new Promise((resolve) => setTimeout(resolve, 100))
+      await sleep(100)
     }
   }
 

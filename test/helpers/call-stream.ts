@@ -2,6 +2,7 @@
  * A steady stream of calls for fault tests: `callers` loops, each bound to one listener URL, each
  * posting a unique input to an echoing function (cat, slow) until stopped, and recording what it got.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {request} from 'undici'
 
 export interface CallRecord {
@@ -77,7 +78,7 @@ export function startCallStream(options: CallStreamOptions): CallStream {
       const refused = record.error === 'ECONNREFUSED' || record.status === 503
       record.failedOver = options.failover === true && refused && ++tries < options.urls.length
       if (!record.failedOver) tries = 0
-      if (record.error && !record.failedOver) await new Promise((resolve) => setTimeout(resolve, options.pauseAfterErrorMs ?? 50))
+      if (record.error && !record.failedOver) await sleep(options.pauseAfterErrorMs ?? 50)
     }
   }
   const loops = Array.from({length: options.callers}, (_, caller) => loop(caller))

@@ -1,4 +1,5 @@
 /** The containers amp starts, as `docker ps` lists them by filter (amp labels each: amp.call, amp.function, amp.worker...). */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {DOCKER} from './services.js'
@@ -19,7 +20,7 @@ export async function expectNoContainer(callId: string, withinMs = 5000): Promis
   const until = Date.now() + withinMs
   let left = await containersOfCall(callId)
   while (left.length > 0 && Date.now() < until) {
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await sleep(100)
     left = await containersOfCall(callId)
   }
   expect(left, `containers left by call ${callId}`).to.deep.equal([])

@@ -2,6 +2,7 @@
  * HTTP/1.1 over a bare TCP socket, for requests no HTTP client library would send: any bytes in
  * the request line and headers, bodies sent slowly or cut off. One request per connection.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {connect, type Socket} from 'node:net'
 
 export interface RawResponse {
@@ -39,7 +40,7 @@ export async function rawExchange(url: string, send: RawSend): Promise<RawRespon
   socket.on('error', () => {}) // a reset is a close; the caller judges by what arrived
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()).once('close', () => resolve()))
   for (const [i, piece] of send.pieces.entries()) {
-    if (i > 0 && send.delayMs) await new Promise((resolve) => setTimeout(resolve, send.delayMs))
+    if (i > 0 && send.delayMs) await sleep(send.delayMs)
     if (socket.destroyed) break
     await write(socket, piece)
   }

@@ -1,3 +1,5 @@
+import {setTimeout as sleep} from 'node:timers/promises'
+
 /**
  * Polls `probe` until it returns something other than undefined, and returns that. The bound is
  * generous: it only keeps a broken test from hanging, and names `what` when it runs out.
@@ -8,6 +10,6 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     const value = await probe()
     if (value !== undefined) return value
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, everyMs))
+    await sleep(everyMs)
   }
 }

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import type {execa} from 'execa'
 import {PassThrough} from 'node:stream'
@@ -96,7 +97,7 @@ describe('ContainerStarts (docker events)', () => {
     expect(Date.now() - started).to.be.below(1000)
     expect(lines).to.have.length(1)
     expect(lines[0]).to.match(/level=warn msg="docker events stopped.*Cannot connect to the Docker daemon/)
-    await new Promise((resolve) => setTimeout(resolve, 1200))
+    await sleep(1200)
     expect(docker.runs).to.have.length(2)
   })
 })

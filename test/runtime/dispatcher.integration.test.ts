@@ -2,6 +2,7 @@
  * The listener's side of the NATS protocol against a real nats-server, with a hand-written worker on the
  * other side that follows protocol.ts message by message (and, in some tests, breaks it on purpose).
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription} from '@nats-io/transport-node'
 import {expect} from 'chai'
 import {randomBytes, randomUUID} from 'node:crypto'
@@ -26,7 +27,6 @@ const SPEC: StoredFunction = {
   updatedAt: '2024-01-01T00:00:00.000Z',
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** What one hand-written worker sees of a call, and the moves it can make. */
 class FakeCall {

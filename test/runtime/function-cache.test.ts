@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 
 import {failFast, FunctionCache, type FunctionSource, type FunctionWatch, type RegistryApi} from '../../src/runtime/function-cache.js'
@@ -113,7 +114,7 @@ describe('FunctionCache', () => {
     cache.close()
     expect(source.watch.stopped).to.equal(true)
     const reads = source.snapshots
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await sleep(50)
     expect(source.snapshots).to.equal(reads)
   })
 })

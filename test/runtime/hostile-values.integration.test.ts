@@ -3,6 +3,7 @@
  * (400), and a worker refuses a call forged directly on NATS (bypassing the listener) with hostile
  * headers, starting no container. Docker's own event log is the witness.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {headers} from '@nats-io/transport-node'
 import {expect} from 'chai'
 import {execa} from 'execa'
@@ -96,7 +97,7 @@ describe('hostile values against a real listener and worker', function () {
     // so the docker events below would show any container a hostile call had started.
     const control = await forge('callId', randomUUID())
     expect(control).to.equal('accepted')
-    await new Promise((resolve) => setTimeout(resolve, 3000))
+    await sleep(3000)
     const created = await containersCreated(stack.worker.id, since, Math.ceil(Date.now() / 1000) + 1)
     expect(created, 'only the control call started a container').to.have.length(1)
   })

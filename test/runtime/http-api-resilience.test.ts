@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -66,7 +67,7 @@ describe('http-api under overload and without etcd', () => {
   /** Posts a call that reaches the dispatcher, lets it finish, and returns the answer. */
   async function released(name: string, body: string) {
     const answer = post(name, body)
-    while (dispatcher.held.length < 1) await new Promise((resolve) => setTimeout(resolve, 5))
+    while (dispatcher.held.length < 1) await sleep(5)
     dispatcher.held.shift()!()
     return answer
   }
@@ -89,7 +90,7 @@ describe('http-api under overload and without etcd', () => {
       await serve({maxInFlight: 2, functions})
       const first = post('cached', 'one')
       const second = post('cached', 'two')
-      while (dispatcher.held.length < 2) await new Promise((resolve) => setTimeout(resolve, 5))
+      while (dispatcher.held.length < 2) await sleep(5)
       const third = await post('cached', 'three')
       expect(third.status).to.equal(429)
       expect(third.headers['retry-after']).to.equal('1')
@@ -100,7 +101,7 @@ describe('http-api under overload and without etcd', () => {
       dispatcher.held.shift()!()
       expect((await first).text).to.equal('one')
       const fourth = post('cached', 'four')
-      while (dispatcher.held.length < 2) await new Promise((resolve) => setTimeout(resolve, 5))
+      while (dispatcher.held.length < 2) await sleep(5)
       for (const release of dispatcher.held.splice(0)) release()
       expect((await second).text).to.equal('two')
       expect((await fourth).text).to.equal('four')

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
 import {createServer, request, type IncomingHttpHeaders, type Server} from 'node:http'
@@ -397,7 +398,7 @@ describe('http-api', () => {
         return result(call, {stdout: Buffer.from(call.spec.image)})
       }
       const running = send('POST', '/echo', {body: 'x'})
-      while (dispatcher.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+      while (dispatcher.calls.length === 0) await sleep(5)
       expect((await send('PATCH', '/_amp/v1/functions/echo', {body: '{"image":"busybox:2"}'})).status).to.equal(200)
       const next = await send('POST', '/echo', {body: 'y'})
       release()

@@ -2,6 +2,7 @@
  * Listener faults under a stream of calls through two listeners on one NATS and etcd: one a real
  * OS process (killed and restarted, or stopped with SIGTERM), the other in this process. Workers run here.
  */
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {request} from 'undici'
 
@@ -14,7 +15,6 @@ import {startAmpDaemon, type AmpDaemon} from '../helpers/run-amp-process.js'
 import {createFunction, startTestStack, type TestStack} from '../helpers/stack.js'
 import {waitFor} from '../helpers/wait.js'
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 describe('listener faults under load (a listener as a process)', function () {
   this.timeout(180_000)

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -187,7 +188,7 @@ describe('logs route', () => {
       await lines.next()
       res.body.destroy()
       const until = Date.now() + 2000
-      while (reader.closed === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
+      while (reader.closed === 0 && Date.now() < until) await sleep(20)
       expect(reader.closed).to.equal(1)
     })
 

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa, type ResultPromise} from 'execa'
 import {createInterface} from 'node:readline'
@@ -53,14 +54,14 @@ describe('NATS stopped and restarted under a stream of calls', function () {
       while (running) {
         const outcome = await call(`${listener.url}/cat`, `call ${n++}`)
         outcomes.push(outcome)
-        if (outcome.status !== 200) await new Promise((resolve) => setTimeout(resolve, 50))
+        if (outcome.status !== 200) await sleep(50)
       }
     })
     await waitFor('a first answered call', async () => (outcomes.some((o) => o.status === 200) ? true : undefined), 60_000)
 
     // A call still running when NATS goes away: its worker cannot send the result.
     const inFlight = call(`${listener.url}/slow`, 'in flight')
-    await new Promise((resolve) => setTimeout(resolve, 500))
+    await sleep(500)
     stack.nats.kill('SIGTERM')
     await waitFor('the listener to see NATS gone', async () => ((await natsUp()) ? undefined : true))
     const downAt = Date.now()

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -148,7 +149,7 @@ describe('listener: health and metrics routes', () => {
     let release!: () => void
     answer = () => new Promise((resolve) => (release = () => resolve({exitCode: 0})))
     const pending = request(`${url}/demo`, {method: 'POST', body: 'in'})
-    for (let i = 0; i < 100 && !release; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    for (let i = 0; i < 100 && !release; i++) await sleep(10)
     expect(sample(await metrics.registry.metrics(), 'amp_listener_calls_in_flight')).to.equal(1)
     release()
     await (await pending).body.dump()

@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {request} from 'undici'
 
 import {startListener, type Listener} from '../../src/runtime/listener.js'
@@ -92,11 +93,11 @@ describe('a queued call whose caller hung up', function () {
       () => 'hung up',
     )
     await waitFor('the second call in flight', async () => ((await inFlight(listener)) === 2 ? true : undefined))
-    await new Promise((resolve) => setTimeout(resolve, 1000)) // taken into the worker's backlog
+    await sleep(1000) // taken into the worker's backlog
     hangUp.abort()
     expect(await queued).to.equal('hung up')
     // The next heartbeat (1 s) tells the worker nobody waits: the backlog place is free well before the slot is.
-    await new Promise((resolve) => setTimeout(resolve, 3000))
+    await sleep(3000)
 
     const next = await call(`${listener.url}/cat`, 'next')
     expect(next.status, next.text).to.equal(200)

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {Etcd3} from 'etcd3'
 
@@ -207,7 +208,7 @@ describe('Registry against etcd (integration)', function () {
 
     it('fails every operation with registry_unavailable within a few seconds when etcd has stopped', async () => {
       etcd.kill('SIGKILL')
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      await sleep(200)
       await expectUnavailable(() => connected.get('echo'))
       await expectUnavailable(() => connected.list())
       await expectUnavailable(() => connected.put(spec('other'), false))
@@ -227,7 +228,7 @@ describe('Registry against etcd (integration)', function () {
 
     it('works again once etcd is back', async () => {
       etcd.kill('SIGKILL')
-      await new Promise((resolve) => setTimeout(resolve, 200))
+      await sleep(200)
       await expectUnavailable(() => connected.get('echo'))
       await etcd.restart()
       const deadline = Date.now() + 15_000
@@ -237,7 +238,7 @@ describe('Registry against etcd (integration)', function () {
           break
         } catch (error) {
           if (Date.now() > deadline) throw error
-          await new Promise((resolve) => setTimeout(resolve, 250))
+          await sleep(250)
         }
       }
     })

@@ -1,3 +1,4 @@
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {jetstreamManager} from '@nats-io/jetstream'
 import {connect} from '@nats-io/transport-node'
@@ -102,11 +103,11 @@ describe('amp function logs', function () {
       child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
       // The call is made only once the process reads the stream (its consumer exists), so its line can only come live.
       const opened = Date.now() + 20_000
-      while ((await consumers()) <= before && Date.now() < opened) await new Promise((resolve) => setTimeout(resolve, 100))
+      while ((await consumers()) <= before && Date.now() < opened) await sleep(100)
       expect(await consumers(), 'amp fn logs --follow never opened the stream').to.be.above(before)
       const result = await client.invoke('echo', Buffer.from('followed line'))
       const until = Date.now() + 15_000
-      while (!stdout.includes(result.callId) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 100))
+      while (!stdout.includes(result.callId) && Date.now() < until) await sleep(100)
       expect(stdout).to.match(new RegExp(`^\\S+ ${result.callId} log: followed line$`, 'm'))
       child.kill('SIGINT')
       const ended = await child
