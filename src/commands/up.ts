@@ -86,6 +86,8 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
 
     const origin = (started: boolean, log?: string) => (started ? `started by amp${log ? `, log ${log}` : ''}` : 'already running')
     const server = (url: string, started: boolean, log?: string) => ({url: redactUrls(url), started, log: log ?? null})
+    // Listening before saying ready: a SIGTERM right after the ready line must drain, not kill.
+    const stopSignal = waitForShutdownSignal()
     this.announceReady(
       {
         listener: {url: stack.listenerUrl},
@@ -101,7 +103,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
 Try: amp function create hello IMAGE && echo hi | amp function invoke hello
 Press Ctrl-C to stop.`,
     )
-    const signal = await waitForShutdownSignal()
+    const signal = await stopSignal
     this.logToStderr(`amp: ${signal}: stopping the listener, the worker${stack.startedNats || stack.startedEtcd ? ' and the servers amp started' : ''} (send it again to stop at once)`)
     await stack.close()
   }

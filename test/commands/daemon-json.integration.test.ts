@@ -8,6 +8,7 @@ import {request} from 'undici'
 
 import {freePort} from '../../src/runtime/servers.js'
 import {ensureTestImages} from '../helpers/images.js'
+import {startNotifySocket} from '../helpers/notify-socket.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
 
 const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
@@ -91,6 +92,24 @@ describe('daemons with --json: one JSON line on stdout when ready', function () 
     expect(ready.worker.metricsUrl).to.equal(null)
     child.kill('SIGTERM')
     expect((await child).exitCode, stderr()).to.equal(0)
+  })
+
+  it('a SIGTERM right after the ready line drains and exits 0, even while systemd is being told (worker, listener)', async () => {
+    // Telling systemd runs systemd-notify: a SIGTERM sent meanwhile used to kill the daemon outright.
+    const notify = await startNotifySocket()
+    try {
+      for (const args of [
+        ['worker', 'start', '--nats', nats.url, '--docker', DOCKER],
+        ['listener', 'start', '--port', '0', '--nats', nats.url, '--etcd', etcd.url],
+      ]) {
+        const {child, stderr} = await readyLine(args, {NOTIFY_SOCKET: notify.path})
+        child.kill('SIGTERM')
+        const exit = await child
+        expect([exit.exitCode, exit.signal ?? null], `${args[0]}: ${stderr()}`).to.deep.equal([0, null])
+      }
+    } finally {
+      await notify.close()
+    }
   })
 
   it('up: the line says where everything is and what amp started', async () => {

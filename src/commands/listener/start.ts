@@ -53,12 +53,14 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     })
     const nats = redactUrls(settings.nats)
     const etcd = settings.etcd.map((url) => redactUrls(url))
+    // Listening before saying ready: a SIGTERM right after the ready line must drain, not kill.
+    const stopSignal = waitForShutdownSignal()
     this.announceReady(
       {listener: {id: listener.id, url: listener.url}, nats, etcd, maxBodyBytes: settings.maxBodyBytes},
       `amp listener ${listener.id} listening on ${listener.url} (NATS ${nats}, etcd ${etcd.join(',')}, max body ${formatSize(settings.maxBodyBytes)})`,
     )
     await notifySystemd({ready: true, status: `listening on ${listener.url}`}, {logger: this.createLogger()})
-    const signal = await waitForShutdownSignal()
+    const signal = await stopSignal
     this.logToStderr(`amp: ${signal}: finishing the calls in flight (send it again to stop at once)`)
     await notifySystemd({stopping: true, status: 'finishing the calls in flight'})
     await listener.close()

@@ -52,6 +52,8 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     })
     const nats = redactUrls(settings.nats)
     const metrics = worker.metricsUrl ? `, metrics ${worker.metricsUrl}/metrics` : ''
+    // Listening before saying ready: a SIGTERM right after the ready line must drain, not kill.
+    const stopSignal = waitForShutdownSignal()
     this.announceReady(
       {
         worker: {id: worker.id, metricsUrl: worker.metricsUrl ?? null},
@@ -63,7 +65,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       `amp worker ${worker.id} taking calls from ${nats} (concurrency ${settings.concurrency}, pull ${settings.pull}${metrics})`,
     )
     await notifySystemd({ready: true, status: `taking calls from ${nats}`}, {logger: this.createLogger()})
-    const signal = await waitForShutdownSignal()
+    const signal = await stopSignal
     this.logToStderr(`amp: ${signal}: finishing the calls in flight (send it again to stop at once)`)
     await notifySystemd({stopping: true, status: 'finishing the calls in flight'})
     await worker.close()
