@@ -34,7 +34,9 @@ export interface DispatcherOptions {
   connected?: () => boolean
 }
 
-const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: 5, workerSilenceMs: WORKER_SILENCE_MS, queueAllowanceMs: 60_000}
+// Each offer goes to a random worker of the queue group: with one worker full and another free, 8 retries
+// miss the free one with odds of 1 in 512, and take about 3 s in all (backoff 100 ms doubling to 500 ms).
+const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: 8, workerSilenceMs: WORKER_SILENCE_MS, queueAllowanceMs: 60_000}
 const CHUNK_TIMEOUT_MS = 10_000
 
 /** One call waiting for its worker: collects the output chunks and the final result event. */
@@ -149,7 +151,7 @@ export class Dispatcher {
 
     let answer: Msg | undefined
     for (let attempt = 0; attempt <= this.options.busyRetries; attempt++) {
-      if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, 1000))
+      if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, 500))
       // Offered while disconnected, the call would sit in the reconnect buffer until the accept timeout.
       if (!this.connected()) {
         throw new AmpError('service_unavailable', 'this listener has lost NATS and is reconnecting: try again shortly')
