@@ -38,6 +38,7 @@ export interface DispatcherOptions {
 // miss the free one with odds of 1 in 512, and take about 3 s in all (backoff 100 ms doubling to 500 ms).
 const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: 8, workerSilenceMs: WORKER_SILENCE_MS, queueAllowanceMs: 60_000}
 const CHUNK_TIMEOUT_MS = 10_000
+const LOST_NATS = 'this listener has lost NATS and is reconnecting: try again shortly'
 
 /** One call waiting for its worker: collects the output chunks and the final result event. */
 class PendingCall {
@@ -46,12 +47,20 @@ class PendingCall {
   lastHeard = Date.now()
   /** Set once a worker took the call; from then on its silence means it died. */
   accepted = false
+  /** Set once the call ended either way: an offer still under way stops there. */
+  settled = false
   worker = ''
   resolve!: (result: Msg) => void
   reject!: (error: Error) => void
   readonly done = new Promise<Msg>((resolve, reject) => {
-    this.resolve = resolve
-    this.reject = reject
+    this.resolve = (msg) => {
+      this.settled = true
+      resolve(msg)
+    }
+    this.reject = (error) => {
+      this.settled = true
+      reject(error)
+    }
   })
 
   constructor() {
@@ -118,7 +127,10 @@ export class Dispatcher {
       spec.timeoutMs + this.options.queueAllowanceMs,
     )
     try {
-      await this.offer(callId, spec, input, pending)
+      // The offer waits for a worker's answer; a lost connection or a caller who hung up ends that wait at once.
+      const offered = this.offer(callId, spec, input, pending)
+      offered.catch(() => {})
+      await Promise.race([offered, pending.done])
       const result = await pending.done
       return this.finish(callId, spec, pending, result)
     } finally {
@@ -152,13 +164,16 @@ export class Dispatcher {
     let answer: Msg | undefined
     for (let attempt = 0; attempt <= this.options.busyRetries; attempt++) {
       if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, 500))
+      if (pending.settled) return
       // Offered while disconnected, the call would sit in the reconnect buffer until the accept timeout.
       if (!this.connected()) {
-        throw new AmpError('service_unavailable', 'this listener has lost NATS and is reconnecting: try again shortly')
+        throw new AmpError('service_unavailable', LOST_NATS)
       }
       answer = await this.request(callSubject(spec.name), first, h)
       if (answer.headers?.get(HEADER.status) !== 'busy') break
     }
+    // Given up while the worker answered: it runs the call and learns from the first heartbeat that no one waits.
+    if (pending.settled) return
     const status = answer?.headers?.get(HEADER.status)
     pending.worker = answer?.headers?.get(HEADER.worker) ?? ''
     pending.lastHeard = Date.now()
@@ -174,6 +189,7 @@ export class Dispatcher {
     if (!inputSubject) throw new AmpError('function_failed_to_run', 'the worker did not ask for the rest of the input')
     let seq = 1
     for (const chunk of rest) {
+      if (pending.settled) return
       const ch = headers()
       ch.set(HEADER.callId, callId)
       ch.set(HEADER.seq, String(seq++))
@@ -239,6 +255,16 @@ export class Dispatcher {
   /** Stops waiting for a call whose caller is gone; its worker learns it from the next heartbeat and kills the container. */
   abandon(callId: string): void {
     this.pending.get(callId)?.reject(new AmpError('function_failed_to_run', 'the caller hung up before the call finished'))
+  }
+
+  /**
+   * The NATS connection dropped: a call no worker has taken yet would wait out the accept timeout in the
+   * reconnect buffer, so it is refused now; calls already running are left to the worker-silence watchdog.
+   */
+  connectionLost(): void {
+    for (const call of this.pending.values()) {
+      if (!call.accepted) call.reject(new AmpError('service_unavailable', LOST_NATS))
+    }
   }
 
   get inFlight(): number {

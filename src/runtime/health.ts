@@ -71,19 +71,28 @@ export function cachedCheck(check: () => Promise<boolean>, options: CachedCheckO
   }
 }
 
+export interface NatsTracker {
+  connected(): boolean
+  /** Runs `listener` on each disconnect, so requests already out can be failed at once. */
+  onDisconnect(listener: () => void): void
+}
+
 /** Follows a NATS connection's status events; `connected()` is false from a disconnect until the reconnect. */
-export function trackNats(nc: NatsConnection): {connected(): boolean} {
+export function trackNats(nc: NatsConnection): NatsTracker {
   let connected = !nc.isClosed()
+  const listeners: Array<() => void> = []
   void (async () => {
     try {
       for await (const status of nc.status()) {
-        if (status.type === 'disconnect' || status.type === 'close') connected = false
-        else if (status.type === 'reconnect') connected = true
+        if (status.type === 'disconnect' || status.type === 'close') {
+          if (connected) for (const listener of listeners) listener()
+          connected = false
+        } else if (status.type === 'reconnect') connected = true
       }
     } catch {
       // The iterator ends or fails only when the connection closes.
     }
     connected = false
   })()
-  return {connected: () => connected && !nc.isClosed()}
+  return {connected: () => connected && !nc.isClosed(), onDisconnect: (listener) => listeners.push(listener)}
 }

@@ -89,6 +89,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     onPhases: (fn, phases) => metrics.phases.observe(fn, phases),
   })
   dispatcher.start()
+  nats.onDisconnect(() => dispatcher.connectionLost())
   await nc.flush()
   // Requests being served, not only calls out on NATS: one still reading its body must finish too.
   const active = new Set<ServerResponse>()

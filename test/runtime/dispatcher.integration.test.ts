@@ -385,6 +385,60 @@ describe('Dispatcher against nats-server (integration)', function () {
       expect(await offers[0].heartbeatRequest()).to.equal('gone')
     })
 
+    it('connectionLost() refuses at once a call no worker has taken yet, instead of waiting out the accept timeout', async () => {
+      await setUp(nats.url, {acceptTimeoutMs: 5000})
+      const {offers} = await fakeWorker(() => {}) // gets the offer, never answers: as if the answer was lost with the connection
+      const started = Date.now()
+      const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
+      while (offers.length === 0) await sleep(20)
+      dispatcher.connectionLost()
+      const error = await calling
+      expect(error.code).to.equal('service_unavailable')
+      expect(error.message).to.contain('lost NATS')
+      expect(Date.now() - started, 'well before the 5 s accept timeout').to.be.below(2000)
+      expect(dispatcher.inFlight).to.equal(0)
+    })
+
+    it('connectionLost() leaves a call a worker has taken to finish (the silence watchdog covers a dead one)', async () => {
+      await setUp(nats.url, {workerSilenceMs: 2000})
+      let lost!: () => void
+      const told = new Promise<void>((resolve) => {
+        lost = resolve
+      })
+      await fakeWorker(async (call) => {
+        call.answer('accepted')
+        await told
+        await call.finish(Buffer.from('still here'))
+      })
+      const calling = dispatcher.call(randomUUID(), SPEC, Buffer.from('in'))
+      while (dispatcher.inFlight === 0) await sleep(20)
+      await sleep(200) // the accept has arrived
+      dispatcher.connectionLost()
+      lost()
+      expect((await calling).stdout.toString()).to.equal('still here')
+    })
+
+    it('abandon() during the offer ends the wait at once, and the worker that then accepts is told "gone"', async () => {
+      await setUp(nats.url, {acceptTimeoutMs: 5000})
+      let accept!: () => void
+      const hold = new Promise<void>((resolve) => {
+        accept = resolve
+      })
+      const {offers} = await fakeWorker(async (call) => {
+        await hold
+        call.answer('accepted')
+      })
+      const callId = randomUUID()
+      const started = Date.now()
+      const calling = ampError(dispatcher.call(callId, SPEC, Buffer.from('in')))
+      while (offers.length === 0) await sleep(20)
+      dispatcher.abandon(callId)
+      expect((await calling).message).to.equal('the caller hung up before the call finished')
+      expect(Date.now() - started).to.be.below(2000)
+      accept()
+      expect(await offers[0].heartbeatRequest()).to.equal('gone')
+    })
+
     it('close() gives up the calls still out with service_unavailable, so nothing waits for their workers', async () => {
       await setUp(nats.url)
       const {offers} = await fakeWorker(async (call) => {
