@@ -17,6 +17,7 @@ import {
   DEFAULT_CPUS,
   DEFAULT_MEMORY_BYTES,
   DEFAULT_PIDS_LIMIT,
+  DEFAULT_RETRIES,
   type FunctionInput,
   type FunctionPatch,
   type FunctionSpec,
@@ -424,9 +425,12 @@ export class AmpClient {
       ['number', 'undefined'].includes(typeof spec.memoryBytes) &&
       ['number', 'undefined'].includes(typeof spec.cpus) &&
       ['number', 'undefined'].includes(typeof spec.pidsLimit) &&
+      ['boolean', 'undefined'].includes(typeof spec.fireAndForget) &&
+      ['number', 'undefined'].includes(typeof spec.retries) &&
       (spec.envKeys === undefined || (Array.isArray(spec.envKeys) && spec.envKeys.every((key) => typeof key === 'string')))
     if (!ok) throw this.badAnswer(answer, 'expected a function (name, image, timeoutMs, network, createdAt, updatedAt, ...)')
-    const {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, createdAt, updatedAt} = spec as FunctionSpec
+    const {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, createdAt, updatedAt} =
+      spec as FunctionSpec
     return {
       name,
       image,
@@ -436,6 +440,8 @@ export class AmpClient {
       cpus: cpus ?? DEFAULT_CPUS,
       pidsLimit: pidsLimit ?? DEFAULT_PIDS_LIMIT,
       envKeys: envKeys ?? [],
+      fireAndForget: fireAndForget ?? false,
+      retries: retries ?? DEFAULT_RETRIES,
       createdAt,
       updatedAt,
     }

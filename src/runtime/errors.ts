@@ -40,6 +40,7 @@ export type ErrorCode =
   | 'forbidden'
   | 'internal'
   | 'overloaded'
+  | 'call_not_found'
 
 const EXIT_BY_CODE: Record<ErrorCode, number> = {
   bad_request: EXIT.usage,
@@ -60,6 +61,7 @@ const EXIT_BY_CODE: Record<ErrorCode, number> = {
   forbidden: EXIT.notAuthorized,
   internal: EXIT.badAnswer,
   overloaded: EXIT.overloaded,
+  call_not_found: EXIT.notFound,
 }
 
 /** HTTP status the listener answers with for each code. */
@@ -83,6 +85,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   forbidden: 403,
   internal: 500,
   overloaded: 429,
+  // An asynchronous call id that is unknown, or whose record is past its retention.
+  call_not_found: 404,
 }
 
 export class AmpError extends Error {

@@ -3,11 +3,13 @@ import {
   checkCpus,
   checkEnv,
   checkEnvKey,
+  checkFireAndForget,
   checkImage,
   checkMemoryBytes,
   checkName,
   checkNetwork,
   checkPidsLimit,
+  checkRetries,
   checkTimeoutMs,
 } from './validate.js'
 
@@ -30,6 +32,10 @@ export interface FunctionSpec {
   pidsLimit: number
   /** Names of the function's environment variables, sorted; their values are never shown. */
   envKeys: string[]
+  /** Every call is asynchronous: answered 202 with a call id once durably queued (docs/async.md). */
+  fireAndForget: boolean
+  /** How many times a failed asynchronous call is tried again before it goes to the dead letters. */
+  retries: number
   createdAt: string
   updatedAt: string
 }
@@ -46,6 +52,7 @@ export const DEFAULT_NETWORK = 'none'
 export const DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
 export const DEFAULT_CPUS = 1
 export const DEFAULT_PIDS_LIMIT = 256
+export const DEFAULT_RETRIES = 2
 
 /** What a client sends to create or replace a function. */
 export interface FunctionInput {
@@ -56,6 +63,8 @@ export interface FunctionInput {
   cpus?: number
   pidsLimit?: number
   env?: Record<string, string>
+  fireAndForget?: boolean
+  retries?: number
 }
 
 export function checkFunctionInput(name: string, input: unknown): NewFunction {
@@ -72,6 +81,8 @@ export function checkFunctionInput(name: string, input: unknown): NewFunction {
     cpus: body.cpus === undefined ? DEFAULT_CPUS : checkCpus(body.cpus),
     pidsLimit: body.pidsLimit === undefined ? DEFAULT_PIDS_LIMIT : checkPidsLimit(body.pidsLimit),
     env: body.env === undefined ? {} : checkEnv(body.env),
+    fireAndForget: body.fireAndForget === undefined ? false : checkFireAndForget(body.fireAndForget),
+    retries: body.retries === undefined ? DEFAULT_RETRIES : checkRetries(body.retries),
   }
 }
 
@@ -79,12 +90,14 @@ export function checkFunctionInput(name: string, input: unknown): NewFunction {
  * What a client sends to change a function in place (PATCH): only the settings to change. `env` is
  * merged into the function's environment: a name with a string value is set, one with null removed.
  */
-export type FunctionPatch = Partial<Pick<StoredFunction, 'image' | 'timeoutMs' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit'>> & {
+export type FunctionPatch = Partial<
+  Pick<StoredFunction, 'image' | 'timeoutMs' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit' | 'fireAndForget' | 'retries'>
+> & {
   env?: Record<string, string | null>
 }
 
-const PATCH_KEYS = ['image', 'timeoutMs', 'network', 'memoryBytes', 'cpus', 'pidsLimit', 'env'] as const
-const PATCH_KEYS_TEXT = 'image, timeoutMs, network, memoryBytes, cpus, pidsLimit or env'
+const PATCH_KEYS = ['image', 'timeoutMs', 'network', 'memoryBytes', 'cpus', 'pidsLimit', 'env', 'fireAndForget', 'retries'] as const
+const PATCH_KEYS_TEXT = 'image, timeoutMs, network, memoryBytes, cpus, pidsLimit, env, fireAndForget or retries'
 
 /**
  * Checks a PATCH body. Unknown keys are refused rather than ignored: a misspelt setting
@@ -107,6 +120,8 @@ export function checkFunctionPatch(input: unknown): FunctionPatch {
   if (body.cpus !== undefined) patch.cpus = checkCpus(body.cpus)
   if (body.pidsLimit !== undefined) patch.pidsLimit = checkPidsLimit(body.pidsLimit)
   if (body.env !== undefined) patch.env = checkEnvPatch(body.env)
+  if (body.fireAndForget !== undefined) patch.fireAndForget = checkFireAndForget(body.fireAndForget)
+  if (body.retries !== undefined) patch.retries = checkRetries(body.retries)
   if (Object.keys(patch).length === 0) throw new AmpError('bad_request', `nothing to change: give ${PATCH_KEYS_TEXT}`)
   return patch
 }
@@ -149,6 +164,8 @@ export function storedFunction(value: unknown): StoredFunction {
     cpus: stored.cpus ?? DEFAULT_CPUS,
     pidsLimit: stored.pidsLimit ?? DEFAULT_PIDS_LIMIT,
     env: stored.env ?? {},
+    fireAndForget: stored.fireAndForget ?? false,
+    retries: stored.retries ?? DEFAULT_RETRIES,
     createdAt: String(stored.createdAt),
     updatedAt: String(stored.updatedAt),
   }
@@ -165,6 +182,8 @@ export function publicSpec(stored: StoredFunction): FunctionSpec {
     cpus: stored.cpus,
     pidsLimit: stored.pidsLimit,
     envKeys: Object.keys(stored.env).sort(),
+    fireAndForget: stored.fireAndForget,
+    retries: stored.retries,
     createdAt: stored.createdAt,
     updatedAt: stored.updatedAt,
   }

@@ -118,6 +118,21 @@ export function checkPidsLimit(value: unknown): number {
   return value
 }
 
+/** Most times a failed asynchronous call is tried again before it goes to the dead letters. */
+export const MAX_RETRIES = 10
+
+export function checkRetries(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_RETRIES) {
+    throw new AmpError('bad_request', `retries must be a whole number from 0 to ${MAX_RETRIES}`)
+  }
+  return value
+}
+
+export function checkFireAndForget(value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new AmpError('bad_request', 'fireAndForget must be true or false')
+  return value
+}
+
 const MEMORY_UNITS: Record<string, number> = {'': 1, b: 1, k: 1024, kib: 1024, m: MIB, mib: MIB, g: 1024 * MIB, gib: 1024 * MIB}
 
 /** Parses a memory limit: "512MiB", "1GiB", "256m" (docker's k, m and g are binary too), or bytes. */

@@ -23,6 +23,8 @@ const SPEC: StoredFunction = {
   cpus: 1,
   pidsLimit: 256,
   env: {},
+  fireAndForget: false,
+  retries: 2,
   createdAt: '2024-01-01T00:00:00.000Z',
   updatedAt: '2024-01-01T00:00:00.000Z',
 }
