@@ -22,9 +22,14 @@ export type Access = 'open' | 'invoke' | 'admin'
 
 const OPEN_PATHS = new Set([`${API_PREFIX}/health`, `${API_PREFIX}/health/live`, `${API_PREFIX}/health/ready`])
 
-/** Which access a path needs: health checks are open, the rest of /_amp/ is admin, anything else is a call. */
+/**
+ * Which access a path needs: health checks are open; an asynchronous call's record is for whoever
+ * may call (its id, a random UUID, is the caller's to know); the rest of /_amp/ is admin; anything
+ * else is a call.
+ */
 export function accessFor(path: string): Access {
   if (OPEN_PATHS.has(path)) return 'open'
+  if (path.startsWith(`${API_PREFIX}/calls/`)) return 'invoke'
   if (path.startsWith('/_amp/')) return 'admin'
   return 'invoke'
 }

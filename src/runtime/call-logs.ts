@@ -68,7 +68,7 @@ export function logStreamConfig(): Partial<StreamConfig> & {name: string} {
 }
 
 /** Why JetStream cannot keep logs, in words that say what to do. */
-function jetStreamProblem(error: unknown): string {
+export function jetStreamProblem(error: unknown): string {
   const e = error as Error
   if (e?.name === 'JetStreamNotEnabled' || (e instanceof JetStreamApiError && e.code === JetStreamApiCodes.JetStreamNotEnabledForAccount)) {
     return 'the NATS server has no JetStream: start nats-server with -js (and a store dir, -sd DIR)'

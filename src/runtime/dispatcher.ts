@@ -7,6 +7,7 @@ import type {CallResult} from './http-contract.js'
 import type {CallPhases} from './metrics.js'
 import {isNoResponders, type NatsConnection} from './nats.js'
 import {
+  callHeaders,
   callSubject,
   chunks,
   chunkSizeFor,
@@ -16,7 +17,7 @@ import {
   replySubject,
   WORKER_SILENCE_MS,
 } from './protocol.js'
-import {envLines, formatDuration} from './validate.js'
+import {formatDuration} from './validate.js'
 
 export type {CallResult}
 
@@ -143,23 +144,12 @@ export class Dispatcher {
   /** Sends the call to one worker of the queue group, then the rest of its input. */
   private async offer(callId: string, spec: StoredFunction, input: Uint8Array, pending: PendingCall): Promise<void> {
     const size = chunkSizeFor(this.nc.info?.max_payload ?? 1024 * 1024)
-    const env = Object.keys(spec.env).length > 0 ? Buffer.from(envLines(spec.env)).toString('base64') : ''
+    const h = callHeaders(callId, spec, input.length)
+    h.set(HEADER.replyTo, replySubject(this.listenerId, callId))
     // The environment header (up to 43 KiB) takes its room from the first chunk, so the message stays under max_payload.
-    const firstSize = Math.max(0, size - env.length)
+    const firstSize = Math.max(0, size - (h.get(HEADER.env)?.length ?? 0))
     const first = input.subarray(0, firstSize)
     const rest = [...chunks(input.subarray(firstSize), size)]
-    const h = headers()
-    h.set(HEADER.callId, callId)
-    h.set(HEADER.function, spec.name)
-    h.set(HEADER.image, spec.image)
-    h.set(HEADER.timeoutMs, String(spec.timeoutMs))
-    h.set(HEADER.network, spec.network)
-    h.set(HEADER.memoryBytes, String(spec.memoryBytes))
-    h.set(HEADER.cpus, String(spec.cpus))
-    h.set(HEADER.pidsLimit, String(spec.pidsLimit))
-    if (env) h.set(HEADER.env, env)
-    h.set(HEADER.inputSize, String(input.length))
-    h.set(HEADER.replyTo, replySubject(this.listenerId, callId))
 
     let answer: Msg | undefined
     for (let attempt = 0; attempt <= this.options.busyRetries; attempt++) {

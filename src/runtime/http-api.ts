@@ -1,6 +1,7 @@
 import type {IncomingMessage, ServerResponse} from 'node:http'
 import {randomUUID} from 'node:crypto'
 
+import {type AsyncCalls, MAX_DEAD_LETTERS, MAX_WAIT_MS} from './async-calls.js'
 import type {Authorize} from './auth.js'
 import {formatBytes} from './container-runner.js'
 import type {Dispatcher} from './dispatcher.js'
@@ -15,7 +16,7 @@ import {answerOps} from './ops-server.js'
 import type {CallLogReader} from './call-logs.js'
 import {serveLogs} from './logs-route.js'
 import type {Registry} from './registry.js'
-import {checkName} from './validate.js'
+import {checkName, formatDuration, parseDuration} from './validate.js'
 
 export {API_PREFIX, RESULT_MEDIA_TYPE}
 const MAX_API_BODY = 64 * 1024
@@ -41,6 +42,8 @@ export interface ApiContext {
   authorize?: Authorize
   /** Watch-backed copy of the registry: calls to known functions go on while etcd is unreachable. */
   functions?: Pick<FunctionCache, 'lookup' | 'assertReachable'>
+  /** Asynchronous calls over JetStream (docs/async.md); without it they answer 503. */
+  asyncCalls?: Pick<AsyncCalls, 'enqueue' | 'get' | 'deadLetters'>
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, callId: string) => Promise<void>
@@ -104,6 +107,9 @@ function route(ctx: ApiContext, req: IncomingMessage, calls: {inFlight: number})
     if (method === 'PATCH') return (req, res) => updateFunction(ctx, name, req, res)
     return only(method, ['GET', 'PUT', 'PATCH', 'DELETE'], async () => {})
   }
+  const callOf = /^\/_amp\/v1\/calls\/([^/]+)$/.exec(path)?.[1]
+  if (callOf !== undefined) return only(method, ['GET'], (req, res) => getCall(ctx, callOf, req, res))
+  if (path === `${API_PREFIX}/dead-letters`) return only(method, ['GET'], (req, res) => listDeadLetters(ctx, req, res))
   if (path.startsWith('/_amp/') || path === '/') {
     return async () => {
       throw new AmpError('not_found', `no such route: ${method} ${path.slice(0, 100)} (see ${API_PREFIX}/functions)`)
@@ -198,6 +204,18 @@ async function invoke(
   try {
     const spec = await findFunction(ctx, name)
     fn = spec.name
+    const asked = prefersAsync(req)
+    if (asked || spec.fireAndForget) {
+      const callbackUrl = checkCallbackUrl(req.headers['amp-callback-url'])
+      const input = await readBody(req, ctx.maxBodyBytes, 'input')
+      const accepted = await asyncCalls(ctx).enqueue(callId, spec, input, callbackUrl)
+      res.setHeader('Location', accepted.statusUrl)
+      if (asked) res.setHeader('Preference-Applied', 'respond-async')
+      sendJson(res, 202, accepted)
+      counted?.(fn, 202)
+      log.info('call queued', {status: 202, ms: Date.now() - started, in: input.length})
+      return
+    }
     const input = await readBody(req, ctx.maxBodyBytes, 'input')
     // A caller that hangs up before its answer: stop the call, so its container does not run on for nobody.
     const hungUp = () => ctx.dispatcher.abandon?.(callId)
@@ -232,6 +250,53 @@ async function findFunction(ctx: ApiContext, name: string): Promise<StoredFuncti
   if (cached) return cached
   if (ctx.functions && isName(name)) ctx.functions.assertReachable()
   return mustGet(ctx, name)
+}
+
+/** RFC 7240: `Prefer: respond-async`, alone or among other preferences, in any case. */
+export function prefersAsync(req: IncomingMessage): boolean {
+  const prefer = req.headers.prefer as string | string[] | undefined
+  if (prefer === undefined) return false
+  return (Array.isArray(prefer) ? prefer.join(',') : prefer)
+    .split(',')
+    .some((item) => item.split(';')[0].trim().toLowerCase() === 'respond-async')
+}
+
+/** The optional `Amp-Callback-Url` of an asynchronous call: an absolute http or https URL. */
+export function checkCallbackUrl(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const text = Array.isArray(value) ? value.join(',') : value
+  let url: URL | undefined
+  try {
+    url = new URL(text)
+  } catch {
+    url = undefined
+  }
+  if (!url || !['http:', 'https:'].includes(url.protocol) || text.length > 2048) {
+    throw new AmpError('bad_request', 'Amp-Callback-Url must be an absolute http:// or https:// URL of at most 2048 characters')
+  }
+  return url.href
+}
+
+function asyncCalls(ctx: ApiContext): NonNullable<ApiContext['asyncCalls']> {
+  if (!ctx.asyncCalls) throw new AmpError('service_unavailable', 'this listener does not take asynchronous calls')
+  return ctx.asyncCalls
+}
+
+async function getCall(ctx: ApiContext, callId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const wait = new URL(req.url ?? '/', 'http://listener').searchParams.get('wait')
+  const waitMs = wait ? parseDuration(wait) : 0
+  if (waitMs > MAX_WAIT_MS) throw new AmpError('bad_request', `wait may be at most ${formatDuration(MAX_WAIT_MS)}; ask again to wait longer`)
+  sendJson(res, 200, await asyncCalls(ctx).get(callId, waitMs))
+}
+
+async function listDeadLetters(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const params = new URL(req.url ?? '/', 'http://listener').searchParams
+  const fn = params.get('function')
+  const limitText = params.get('limit') ?? '100'
+  const limit = /^\d{1,4}$/.test(limitText) ? Number(limitText) : Number.NaN
+  if (!(limit >= 1 && limit <= MAX_DEAD_LETTERS)) throw new AmpError('bad_request', `limit must be a whole number from 1 to ${MAX_DEAD_LETTERS}`)
+  const deadLetters = await asyncCalls(ctx).deadLetters(fn ? checkName(fn) : undefined, limit)
+  sendJson(res, 200, {deadLetters})
 }
 
 function sendResult(req: IncomingMessage, res: ServerResponse, result: CallResult): void {

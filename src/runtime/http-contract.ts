@@ -54,3 +54,56 @@ export function fromEnvelope(data: unknown): CallResult | undefined {
 function isBase64(value: unknown): value is string {
   return typeof value === 'string' && value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(value)
 }
+
+/** Where an asynchronous call is; succeeded and failed are final (docs/async.md). */
+export type CallState = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed'
+
+/** What GET /_amp/v1/calls/<id> answers about an asynchronous call. */
+export interface CallRecord {
+  callId: string
+  function: string
+  state: CallState
+  /** Attempts started so far. */
+  attempts: number
+  /** The function's retries + 1. */
+  maxAttempts: number
+  createdAt: string
+  /** Of the latest attempt. */
+  startedAt?: string
+  /** Once final. */
+  finishedAt?: string
+  /** While retrying. */
+  nextAttemptAt?: string
+  /** Of the latest attempt. */
+  worker?: string
+  /** Why the latest attempt failed, when it did not exit 0. */
+  error?: string
+  /** Of the latest finished attempt. */
+  outcome?: 'exited' | 'timeout' | 'failed'
+  /** True once the call failed for good and went to the dead letters. */
+  deadLetter: boolean
+  callbackUrl?: string
+  callback?: {state: 'pending' | 'delivered' | 'failed'; attempts: number; status?: number; error?: string}
+  /** Once final, when the latest attempt's container exited. */
+  result?: ResultEnvelope
+}
+
+/** One call that failed for good (GET /_amp/v1/dead-letters). */
+export interface DeadLetter {
+  callId: string
+  function: string
+  attempts: number
+  failedAt: string
+  /** The last failure, one line. */
+  error: string
+  /** When the last attempt exited non-zero. */
+  exitCode?: number
+}
+
+/** The answer to an asynchronous call (202). */
+export interface AsyncAccepted {
+  callId: string
+  function: string
+  state: 'queued'
+  statusUrl: string
+}

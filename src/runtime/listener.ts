@@ -6,6 +6,9 @@ import {randomBytes} from 'node:crypto'
 import {type AuthOptions, createAuthorizer} from './auth.js'
 import {CallLogReader} from './call-logs.js'
 import {type EtcdAuth, type NatsAuth, redactUrls} from './credentials.js'
+import {AsyncCalls} from './async-calls.js'
+import {type AsyncSettings, DEFAULT_ASYNC_SETTINGS} from './async-store.js'
+import {type CallbackOptions, CallbackSender} from './callbacks.js'
 import {Dispatcher, type DispatcherOptions} from './dispatcher.js'
 import {createRequestHandler} from './http-api.js'
 import {createHttpServer, type HttpTimeouts} from './http-server.js'
@@ -41,6 +44,8 @@ export interface ListenerOptions {
   etcdAuth?: EtcdAuth
   /** Limits for slow clients; the defaults of http-server.ts unless given (tests use short ones). */
   http?: HttpTimeouts
+  /** Asynchronous calls (docs/async.md): retention and lease when this listener creates the streams; callback retries. */
+  async?: Partial<AsyncSettings> & {callbacks?: CallbackOptions}
 }
 
 export interface Listener {
@@ -93,6 +98,9 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   await nc.flush()
   // Requests being served, not only calls out on NATS: one still reading its body must finish too.
   const active = new Set<ServerResponse>()
+  const {callbacks: callbackOptions, ...asyncSettings} = options.async ?? {}
+  const asyncCalls = new AsyncCalls(nc, log, {...DEFAULT_ASYNC_SETTINGS, ...asyncSettings})
+  const callbacks = new CallbackSender(asyncCalls, log, callbackOptions)
   const handle = createRequestHandler({
     registry: failFast(registry, functions),
     functions,
@@ -104,6 +112,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     readiness: () => checkReadiness({nats: () => nats.connected(), etcd: etcdUp}, () => draining),
     metrics,
     logs: new CallLogReader(nc),
+    asyncCalls,
     authorize: options.auth?.token || options.auth?.invokeToken ? createAuthorizer(options.auth) : undefined,
   })
   const server = createHttpServer((req, res) => {
@@ -129,6 +138,9 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     log.warn('no token: anyone who reaches this address can create, change and remove functions; set --token or AMP_TOKEN', {url})
   }
   if (!functions.synced) log.warn('etcd is not answering yet: the function API will answer 503 until it does', {etcd})
+  // JetStream set up now rather than on the first asynchronous call; without it sync calls go on, and it says why.
+  void asyncCalls.open().catch((error: Error) => log.warn('asynchronous calls will answer 503 until JetStream is reachable', {error: error.message}))
+  callbacks.start()
   log.info('listener ready', {url, nats: redactUrls(options.nats), etcd, token: Boolean(options.auth?.token), invokeToken: Boolean(options.auth?.invokeToken)})
 
   let closing: Promise<void> | undefined
@@ -144,6 +156,7 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     server.closeAllConnections()
     await closed
     await dispatcher.close()
+    await callbacks.close()
     await nc.drain().catch(() => {})
     functions.close()
     registry.close()

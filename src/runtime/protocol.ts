@@ -18,6 +18,11 @@
  *    the listener can tell that no chunk was lost.
  */
 
+import {headers, type MsgHdrs} from '@nats-io/transport-node'
+
+import type {StoredFunction} from './function-spec.js'
+import {envLines} from './validate.js'
+
 export const PROTOCOL_VERSION = 'v1'
 /** Call ids are UUIDs; a worker takes any id of this form, which cannot start with '-' (it ends up in docker arguments). */
 export const CALL_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/
@@ -63,6 +68,9 @@ export const HEADER = {
   stderrSize: 'Amp-Stderr-Size',
   stderrTruncated: 'Amp-Stderr-Truncated',
   error: 'Amp-Error',
+  // Asynchronous calls (async-store.ts): the attempts allowed, and where to POST the result.
+  maxAttempts: 'Amp-Max-Attempts',
+  callbackUrl: 'Amp-Callback-Url',
 } as const
 
 export type AcceptStatus = 'accepted' | 'busy' | 'rejected'
@@ -89,4 +97,23 @@ export function chunkSizeFor(maxPayload: number): number {
 
 export function* chunks(data: Uint8Array, size: number): Generator<Uint8Array> {
   for (let offset = 0; offset < data.length; offset += size) yield data.subarray(offset, offset + size)
+}
+
+/**
+ * The headers that describe a call to a worker: the function's settings as they are now (a call
+ * keeps them even if the function changes while it waits) and the size of its input.
+ */
+export function callHeaders(callId: string, spec: StoredFunction, inputSize: number): MsgHdrs {
+  const h = headers()
+  h.set(HEADER.callId, callId)
+  h.set(HEADER.function, spec.name)
+  h.set(HEADER.image, spec.image)
+  h.set(HEADER.timeoutMs, String(spec.timeoutMs))
+  h.set(HEADER.network, spec.network)
+  h.set(HEADER.memoryBytes, String(spec.memoryBytes))
+  h.set(HEADER.cpus, String(spec.cpus))
+  h.set(HEADER.pidsLimit, String(spec.pidsLimit))
+  if (Object.keys(spec.env).length > 0) h.set(HEADER.env, Buffer.from(envLines(spec.env)).toString('base64'))
+  h.set(HEADER.inputSize, String(inputSize))
+  return h
 }

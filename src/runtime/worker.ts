@@ -2,6 +2,8 @@ import {Empty, headers, type Msg, type MsgHdrs, type Subscription} from '@nats-i
 import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
 
+import {AsyncPuller, type AsyncHost, type AsyncWorkerOptions} from './async-worker.js'
+import {type AsyncSettings, AsyncStore, DEFAULT_ASYNC_SETTINGS} from './async-store.js'
 import {CallLogPublisher} from './call-logs.js'
 import {ContainerStarts} from './container-events.js'
 import {ContainerRunner, type PullPolicy, type RunResult} from './container-runner.js'
@@ -58,6 +60,8 @@ export interface WorkerOptions {
   natsAuth?: NatsAuth
   /** How often to remove containers left on this host by dead workers (besides at start); 30 s unless given. */
   orphanSweepMs?: number
+  /** Asynchronous calls (docs/async.md): JetStream lease and retention, retry backoff; off when `false`. */
+  async?: (Partial<AsyncSettings> & AsyncWorkerOptions) | false
 }
 
 export interface Worker {
@@ -107,16 +111,13 @@ export function headerValue(text: string): string {
   return text.replace(/[^\x20-\x7e]+/g, ' ').slice(0, 1000)
 }
 
-function parseCall(msg: Msg): CallRequest {
-  const h = msg.headers
+/** What a call's headers say about the container to run (protocol.ts callHeaders); nothing from NATS is trusted. */
+export type CallSettings = Omit<CallRequest, 'replyTo' | 'inputSize'>
+
+export function parseCallSettings(h: MsgHdrs | undefined): CallSettings {
   if (!h) throw new TypeError('call without headers')
   const callId = h.get(HEADER.callId)
-  const replyTo = h.get(HEADER.replyTo)
-  // Digits only: Number() would take a missing or empty header for 0.
-  const inputSize = /^\d{1,15}$/.test(h.get(HEADER.inputSize)) ? Number(h.get(HEADER.inputSize)) : Number.NaN
   if (!CALL_ID.test(callId)) throw new TypeError('invalid call id')
-  if (!/^[A-Za-z0-9._-]+$/.test(replyTo)) throw new TypeError('invalid reply subject')
-  if (!Number.isInteger(inputSize) || inputSize < msg.data.length) throw new TypeError('invalid input size')
   return {
     callId,
     function: checkName(h.get(HEADER.function)),
@@ -128,9 +129,23 @@ function parseCall(msg: Msg): CallRequest {
     cpus: h.has(HEADER.cpus) ? checkCpus(Number(h.get(HEADER.cpus))) : DEFAULT_CPUS,
     pidsLimit: h.has(HEADER.pidsLimit) ? checkPidsLimit(Number(h.get(HEADER.pidsLimit))) : DEFAULT_PIDS_LIMIT,
     env: h.has(HEADER.env) ? parseEnvHeader(h.get(HEADER.env)) : {},
-    inputSize,
-    replyTo,
   }
+}
+
+/** The announced size of a call's input: digits only (Number() would take a missing or empty header for 0). */
+export function parseInputSize(h: MsgHdrs | undefined): number {
+  const text = h?.get(HEADER.inputSize) ?? ''
+  if (!/^\d{1,15}$/.test(text)) throw new TypeError('invalid input size')
+  return Number(text)
+}
+
+function parseCall(msg: Msg): CallRequest {
+  const settings = parseCallSettings(msg.headers)
+  const replyTo = msg.headers!.get(HEADER.replyTo)
+  if (!/^[A-Za-z0-9._-]+$/.test(replyTo)) throw new TypeError('invalid reply subject')
+  const inputSize = parseInputSize(msg.headers)
+  if (inputSize < msg.data.length) throw new TypeError('invalid input size')
+  return {...settings, inputSize, replyTo}
 }
 
 /**
@@ -152,16 +167,20 @@ export function parseEnvHeader(text: string): Record<string, string> {
   return checkEnv(Object.fromEntries(entries))
 }
 
-class WorkerService implements Worker {
+class WorkerService implements Worker, AsyncHost {
   readonly id: string
   /** Publishes each call's stderr lines to JetStream (best effort). */
   readonly callLogs: CallLogPublisher
   private readonly calls = new Set<Promise<void>>()
   private readonly waiting: Array<() => void> = []
+  /** Woken at each slot release: the asynchronous puller waits there for room. */
+  private slotWaiters: Array<() => void> = []
   private running = 0
+  /** Pulls asynchronous calls once JetStream is set up. */
+  puller?: AsyncPuller
   private sub?: Subscription
   private closing?: Promise<void>
-  private aborted = false
+  private gaveUp = false
   private readonly concurrency: number
   private readonly backlog: number
   private readonly maxInput: number
@@ -272,7 +291,7 @@ class WorkerService implements Worker {
       leaveQueue = queued.leave
       const gotSlot = await queued.slot
       const queueMs = Date.now() - queuedAt
-      const notRun = this.aborted ? 'the worker shut down before the call started' : callerGone || !gotSlot ? 'the caller is gone' : undefined
+      const notRun = this.gaveUp ? 'the worker shut down before the call started' : callerGone || !gotSlot ? 'the caller is gone' : undefined
       if (!notRun) this.metrics.containersStarted.inc()
       let result: RunResult
       const callLog = this.callLogs.forCall(call)
@@ -380,7 +399,52 @@ class WorkerService implements Worker {
     return h
   }
 
-  private observe(call: CallRequest, result: RunResult, queueMs: number): void {
+  hasFreeSlot(): boolean {
+    return this.running < this.concurrency && this.waiting.length === 0 && !this.closing
+  }
+
+  slotFreed(): Promise<void> {
+    // The timer is a safety net: a slot may free without a release (a sync call that left the queue).
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, 1000)
+      this.slotWaiters.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  track(task: Promise<void>): void {
+    const tracked = task.finally(() => this.calls.delete(tracked))
+    this.calls.add(tracked)
+  }
+
+  aborted(): boolean {
+    return this.gaveUp
+  }
+
+  /** Runs an asynchronous call's container in a slot, as handle() does for a sync call. */
+  async run(call: CallSettings, input: Uint8Array): Promise<RunResult> {
+    const queuedAt = Date.now()
+    await this.acquire().slot
+    const queueMs = Date.now() - queuedAt
+    const callLog = this.callLogs.forCall(call)
+    let result: RunResult
+    try {
+      if (this.gaveUp) {
+        return {outcome: 'failed', error: 'the worker shut down before the call started', stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
+      }
+      this.metrics.containersStarted.inc()
+      result = await this.runner.run({...call, input, onStderr: (chunk) => callLog.write(chunk)})
+    } finally {
+      callLog.end()
+      this.release()
+    }
+    this.observe(call, result, queueMs)
+    return result
+  }
+
+  private observe(call: CallSettings, result: RunResult, queueMs: number): void {
     const outcome: WorkerCallResult =
       result.outcome === 'exited' ? (result.exitCode === 0 ? 'ok' : 'nonzero_exit') : result.outcome === 'timeout' ? 'timeout' : 'failed'
     this.metrics.calls.inc({function: call.function, result: outcome})
@@ -438,6 +502,7 @@ class WorkerService implements Worker {
     const next = this.waiting.shift()
     if (next) next()
     else this.running--
+    for (const wake of this.slotWaiters.splice(0)) wake()
   }
 
   close(): Promise<void> {
@@ -449,6 +514,7 @@ class WorkerService implements Worker {
     const deadline = this.options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
     this.log.info('worker stopping: no new calls, finishing calls in flight', {inFlight: this.calls.size, deadlineMs: deadline})
     await this.sub?.drain().catch(() => {})
+    await this.puller?.stop()
     let timer: NodeJS.Timeout | undefined
     const finished = await Promise.race([
       Promise.allSettled([...this.calls]).then(() => true),
@@ -457,7 +523,7 @@ class WorkerService implements Worker {
     clearTimeout(timer)
     if (!finished) {
       this.log.warn('drain deadline passed: killing containers still running', {inFlight: this.calls.size})
-      this.aborted = true
+      this.gaveUp = true
       this.runner.killAll()
       await Promise.allSettled([...this.calls])
     }
@@ -512,6 +578,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   // Before taking calls, so the first call's log is kept too; without JetStream it warns and goes on.
   await worker.callLogs.start()
   worker.start()
+  if (options.async !== false) worker.stopLast.push(startAsync(nc, worker, log, options.async ?? {}))
   // A worker killed with -9 leaves its containers running: live workers on the host remove them without waiting for a restart.
   worker.stopLast.push(sweepOrphans(runner, log, options.orphanSweepMs ?? DEFAULT_ORPHAN_SWEEP_MS))
   await nc.flush()
@@ -523,6 +590,35 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     metrics: ops?.url,
   })
   return worker
+}
+
+/**
+ * Sets up JetStream for asynchronous calls and starts pulling them. Without JetStream the worker
+ * still serves sync calls: it says so once and tries again every minute. Returns the stopper.
+ */
+function startAsync(nc: NatsConnection, worker: WorkerService, log: Logger, options: Partial<AsyncSettings> & AsyncWorkerOptions): () => void {
+  const {retryBaseMs, pullExpiresMs, ...settings} = options
+  let timer: NodeJS.Timeout | undefined
+  let stopped = false
+  let warned = false
+  const attempt = async () => {
+    try {
+      const store = await AsyncStore.open(nc, {...DEFAULT_ASYNC_SETTINGS, ...settings})
+      if (stopped) return
+      worker.puller = new AsyncPuller(store, worker, log, {retryBaseMs, pullExpiresMs})
+      worker.puller.start()
+      log.info('taking asynchronous calls')
+    } catch (error) {
+      if (!warned) log.warn('asynchronous calls are off until JetStream is reachable', {error: (error as Error).message})
+      warned = true
+      if (!stopped) timer = setTimeout(() => void attempt(), 60_000)
+    }
+  }
+  void attempt()
+  return () => {
+    stopped = true
+    clearTimeout(timer)
+  }
 }
 
 async function removeOrphans(runner: ContainerRunner, log: Logger): Promise<void> {

@@ -1,0 +1,253 @@
+/**
+ * Where asynchronous calls live (docs/async.md). All of it is JetStream, file storage:
+ *
+ * - stream AMP_CALLS (work queue): one message per call waiting to run, `amp.v1.async.call.<fn>`;
+ *   workers pull it through the durable consumer `amp-workers` only when they have a free slot, and
+ *   ack it once the call is finished and recorded.
+ * - KV bucket `amp_calls`: the record of each call (state, attempts, timings), key = call id.
+ * - object store `amp_call_io`: each call's input (`<id>.in`, deleted once the call is finished)
+ *   and output (`<id>.out`, `<id>.err`), so bodies of up to 8 MiB fit whatever NATS's max_payload.
+ * - stream AMP_DEAD: one message per call that failed for good, `amp.v1.async.dead.<fn>`.
+ * - stream AMP_CALLBACKS (work queue): one message per result to POST to a callback URL, pulled by
+ *   listeners through the durable consumer `amp-callbacks`.
+ */
+import {
+  AckPolicy,
+  type Consumer,
+  type ConsumerMessages,
+  DeliverPolicy,
+  DiscardPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type JsMsg,
+  RetentionPolicy,
+  StorageType,
+  type StreamConfig,
+} from '@nats-io/jetstream'
+import {type KV, Kvm} from '@nats-io/kv'
+import {type ObjectStore, Objm} from '@nats-io/obj'
+import type {NatsConnection} from '@nats-io/transport-node'
+
+import {jetStreamProblem} from './call-logs.js'
+import {AmpError} from './errors.js'
+import type {CallRecord, CallState, DeadLetter} from './http-contract.js'
+
+export const CALL_STREAM = 'AMP_CALLS'
+export const ASYNC_CALL_PREFIX = 'amp.v1.async.call'
+export const WORKER_CONSUMER = 'amp-workers'
+export const DEAD_STREAM = 'AMP_DEAD'
+export const DEAD_PREFIX = 'amp.v1.async.dead'
+export const CALLBACK_STREAM = 'AMP_CALLBACKS'
+export const CALLBACK_PREFIX = 'amp.v1.async.callback'
+export const CALLBACK_CONSUMER = 'amp-callbacks'
+export const RECORD_BUCKET = 'amp_calls'
+export const IO_BUCKET = 'amp_call_io'
+
+export const asyncCallSubject = (fn: string): string => `${ASYNC_CALL_PREFIX}.${fn}`
+export const deadSubject = (fn: string): string => `${DEAD_PREFIX}.${fn}`
+
+export interface AsyncSettings {
+  /** How long records, outputs and dead letters are kept (KV and object store max age). */
+  retentionMs: number
+  /** The workers' lease on a call: redelivered to another worker when not renewed for this long. */
+  leaseMs: number
+}
+
+const HOUR = 3_600_000
+export const DEFAULT_ASYNC_SETTINGS: AsyncSettings = {retentionMs: 24 * HOUR, leaseMs: 30_000}
+/** Dead letters are kept longer than results: someone has to look at them. */
+const DEAD_LETTER_AGE_MS = 7 * 24 * HOUR
+const GIB = 1024 * 1024 * 1024
+const NANOS_PER_MS = 1_000_000
+/** Callbacks are POSTed this many times at most. */
+export const CALLBACK_ATTEMPTS = 5
+
+/** The record as kept in KV: the public record without the result, plus what the result is made of. */
+export interface StoredCall extends Omit<CallRecord, 'result'> {
+  /** When the latest attempt's container exited: what the result envelope needs besides the outputs. */
+  exit?: {exitCode: number; durationMs: number; stderrTruncated: boolean; worker: string}
+  /** Renewed by the worker running the call, with its JetStream lease. */
+  heartbeatAt?: string
+}
+
+export const FINAL_STATES: ReadonlySet<CallState> = new Set(['succeeded', 'failed'])
+
+/** Stream configurations: exported so docs/async.md and its test can be checked against them. */
+export function asyncStreamConfigs(settings: AsyncSettings): Array<Partial<StreamConfig> & {name: string}> {
+  return [
+    {
+      name: CALL_STREAM,
+      description: 'amp: asynchronous calls waiting to run (work queue)',
+      subjects: [`${ASYNC_CALL_PREFIX}.*`],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Workqueue,
+      // A full queue refuses new calls (the caller gets 503) instead of dropping queued ones.
+      discard: DiscardPolicy.New,
+      max_bytes: GIB,
+      duplicate_window: 120_000 * NANOS_PER_MS,
+      num_replicas: 1,
+    },
+    {
+      name: DEAD_STREAM,
+      description: 'amp: asynchronous calls that failed for good (dead letters)',
+      subjects: [`${DEAD_PREFIX}.*`],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: DEAD_LETTER_AGE_MS * NANOS_PER_MS,
+      max_bytes: GIB,
+      num_replicas: 1,
+    },
+    {
+      name: CALLBACK_STREAM,
+      description: 'amp: results to POST to callback URLs (work queue)',
+      subjects: [`${CALLBACK_PREFIX}.*`],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Workqueue,
+      discard: DiscardPolicy.New,
+      max_age: settings.retentionMs * NANOS_PER_MS,
+      max_bytes: GIB,
+      num_replicas: 1,
+    },
+  ]
+}
+
+/** JetStream's side of asynchronous calls, shared by listeners and workers. */
+export class AsyncStore {
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly js: JetStreamClient,
+    readonly jsm: JetStreamManager,
+    readonly records: KV,
+    readonly io: ObjectStore,
+    readonly settings: AsyncSettings,
+  ) {}
+
+  /**
+   * Creates what is missing (streams, buckets, consumers) and opens it all. What exists keeps its
+   * settings: an operator may have tuned them (docs/async.md says how).
+   */
+  static async open(nc: NatsConnection, settings: AsyncSettings = DEFAULT_ASYNC_SETTINGS): Promise<AsyncStore> {
+    try {
+      const jsm = await jetstreamManager(nc, {timeout: 5000})
+      for (const config of asyncStreamConfigs(settings)) await ensureStream(jsm, config)
+      await ensureConsumer(jsm, CALL_STREAM, WORKER_CONSUMER, settings.leaseMs, 'amp workers: asynchronous calls')
+      await ensureConsumer(jsm, CALLBACK_STREAM, CALLBACK_CONSUMER, 30_000, 'amp listeners: callbacks to POST')
+      const js = jetstream(nc, {timeout: 5000})
+      const records = await new Kvm(js).create(RECORD_BUCKET, {
+        history: 1,
+        ttl: settings.retentionMs,
+        storage: StorageType.File,
+        description: 'amp: records of asynchronous calls',
+      })
+      const io = await new Objm(js).create(IO_BUCKET, {
+        ttl: settings.retentionMs * NANOS_PER_MS,
+        storage: StorageType.File,
+        max_bytes: 8 * GIB,
+        description: 'amp: input and output of asynchronous calls',
+      })
+      return new AsyncStore(nc, js, jsm, records, io, settings)
+    } catch (error) {
+      throw new AmpError('service_unavailable', `asynchronous calls need JetStream: ${jetStreamProblem(error)}`, {cause: error})
+    }
+  }
+
+  async getRecord(callId: string): Promise<{record: StoredCall; revision: number} | undefined> {
+    const entry = await this.records.get(callId)
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined
+    return {record: entry.json<StoredCall>(), revision: entry.revision}
+  }
+
+  async putRecord(record: StoredCall): Promise<void> {
+    await this.records.put(record.callId, JSON.stringify(record))
+  }
+
+  async putInput(callId: string, input: Uint8Array): Promise<void> {
+    await this.io.putBlob({name: `${callId}.in`}, input)
+  }
+
+  async getInput(callId: string): Promise<Uint8Array | null> {
+    return this.io.getBlob(`${callId}.in`)
+  }
+
+  async deleteInput(callId: string): Promise<void> {
+    await this.io.delete(`${callId}.in`).catch(() => {})
+  }
+
+  async putOutput(callId: string, stdout: Uint8Array, stderr: Uint8Array): Promise<void> {
+    await this.io.putBlob({name: `${callId}.out`}, stdout)
+    await this.io.putBlob({name: `${callId}.err`}, stderr)
+  }
+
+  async getOutput(callId: string): Promise<{stdout: Uint8Array; stderr: Uint8Array} | undefined> {
+    const [stdout, stderr] = await Promise.all([this.io.getBlob(`${callId}.out`), this.io.getBlob(`${callId}.err`)])
+    return stdout && stderr ? {stdout, stderr} : undefined
+  }
+
+  async publishDeadLetter(letter: DeadLetter): Promise<void> {
+    await this.js.publish(deadSubject(letter.function), JSON.stringify(letter), {msgID: `dead-${letter.callId}`})
+  }
+
+  async publishCallback(callId: string, fn: string): Promise<void> {
+    await this.js.publish(`${CALLBACK_PREFIX}.${fn}`, JSON.stringify({callId}), {msgID: `callback-${callId}`})
+  }
+}
+
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & {name: string}): Promise<void> {
+  try {
+    await jsm.streams.info(config.name)
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error
+    // Two daemons starting at once both get here: the same config twice is not an error.
+    await jsm.streams.add(config)
+  }
+}
+
+async function ensureConsumer(jsm: JetStreamManager, stream: string, name: string, ackWaitMs: number, description: string): Promise<void> {
+  try {
+    await jsm.consumers.info(stream, name)
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound)) throw error
+    await jsm.consumers.add(stream, {
+      durable_name: name,
+      description,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: ackWaitMs * NANOS_PER_MS,
+      // Unlimited: the worker counts attempts itself, against each function's own limit.
+      max_deliver: -1,
+      max_ack_pending: 10_000,
+    })
+  }
+}
+
+/**
+ * Pulls messages one at a time, like Consumer.next(), but a daemon shutting down can end the
+ * wait at once instead of after the pull's expiry. A message that reaches an ended pull stays
+ * unacked, and JetStream delivers it again after the consumer's ack wait.
+ */
+export class SinglePull {
+  private batch?: ConsumerMessages
+  private aborted = false
+
+  async next(consumer: Consumer, expiresMs: number): Promise<JsMsg | null> {
+    if (this.aborted) return null
+    const batch = await consumer.fetch({max_messages: 1, expires: expiresMs})
+    this.batch = batch
+    try {
+      for await (const msg of batch) return msg
+      return null
+    } finally {
+      this.batch = undefined
+    }
+  }
+
+  abort(): void {
+    this.aborted = true
+    void this.batch?.close()
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * The worker's side of asynchronous calls (docs/async.md): pulls one call at a time from the work
+ * queue, and only while a container slot is free; holds the JetStream lease while the container
+ * runs; records the outcome, then acks. Failures are tried again with backoff up to the function's
+ * limit, then go to the dead letters.
+ */
+import {setTimeout as sleep} from 'node:timers/promises'
+import type {Consumer, JsMsg} from '@nats-io/jetstream'
+
+import {type AsyncStore, CALL_STREAM, FINAL_STATES, SinglePull, type StoredCall, WORKER_CONSUMER} from './async-store.js'
+import type {RunResult} from './container-runner.js'
+import type {Logger} from './logger.js'
+import {HEADER} from './protocol.js'
+import {type CallSettings, headerValue, parseCallSettings, parseInputSize} from './worker.js'
+
+export interface AsyncHost {
+  readonly id: string
+  /** True when a container slot is free and no call waits for one. */
+  hasFreeSlot(): boolean
+  /** Resolves when a slot is released (or soon after, as a safety net). */
+  slotFreed(): Promise<void>
+  /** Runs the call's container in a slot, waiting for one, as a sync call runs. */
+  run(call: CallSettings, input: Uint8Array): Promise<RunResult>
+  /** Counts the call among those the worker drains on shutdown. */
+  track(task: Promise<void>): void
+  /** True once shutdown gave up waiting and killed the containers. */
+  aborted(): boolean
+}
+
+export interface AsyncWorkerOptions {
+  /** First retry delay; each next one is 4 times longer, up to 5 minutes. */
+  retryBaseMs?: number
+  /** How long one pull waits for a call. */
+  pullExpiresMs?: number
+}
+
+const MAX_RETRY_DELAY_MS = 300_000
+/** Recording an outcome is retried this long through a NATS outage before the call is left to redelivery. */
+const PERSIST_FOR_MS = 60_000
+
+export function retryDelayMs(attempt: number, baseMs: number): number {
+  return Math.min(baseMs * 4 ** Math.max(0, attempt - 1), MAX_RETRY_DELAY_MS)
+}
+
+export class AsyncPuller {
+  private stopped = false
+  private loop?: Promise<void>
+  private readonly pulling = new SinglePull()
+  private readonly retryBaseMs: number
+  private readonly pullExpiresMs: number
+
+  constructor(
+    private readonly store: AsyncStore,
+    private readonly host: AsyncHost,
+    private readonly log: Logger,
+    options: AsyncWorkerOptions = {},
+  ) {
+    this.retryBaseMs = options.retryBaseMs ?? 1000
+    this.pullExpiresMs = options.pullExpiresMs ?? 5000
+  }
+
+  start(): void {
+    this.loop ??= this.pull()
+  }
+
+  /** Stops pulling; calls already pulled go on (the worker drains them). */
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.pulling.abort()
+    await this.loop
+  }
+
+  private async pull(): Promise<void> {
+    let consumer: Consumer | undefined
+    while (!this.stopped) {
+      if (!this.host.hasFreeSlot()) {
+        // Short naps while full: the loop must also notice a stop.
+        await Promise.race([this.host.slotFreed(), sleep(200)])
+        continue
+      }
+      let msg: JsMsg | null = null
+      try {
+        consumer ??= await this.store.js.consumers.get(CALL_STREAM, WORKER_CONSUMER)
+        msg = await this.pulling.next(consumer, this.pullExpiresMs)
+      } catch (error) {
+        if (this.stopped) break
+        this.log.debug('pulling asynchronous calls failed; trying again', {error: (error as Error).message})
+        consumer = undefined
+        await sleep(1000)
+        continue
+      }
+      if (!msg) continue
+      // Pulled as the worker began to stop: give it straight back, for another worker.
+      if (this.stopped) {
+        msg.nak()
+        break
+      }
+      this.host.track(this.handle(msg).catch((error: Error) => this.log.error('asynchronous call failed in worker', {error: error.message})))
+    }
+  }
+
+  private async handle(msg: JsMsg): Promise<void> {
+    let call: CallSettings
+    let maxAttempts: number
+    try {
+      call = parseCallSettings(msg.headers)
+      maxAttempts = Number(msg.headers?.get(HEADER.maxAttempts))
+      if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw new TypeError('invalid Amp-Max-Attempts')
+      parseInputSize(msg.headers)
+    } catch (error) {
+      // It can never run: nothing to retry, and no call id to record it under.
+      this.log.warn('asynchronous call refused', {error: (error as Error).message})
+      msg.term('malformed call')
+      return
+    }
+    const log = this.log.child({call: call.callId, fn: call.function})
+    const attempt = msg.info.deliveryCount
+    const now = new Date().toISOString()
+    const found = await this.store.getRecord(call.callId)
+    let record: StoredCall = found?.record ?? {
+      callId: call.callId,
+      function: call.function,
+      state: 'queued',
+      attempts: 0,
+      maxAttempts,
+      createdAt: now,
+      deadLetter: false,
+      ...(msg.headers?.get(HEADER.callbackUrl) ? {callbackUrl: msg.headers.get(HEADER.callbackUrl)} : {}),
+    }
+    if (FINAL_STATES.has(record.state)) {
+      // Finished before, and the ack was lost: do not run it again.
+      log.info('asynchronous call already finished: acking it again', {state: record.state})
+      msg.ack()
+      return
+    }
+    if (record.state === 'running' && record.worker !== this.host.id && this.leaseHeld(record)) {
+      // Its worker still renews its lease (JetStream redelivered it while NATS was away): leave it be.
+      log.info('asynchronous call still runs on another worker', {worker: record.worker})
+      msg.nak(this.store.settings.leaseMs / 2)
+      return
+    }
+    if (attempt > maxAttempts) {
+      const last = record.error ?? 'its worker stopped during each attempt'
+      await this.finish(msg, {...record, attempts: attempt - 1}, undefined, `gave up after ${attempt - 1} attempts: ${last}`)
+      return
+    }
+    record = {...record, state: 'running', attempts: attempt, startedAt: now, worker: this.host.id, heartbeatAt: now}
+    delete record.nextAttemptAt
+    await this.persist(() => this.store.putRecord(record))
+    log.info('asynchronous call started', {attempt, of: maxAttempts})
+    const lease = setInterval(() => {
+      msg.working()
+      this.store.putRecord({...record, heartbeatAt: new Date().toISOString()}).catch(() => {})
+    }, this.store.settings.leaseMs / 3)
+    try {
+      const input = await this.persist(() => this.store.getInput(call.callId))
+      if (!input) {
+        await this.finish(msg, record, undefined, 'its input is gone (kept for the retention time only)')
+        return
+      }
+      const result = await this.host.run(call, input)
+      if (this.host.aborted()) {
+        // Killed by the worker's shutdown, not the function's fault: straight back to the queue.
+        await this.store.putRecord({...record, state: 'queued'}).catch(() => {})
+        msg.nak()
+        return
+      }
+      await this.persist(() => this.store.putOutput(call.callId, result.stdout, result.stderr))
+      const failure = failureOf(result)
+      if (!failure || attempt >= maxAttempts) {
+        await this.finish(msg, record, result, failure)
+        return
+      }
+      const delay = retryDelayMs(attempt, this.retryBaseMs)
+      await this.persist(() =>
+        this.store.putRecord({
+          ...record,
+          ...outcomeOf(result, this.host.id),
+          state: 'retrying',
+          error: failure,
+          nextAttemptAt: new Date(Date.now() + delay).toISOString(),
+        }),
+      )
+      log.info('asynchronous call failed: trying again', {attempt, of: maxAttempts, delayMs: delay, error: failure})
+      msg.nak(delay)
+    } finally {
+      clearInterval(lease)
+    }
+  }
+
+  /** Records the call as finished (dead letter when it failed), queues its callback, then acks it. */
+  private async finish(msg: JsMsg, record: StoredCall, result: RunResult | undefined, failure: string | undefined): Promise<void> {
+    const finishedAt = new Date().toISOString()
+    const final: StoredCall = {
+      ...record,
+      ...(result ? outcomeOf(result, this.host.id) : {}),
+      state: failure ? 'failed' : 'succeeded',
+      finishedAt,
+      deadLetter: Boolean(failure),
+      ...(failure ? {error: headerValue(failure)} : {}),
+      ...(record.callbackUrl ? {callback: {state: 'pending' as const, attempts: 0}} : {}),
+    }
+    if (!failure) delete final.error
+    delete final.heartbeatAt
+    delete final.nextAttemptAt
+    if (failure) {
+      await this.persist(() =>
+        this.store.publishDeadLetter({
+          callId: record.callId,
+          function: record.function,
+          attempts: final.attempts,
+          failedAt: finishedAt,
+          error: final.error!,
+          ...(final.exit ? {exitCode: final.exit.exitCode} : {}),
+        }),
+      )
+    }
+    await this.persist(() => this.store.putRecord(final))
+    if (record.callbackUrl) await this.persist(() => this.store.publishCallback(record.callId, record.function))
+    await this.persist(() => msg.ackAck())
+    await this.store.deleteInput(record.callId)
+    this.log.info('asynchronous call finished', {call: record.callId, fn: record.function, state: final.state, attempts: final.attempts})
+  }
+
+  private leaseHeld(record: StoredCall): boolean {
+    const age = Date.now() - Date.parse(record.heartbeatAt ?? '')
+    // A live worker renews every third of the lease; a dead one's last renewal is a whole lease old when JetStream redelivers.
+    return age < (this.store.settings.leaseMs * 2) / 3
+  }
+
+  /** Runs a JetStream write until it succeeds: through a NATS outage it would otherwise be lost. */
+  private async persist<T>(write: () => Promise<T>): Promise<T> {
+    const until = Date.now() + PERSIST_FOR_MS
+    for (;;) {
+      try {
+        return await write()
+      } catch (error) {
+        if (Date.now() > until) throw error
+        await sleep(500)
+      }
+    }
+  }
+}
+
+/** Why an attempt failed, or undefined when it exited 0. */
+function failureOf(result: RunResult): string | undefined {
+  if (result.outcome === 'exited') return result.exitCode === 0 ? undefined : `the function exited ${result.exitCode}`
+  if (result.outcome === 'timeout') return 'the function timed out; its container was killed'
+  return result.error ?? 'the container could not run'
+}
+
+/** The latest attempt's outcome; `exit` only when its container exited (an earlier attempt's is dropped). */
+function outcomeOf(result: RunResult, worker: string): Pick<StoredCall, 'outcome' | 'exit'> {
+  const exited = result.outcome === 'exited' && result.exitCode !== undefined
+  return {
+    outcome: result.outcome,
+    exit: exited ? {exitCode: result.exitCode!, durationMs: result.durationMs, stderrTruncated: result.stderrTruncated, worker} : undefined,
+  }
+}
