@@ -133,8 +133,8 @@ export class AsyncPuller {
       msg.ack()
       return
     }
-    if (record.state === 'running' && record.worker !== this.host.id && this.leaseHeld(record)) {
-      // Its worker still renews its lease (JetStream redelivered it while NATS was away): leave it be.
+    if (record.state === 'running' && this.leaseHeld(record)) {
+      // Its worker (maybe this one) still renews its lease: JetStream redelivered it while NATS was away. Leave it be.
       log.info('asynchronous call still runs on another worker', {worker: record.worker})
       msg.nak(this.store.settings.leaseMs / 2)
       return
