@@ -177,7 +177,7 @@ class WorkerService implements Worker, AsyncHost {
   private slotWaiters: Array<() => void> = []
   private running = 0
   /** Pulls asynchronous calls once JetStream is set up. */
-  puller?: AsyncPuller
+  private puller?: AsyncPuller
   private sub?: Subscription
   private closing?: Promise<void>
   private gaveUp = false
@@ -399,6 +399,14 @@ class WorkerService implements Worker, AsyncHost {
     return h
   }
 
+  /** Starts pulling asynchronous calls, unless the worker is already stopping; false then. */
+  startPuller(puller: AsyncPuller): boolean {
+    if (this.closing) return false
+    this.puller = puller
+    puller.start()
+    return true
+  }
+
   hasFreeSlot(): boolean {
     return this.running < this.concurrency && this.waiting.length === 0 && !this.closing
   }
@@ -604,10 +612,7 @@ function startAsync(nc: NatsConnection, worker: WorkerService, log: Logger, opti
   const attempt = async () => {
     try {
       const store = await AsyncStore.open(nc, {...DEFAULT_ASYNC_SETTINGS, ...settings})
-      if (stopped) return
-      worker.puller = new AsyncPuller(store, worker, log, {retryBaseMs, pullExpiresMs})
-      worker.puller.start()
-      log.info('taking asynchronous calls')
+      if (!stopped && worker.startPuller(new AsyncPuller(store, worker, log, {retryBaseMs, pullExpiresMs}))) log.info('taking asynchronous calls')
     } catch (error) {
       if (!warned) log.warn('asynchronous calls are off until JetStream is reachable', {error: (error as Error).message})
       warned = true
