@@ -28,11 +28,13 @@ import {checkCallId, NDJSON_MEDIA_TYPE, parseSince} from './logs-route.js'
 import {
   checkCpus,
   checkEnv,
+  checkFireAndForget,
   checkImage,
   checkMemoryBytes,
   checkName,
   checkNetwork,
   checkPidsLimit,
+  checkRetries,
   checkTimeoutMs,
   MAX_TIMEOUT_MS,
 } from './validate.js'
@@ -149,6 +151,8 @@ export class AmpClient {
       ...(input.cpus === undefined ? {} : {cpus: checkCpus(input.cpus)}),
       ...(input.pidsLimit === undefined ? {} : {pidsLimit: checkPidsLimit(input.pidsLimit)}),
       ...(input.env === undefined ? {} : {env: checkEnv(input.env)}),
+      ...(input.fireAndForget === undefined ? {} : {fireAndForget: checkFireAndForget(input.fireAndForget)}),
+      ...(input.retries === undefined ? {} : {retries: checkRetries(input.retries)}),
     }
     const query = options.replace ? '?replace=true' : ''
     const answer = await this.send('PUT', `${API_PREFIX}/functions/${checkName(name)}${query}`, {

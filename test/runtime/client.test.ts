@@ -17,6 +17,8 @@ const SPEC = {
   cpus: 1,
   pidsLimit: 256,
   envKeys: [],
+  fireAndForget: false,
+  retries: 2,
   createdAt: '2025-01-31T14:05:09.123Z',
   updatedAt: '2025-01-31T14:05:09.123Z',
 }
@@ -68,10 +70,37 @@ describe('AmpClient', () => {
       expect(created.function).to.deep.equal(answer)
     })
 
-    it('reads a function from a listener older than limits and env with the defaults the workers apply', async () => {
-      const {memoryBytes, cpus, pidsLimit, envKeys, ...older} = SPEC
+    it('reads a function from a listener older than limits, env and async settings with the defaults the workers apply', async () => {
+      const {memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, ...older} = SPEC
       pool().intercept({path: '/_amp/v1/functions/test', method: 'GET'}).reply(200, older, {headers: JSON_HEADERS})
-      expect(await client.getFunction('test')).to.deep.equal({...older, memoryBytes, cpus, pidsLimit, envKeys})
+      expect(await client.getFunction('test')).to.deep.equal({...older, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries})
+    })
+
+    it('sends fireAndForget and retries on create and update, and reads them back', async () => {
+      const sent: unknown[] = []
+      const answer = {...SPEC, fireAndForget: true, retries: 5}
+      pool()
+        .intercept({path: '/_amp/v1/functions/test', method: 'PUT'})
+        .reply(201, (options) => {
+          sent.push(JSON.parse(String(options.body)))
+          return answer
+        }, {headers: JSON_HEADERS})
+      pool()
+        .intercept({path: '/_amp/v1/functions/test', method: 'PATCH'})
+        .reply(200, (options) => {
+          sent.push(JSON.parse(String(options.body)))
+          return {...answer, fireAndForget: false}
+        }, {headers: JSON_HEADERS})
+      expect((await client.createFunction('test', {image: 'busybox:1.36', fireAndForget: true, retries: 5})).function).to.deep.equal(answer)
+      expect((await client.updateFunction('test', {fireAndForget: false})).fireAndForget).to.equal(false)
+      expect(sent).to.deep.equal([{image: 'busybox:1.36', fireAndForget: true, retries: 5}, {fireAndForget: false}])
+    })
+
+    it('refuses a function whose fireAndForget or retries has the wrong type (bad answer)', async () => {
+      for (const wrong of [{fireAndForget: 'yes'}, {retries: '2'}]) {
+        pool().intercept({path: '/_amp/v1/functions/test', method: 'GET'}).reply(200, {...SPEC, ...wrong}, {headers: JSON_HEADERS})
+        expect((await ampError(client.getFunction('test'))).code, JSON.stringify(wrong)).to.equal('bad_answer')
+      }
     })
 
     it('keeps a path prefix of --server (a listener behind a proxy)', async () => {
@@ -92,6 +121,9 @@ describe('AmpClient', () => {
         () => client.createFunction('ok', {image: 'busybox', pidsLimit: 8}),
         () => client.createFunction('ok', {image: 'busybox', env: {'BAD-NAME': 'x'}}),
         () => client.createFunction('ok', {image: 'busybox', env: {A: 'line\nbreak'}}),
+        () => client.createFunction('ok', {image: 'busybox', retries: 11}),
+        () => client.createFunction('ok', {image: 'busybox', retries: 1.5}),
+        () => client.updateFunction('ok', {retries: -1}),
         () => client.updateFunction('ok', {env: {A: 'x\0y'}}),
         () => client.invoke('-rf', Buffer.from('x')),
         () => client.removeFunctions(['ok', 'NOT OK']),
