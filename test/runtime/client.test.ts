@@ -1,13 +1,13 @@
 import {expect} from 'chai'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
-import {MockAgent} from 'undici'
 
 import {AmpClient, RESULT_MEDIA_TYPE} from '../../src/runtime/client.js'
 import {AmpError, EXIT} from '../../src/runtime/errors.js'
 import {ampError} from '../helpers/amp-error.js'
+import {MOCK_SERVER, useMockClient} from '../helpers/mock-agent.js'
 
-const SERVER = 'http://amp.test:4242'
+const SERVER = MOCK_SERVER
 const SPEC = {
   name: 'test',
   image: 'busybox:1.36',
@@ -26,17 +26,12 @@ const JSON_HEADERS = {'content-type': 'application/json'}
 
 
 describe('AmpClient', () => {
-  let agent: MockAgent
+  const mock = useMockClient()
+  const pool = () => mock.pool()
   let client: AmpClient
   beforeEach(() => {
-    agent = new MockAgent()
-    agent.disableNetConnect()
-    client = new AmpClient({server: SERVER, dispatcher: agent})
+    client = mock.client()
   })
-  afterEach(async () => {
-    await agent.close()
-  })
-  const pool = () => agent.get(SERVER)
 
   describe('function API', () => {
     it('creates a function with PUT and tells created from replaced', async () => {
@@ -104,7 +99,7 @@ describe('AmpClient', () => {
     })
 
     it('keeps a path prefix of --server (a listener behind a proxy)', async () => {
-      const prefixed = new AmpClient({server: `${SERVER}/amp/`, dispatcher: agent})
+      const prefixed = new AmpClient({server: `${SERVER}/amp/`, dispatcher: mock.agent()})
       pool().intercept({path: '/amp/_amp/v1/functions', method: 'GET'}).reply(200, {functions: [SPEC]}, {headers: JSON_HEADERS})
       expect(await prefixed.listFunctions()).to.deep.equal([SPEC])
     })
