@@ -2,8 +2,9 @@
 import {Flags} from '@oclif/core'
 
 import {formatSize} from './runtime/config.js'
-import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS_LIMIT} from './runtime/function-spec.js'
-import {parseCpus, parseMemory, parsePidsLimit} from './runtime/validate.js'
+import {AmpError} from './runtime/errors.js'
+import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS_LIMIT, DEFAULT_RETRIES, type FunctionSpec} from './runtime/function-spec.js'
+import {checkRetries, MAX_RETRIES, parseCpus, parseMemory, parsePidsLimit} from './runtime/validate.js'
 
 /** --memory, --cpus and --pids-limit: the same flags on create and update (without their defaults there). */
 export function limitFlags(defaults = true) {
@@ -39,4 +40,41 @@ export function envFlag(what: string) {
     multiple: true,
     multipleNonGreedy: true,
   })
+}
+
+/**
+ * --fire-and-forget and --retries. On update, --no-fire-and-forget turns it off again; neither has
+ * a default there, so only what is typed changes the function.
+ */
+export function asyncFlags(update = false) {
+  return {
+    'fire-and-forget': Flags.boolean({
+      description: update
+        ? 'make every call asynchronous (202 with a call id, the caller never waits); --no-fire-and-forget makes calls wait again'
+        : 'make every call asynchronous: answered 202 with a call id once durably queued; the caller never waits for the container',
+      ...(update ? {allowNo: true} : {}),
+    }),
+    retries: Flags.string({
+      description: `how many times a failed asynchronous call is tried again before it goes to the dead letters (0-${MAX_RETRIES})`,
+      ...(update ? {} : {defaultHelp: async () => String(DEFAULT_RETRIES)}),
+    }),
+  }
+}
+
+/** The async settings given as flags; those not given are left out (the listener applies its defaults). */
+export function asyncSettings(flags: {'fire-and-forget'?: boolean; retries?: string}): Pick<Partial<FunctionSpec>, 'fireAndForget' | 'retries'> {
+  return {
+    ...(flags['fire-and-forget'] === undefined ? {} : {fireAndForget: flags['fire-and-forget']}),
+    ...(flags.retries === undefined ? {} : {retries: parseRetries(flags.retries)}),
+  }
+}
+
+function parseRetries(text: string): number {
+  if (!/^\d{1,3}$/.test(text)) throw new AmpError('bad_request', `invalid retries "${text}": give a whole number from 0 to ${MAX_RETRIES}`)
+  return checkRetries(Number(text))
+}
+
+/** What the one-line summaries of create and update add for the async settings: nothing when they are the defaults. */
+export function asyncSummary(spec: Pick<FunctionSpec, 'fireAndForget' | 'retries'>): string {
+  return `${spec.fireAndForget ? ', fire-and-forget' : ''}${spec.retries === DEFAULT_RETRIES ? '' : `, retries ${spec.retries}`}`
 }

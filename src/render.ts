@@ -1,4 +1,5 @@
 /** Small helpers for the human output of commands (never used for --json). */
+import type {CallResult} from './runtime/http-contract.js'
 
 /** "2025-01-31 14:05:09Z": UTC, to the second. */
 export function formatTime(iso: string): string {
@@ -10,4 +11,25 @@ export function formatTime(iso: string): string {
 export function formatTable(rows: string[][]): string[] {
   const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)))
   return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd())
+}
+
+/**
+ * A call's result as `amp function invoke` prints it: the function's stderr and stdout byte for
+ * byte, amp's notes after them on stderr, and the function's exit code as amp's (process.exitCode,
+ * so buffered output is flushed first). Under --json only the exit code is set.
+ */
+export function renderResult(result: CallResult, options: {json: boolean; verbose: boolean}): void {
+  if (!options.json) {
+    process.stderr.write(result.stderr)
+    process.stdout.write(result.stdout)
+    if (result.stderrTruncated) {
+      // On a line of its own, even if the cut log ends mid-line.
+      const newline = result.stderr.length > 0 && result.stderr.at(-1) !== 0x0a ? '\n' : ''
+      process.stderr.write(`${newline}amp: the function's stderr was cut to its first ${result.stderr.length} bytes (call ${result.callId})\n`)
+    }
+    if (options.verbose) {
+      process.stderr.write(`amp: call ${result.callId} ran on worker ${result.worker} in ${result.durationMs}ms and exited ${result.exitCode}\n`)
+    }
+  }
+  if (result.exitCode !== 0) process.exitCode = result.exitCode
 }

@@ -13,13 +13,12 @@ import {
   DEAD_STREAM,
   deadSubject,
   DEFAULT_ASYNC_SETTINGS,
-  FINAL_STATES,
   type StoredCall,
 } from './async-store.js'
 import {jetStreamProblem} from './call-logs.js'
 import {AmpError, isAmpError} from './errors.js'
 import type {StoredFunction} from './function-spec.js'
-import {API_PREFIX, type AsyncAccepted, type CallRecord, type DeadLetter, toEnvelope} from './http-contract.js'
+import {API_PREFIX, type CallAccepted, type CallRecord, type DeadLetter, FINAL_STATES, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
 import type {NatsConnection} from './nats.js'
 import {CALL_ID, callHeaders, HEADER} from './protocol.js'
@@ -49,7 +48,7 @@ export class AsyncCalls {
   }
 
   /** Stores the input and the record, then queues the call; resolves once JetStream has it on disk. */
-  async enqueue(callId: string, spec: StoredFunction, input: Uint8Array, callbackUrl?: string): Promise<AsyncAccepted> {
+  async enqueue(callId: string, spec: StoredFunction, input: Uint8Array, callbackUrl?: string): Promise<CallAccepted> {
     const store = await this.open()
     const record: StoredCall = {
       callId,

@@ -34,7 +34,7 @@ import type {NatsConnection} from '@nats-io/transport-node'
 
 import {jetStreamProblem} from './call-logs.js'
 import {AmpError} from './errors.js'
-import type {CallRecord, CallState, DeadLetter} from './http-contract.js'
+import type {CallRecord, DeadLetter} from './http-contract.js'
 
 export const CALL_STREAM = 'AMP_CALLS'
 export const ASYNC_CALL_PREFIX = 'amp.v1.async.call'
@@ -73,8 +73,6 @@ export interface StoredCall extends Omit<CallRecord, 'result'> {
   /** Renewed by the worker running the call, with its JetStream lease. */
   heartbeatAt?: string
 }
-
-export const FINAL_STATES: ReadonlySet<CallState> = new Set(['succeeded', 'failed'])
 
 /** Stream configurations: exported so docs/async.md and its test can be checked against them. */
 export function asyncStreamConfigs(settings: AsyncSettings): Array<Partial<StreamConfig> & {name: string}> {

@@ -7,9 +7,10 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 import type {Consumer, JsMsg} from '@nats-io/jetstream'
 
-import {type AsyncStore, CALL_STREAM, FINAL_STATES, SinglePull, type StoredCall, WORKER_CONSUMER} from './async-store.js'
+import {type AsyncStore, CALL_STREAM, SinglePull, type StoredCall, WORKER_CONSUMER} from './async-store.js'
 import type {RunResult} from './container-runner.js'
 import type {Logger} from './logger.js'
+import {FINAL_STATES} from './http-contract.js'
 import {HEADER} from './protocol.js'
 import {type CallSettings, headerValue, parseCallSettings, parseInputSize} from './worker.js'
 

@@ -6,6 +6,7 @@
  */
 import {createInterface} from 'node:readline'
 import type {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {type Dispatcher, request} from 'undici'
 
 import type {LogLine} from './call-logs.js'
@@ -22,18 +23,36 @@ import {
   type FunctionPatch,
   type FunctionSpec,
 } from './function-spec.js'
-import {API_PREFIX, type CallResult, fromEnvelope, RESULT_MEDIA_TYPE} from './http-contract.js'
+import {
+  API_PREFIX,
+  CALLBACK_URL_HEADER,
+  type CallAccepted,
+  type CallRecord,
+  type CallResult,
+  checkCallbackUrl,
+  type DeadLetter,
+  FINAL_STATES,
+  fromEnvelope,
+  isCallAccepted,
+  isCallRecord,
+  isDeadLetter,
+  RESPOND_ASYNC,
+  RESULT_MEDIA_TYPE,
+} from './http-contract.js'
 import {type Logger, silentLogger} from './logger.js'
 import {checkCallId, NDJSON_MEDIA_TYPE, parseSince} from './logs-route.js'
 import {
   checkCpus,
   checkEnv,
+  checkFireAndForget,
   checkImage,
   checkMemoryBytes,
   checkName,
   checkNetwork,
   checkPidsLimit,
+  checkRetries,
   checkTimeoutMs,
+  formatDuration,
   MAX_TIMEOUT_MS,
 } from './validate.js'
 
@@ -46,6 +65,14 @@ export interface CreateResult {
   /** true when an existing function was overwritten (--replace). */
   replaced: boolean
 }
+
+/** How a call was answered: its result, or (asynchronous, fire-and-forget) its id to follow. */
+export type CallOutcome = {kind: 'result'; result: InvokeResult} | {kind: 'accepted'; accepted: CallAccepted}
+
+/** The longest one GET of a call record is held by the listener (the contract's cap is 60s). */
+export const CALL_WAIT_MS = 30_000
+/** Most dead letters one request returns. */
+export const MAX_DEAD_LETTERS = 1000
 
 export interface RemoveResult {
   removed: FunctionSpec[]
@@ -82,6 +109,7 @@ const LISTENER_CODES = new Set<ErrorCode>([
   'forbidden',
   'internal',
   'overloaded',
+  'call_not_found',
 ])
 
 /** What to do next, per error code; NAME stands for the function's name when it is not known. */
@@ -105,6 +133,8 @@ function suggestionsFor(code: ErrorCode, name = 'NAME'): string[] {
       return ['Use the token the listener was started with (--token / AMP_TOKEN; to call functions, its invoke token also works)']
     case 'overloaded':
       return ['Try again in a moment (the answer says when: Retry-After), or raise the listener\'s --max-inflight']
+    case 'call_not_found':
+      return ['Check the call id: records of asynchronous calls are kept for a limited time (docs/async.md)']
     case 'registry_unavailable':
       return ['Check that etcd is running and that the listener reaches it (amp listener start --etcd URL)']
     default:
@@ -149,6 +179,8 @@ export class AmpClient {
       ...(input.cpus === undefined ? {} : {cpus: checkCpus(input.cpus)}),
       ...(input.pidsLimit === undefined ? {} : {pidsLimit: checkPidsLimit(input.pidsLimit)}),
       ...(input.env === undefined ? {} : {env: checkEnv(input.env)}),
+      ...(input.fireAndForget === undefined ? {} : {fireAndForget: checkFireAndForget(input.fireAndForget)}),
+      ...(input.retries === undefined ? {} : {retries: checkRetries(input.retries)}),
     }
     const query = options.replace ? '?replace=true' : ''
     const answer = await this.send('PUT', `${API_PREFIX}/functions/${checkName(name)}${query}`, {
@@ -213,18 +245,111 @@ export class AmpClient {
     return result
   }
 
-  /** Calls a function with `input` on its stdin and waits for the whole outcome. */
+  /**
+   * Calls a function with `input` on its stdin and waits for the whole outcome. A fire-and-forget
+   * function answers with a call id instead; this then waits for that call's result.
+   */
   async invoke(name: string, input: Buffer): Promise<InvokeResult> {
-    const answer = await this.send('POST', `/${checkName(name)}`, {
+    const outcome = await this.call(name, input)
+    if (outcome.kind === 'result') return outcome.result
+    return finalResult(await this.waitForCall(outcome.accepted.callId, {timeoutMs: MAX_TIMEOUT_MS + 60_000}))
+  }
+
+  /** Calls a function asynchronously: resolves with the call id once the listener has durably queued the call. */
+  async invokeAsync(name: string, input: Buffer, options: {callbackUrl?: string} = {}): Promise<CallAccepted> {
+    const outcome = await this.call(name, input, {async: true, ...options})
+    if (outcome.kind === 'accepted') return outcome.accepted
+    throw new AmpError(
+      'bad_answer',
+      `the listener at ${this.server} ran call ${outcome.result.callId} synchronously: it does not take asynchronous calls (an amp listener older than #5?)`,
+    )
+  }
+
+  /**
+   * Sends one call and returns how it was answered: a result (sync), or 202 with a call id (with
+   * `async`, or when the function is fire-and-forget). A callback URL makes the call asynchronous.
+   */
+  async call(name: string, input: Buffer, options: {async?: boolean; callbackUrl?: string} = {}): Promise<CallOutcome> {
+    // Checked here too, so a bad value never leaves the machine and fails with exit 2.
+    checkName(name)
+    const headers: Record<string, string> = {'content-type': 'application/octet-stream', accept: RESULT_MEDIA_TYPE}
+    if (options.callbackUrl !== undefined) headers[CALLBACK_URL_HEADER] = checkCallbackUrl(options.callbackUrl)
+    if (options.async || options.callbackUrl !== undefined) headers.prefer = RESPOND_ASYNC
+    const answer = await this.send('POST', `/${name}`, {
       body: input,
-      headers: {'content-type': 'application/octet-stream', accept: RESULT_MEDIA_TYPE},
-      // The listener answers every call by the function's own timeout (at most 24h); do not cut it short.
+      headers,
+      // The listener answers every sync call by the function's own timeout (at most 24h); do not cut it short.
       timeoutMs: MAX_TIMEOUT_MS + 60_000,
     })
     if ((answer.status === 200 || answer.status === 500) && answer.contentType === RESULT_MEDIA_TYPE) {
-      return this.result(answer)
+      return {kind: 'result', result: this.result(answer)}
+    }
+    if (answer.status === 202) {
+      const accepted = this.json(answer)
+      if (!isCallAccepted(accepted)) throw this.badAnswer(answer, 'expected {"callId", "function", "state": "queued", "statusUrl"}')
+      return {kind: 'accepted', accepted}
     }
     throw this.failure(answer, {name, call: true})
+  }
+
+  /**
+   * The record of an asynchronous call. With waitMs (at most CALL_WAIT_MS) the listener holds the
+   * answer until the call is final or the wait passes.
+   */
+  async getCall(callId: string, options: {waitMs?: number} = {}): Promise<CallRecord> {
+    checkCallId(callId)
+    const waitMs = Math.min(Math.max(0, Math.round(options.waitMs ?? 0)), CALL_WAIT_MS)
+    const answer = await this.send('GET', `${API_PREFIX}/calls/${callId}${waitMs > 0 ? `?wait=${waitMs}ms` : ''}`, {
+      timeoutMs: waitMs + this.requestTimeoutMs,
+    })
+    if (answer.status !== 200) throw this.failure(answer)
+    const record = this.json(answer)
+    if (!isCallRecord(record)) {
+      throw this.badAnswer(answer, 'expected a call record (callId, function, state, attempts, maxAttempts, createdAt, deadLetter, ...)')
+    }
+    if (record.callId !== callId) throw this.badAnswer(answer, `asked for call ${callId}, got the record of call ${record.callId}`)
+    return record
+  }
+
+  /**
+   * Waits until an asynchronous call is final (succeeded or failed) and returns its record; fails
+   * with function_timeout when it is not final after timeoutMs.
+   */
+  async waitForCall(callId: string, options: {timeoutMs: number}): Promise<CallRecord> {
+    const deadline = Date.now() + options.timeoutMs
+    for (;;) {
+      const asked = Date.now()
+      const record = await this.getCall(callId, {waitMs: Math.min(CALL_WAIT_MS, Math.max(1, deadline - asked))})
+      if (FINAL_STATES.has(record.state)) return record
+      if (Date.now() >= deadline) {
+        throw new AmpError(
+          'function_timeout',
+          `call ${callId} is still ${record.state} after ${formatDuration(options.timeoutMs)} (attempt ${record.attempts} of ${record.maxAttempts})`,
+          {suggestions: [`Wait longer with: amp call get ${callId} --wait --timeout 1h`]},
+        )
+      }
+      // A listener that answers at once (it ignored ?wait) is not asked again in a tight loop.
+      if (Date.now() - asked < 1000) await sleep(Math.min(1000, Math.max(0, deadline - Date.now())))
+    }
+  }
+
+  /** Asynchronous calls that failed for good, newest last. */
+  async deadLetters(query: {function?: string; limit?: number} = {}): Promise<DeadLetter[]> {
+    const params = new URLSearchParams()
+    if (query.function !== undefined) params.set('function', checkName(query.function))
+    if (query.limit !== undefined) {
+      if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > MAX_DEAD_LETTERS) {
+        throw new AmpError('bad_request', `limit must be a whole number from 1 to ${MAX_DEAD_LETTERS}`)
+      }
+      params.set('limit', String(query.limit))
+    }
+    const answer = await this.send('GET', `${API_PREFIX}/dead-letters${params.size > 0 ? `?${params}` : ''}`)
+    if (answer.status !== 200) throw this.failure(answer)
+    const data = this.json(answer) as {deadLetters?: unknown}
+    if (!Array.isArray(data?.deadLetters) || !data.deadLetters.every((item) => isDeadLetter(item))) {
+      throw this.badAnswer(answer, 'expected {"deadLetters": [{callId, function, attempts, failedAt, error}, ...]}')
+    }
+    return data.deadLetters
   }
 
   /**
@@ -458,6 +583,20 @@ export class AmpClient {
     if (!result) throw this.badAnswer(answer, 'the result lacks callId, function, exitCode, stdout, stderr, stderrTruncated, durationMs or worker')
     return result
   }
+}
+
+/**
+ * The outcome of a final call as `amp function invoke` gives it: the result when its container
+ * exited (whatever the exit code), else the error of its last attempt (timeout: exit 105, else 106).
+ */
+export function finalResult(record: CallRecord): InvokeResult {
+  const result = record.result === undefined ? undefined : fromEnvelope(record.result)
+  if (result) return result
+  const attempts = `${record.attempts} attempt${record.attempts === 1 ? '' : 's'}`
+  const code = record.outcome === 'timeout' ? 'function_timeout' : 'function_failed_to_run'
+  throw new AmpError(code, `call ${record.callId} failed after ${attempts}: ${record.error ?? 'it left no result'}`, {
+    suggestions: suggestionsFor(code, record.function),
+  })
 }
 
 function isLogLine(value: unknown): value is LogLine {

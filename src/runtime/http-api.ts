@@ -8,7 +8,7 @@ import type {Dispatcher} from './dispatcher.js'
 import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
 import type {FunctionCache} from './function-cache.js'
 import {checkFunctionInput, checkFunctionPatch, publicSpec, type StoredFunction} from './function-spec.js'
-import {API_PREFIX, type CallResult, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
+import {API_PREFIX, CALLBACK_URL_HEADER, type CallResult, checkCallbackUrl, RESPOND_ASYNC, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
 import {checkReadiness, type ReadinessReport} from './health.js'
 import type {ListenerMetrics} from './metrics.js'
@@ -206,7 +206,7 @@ async function invoke(
     fn = spec.name
     const asked = prefersAsync(req)
     if (asked || spec.fireAndForget) {
-      const callbackUrl = checkCallbackUrl(req.headers['amp-callback-url'])
+      const callbackUrl = callbackUrlOf(req)
       const input = await readBody(req, ctx.maxBodyBytes, 'input')
       const accepted = await asyncCalls(ctx).enqueue(callId, spec, input, callbackUrl)
       res.setHeader('Location', accepted.statusUrl)
@@ -258,23 +258,14 @@ export function prefersAsync(req: IncomingMessage): boolean {
   if (prefer === undefined) return false
   return (Array.isArray(prefer) ? prefer.join(',') : prefer)
     .split(',')
-    .some((item) => item.split(';')[0].trim().toLowerCase() === 'respond-async')
+    .some((item) => item.split(';')[0].trim().toLowerCase() === RESPOND_ASYNC)
 }
 
-/** The optional `Amp-Callback-Url` of an asynchronous call: an absolute http or https URL. */
-export function checkCallbackUrl(value: string | string[] | undefined): string | undefined {
+/** The optional `Amp-Callback-Url` of an asynchronous call (the same check as the CLI's). */
+function callbackUrlOf(req: IncomingMessage): string | undefined {
+  const value = req.headers[CALLBACK_URL_HEADER]
   if (value === undefined) return undefined
-  const text = Array.isArray(value) ? value.join(',') : value
-  let url: URL | undefined
-  try {
-    url = new URL(text)
-  } catch {
-    url = undefined
-  }
-  if (!url || !['http:', 'https:'].includes(url.protocol) || text.length > 2048) {
-    throw new AmpError('bad_request', 'Amp-Callback-Url must be an absolute http:// or https:// URL of at most 2048 characters')
-  }
-  return url.href
+  return checkCallbackUrl(Array.isArray(value) ? value.join(',') : value)
 }
 
 function asyncCalls(ctx: ApiContext): NonNullable<ApiContext['asyncCalls']> {

@@ -1,4 +1,5 @@
 /** What the listener's HTTP API and the CLI's client agree on (README "HTTP API"). */
+import {AmpError} from './errors.js'
 
 /** API routes start with "/_amp/": "_" cannot appear in a function name, so no function can shadow them. */
 export const API_PREFIX = '/_amp/v1'
@@ -55,17 +56,35 @@ function isBase64(value: unknown): value is string {
   return typeof value === 'string' && value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(value)
 }
 
-/** Where an asynchronous call is; succeeded and failed are final (docs/async.md). */
-export type CallState = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed'
+// Asynchronous calls (#5, docs/async.md): what the listener answers and the CLI reads.
 
-/** What GET /_amp/v1/calls/<id> answers about an asynchronous call. */
+/** The Prefer token (RFC 7240) that makes a call asynchronous. */
+export const RESPOND_ASYNC = 'respond-async'
+/** Request header: where the listener POSTs the result when an asynchronous call ends. */
+export const CALLBACK_URL_HEADER = 'amp-callback-url'
+
+export type CallState = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed'
+export const CALL_STATES: readonly CallState[] = ['queued', 'running', 'retrying', 'succeeded', 'failed']
+/** A call in one of these states changes no more. */
+export const FINAL_STATES: ReadonlySet<CallState> = new Set<CallState>(['succeeded', 'failed'])
+
+/** The 202 body of an asynchronous call. */
+export interface CallAccepted {
+  callId: string
+  function: string
+  state: 'queued'
+  /** Path of the call's record: GET it for the status and, once final, the result. */
+  statusUrl: string
+}
+
 export interface CallRecord {
   callId: string
   function: string
+  /** succeeded and failed are final. */
   state: CallState
   /** Attempts started so far. */
   attempts: number
-  /** The function's retries + 1. */
+  /** retries + 1. */
   maxAttempts: number
   createdAt: string
   /** Of the latest attempt. */
@@ -76,11 +95,11 @@ export interface CallRecord {
   nextAttemptAt?: string
   /** Of the latest attempt. */
   worker?: string
-  /** Why the latest attempt failed, when it did not exit 0. */
+  /** Why the latest attempt failed when it did not exit (timeout, could not run, ...). */
   error?: string
   /** Of the latest finished attempt. */
   outcome?: 'exited' | 'timeout' | 'failed'
-  /** True once the call failed for good and went to the dead letters. */
+  /** true once it failed for good (state failed). */
   deadLetter: boolean
   callbackUrl?: string
   callback?: {state: 'pending' | 'delivered' | 'failed'; attempts: number; status?: number; error?: string}
@@ -88,7 +107,6 @@ export interface CallRecord {
   result?: ResultEnvelope
 }
 
-/** One call that failed for good (GET /_amp/v1/dead-letters). */
 export interface DeadLetter {
   callId: string
   function: string
@@ -100,10 +118,59 @@ export interface DeadLetter {
   exitCode?: number
 }
 
-/** The answer to an asynchronous call (202). */
-export interface AsyncAccepted {
-  callId: string
-  function: string
-  state: 'queued'
-  statusUrl: string
+type Fields = Record<string, unknown>
+const isObject = (value: unknown): value is Fields => typeof value === 'object' && value !== null && !Array.isArray(value)
+const optional = (value: unknown, type: 'number' | 'string') => value === undefined || typeof value === type
+const isCount = (value: unknown) => Number.isInteger(value) && (value as number) >= 0
+
+export function isCallAccepted(value: unknown): value is CallAccepted {
+  return (
+    isObject(value) &&
+    typeof value.callId === 'string' &&
+    typeof value.function === 'string' &&
+    value.state === 'queued' &&
+    typeof value.statusUrl === 'string'
+  )
+}
+
+/** A record with every required field of the right type; a result must be a whole result envelope. */
+export function isCallRecord(value: unknown): value is CallRecord {
+  if (!isObject(value)) return false
+  const {callback} = value
+  return (
+    typeof value.callId === 'string' &&
+    typeof value.function === 'string' &&
+    CALL_STATES.includes(value.state as CallState) &&
+    isCount(value.attempts) &&
+    isCount(value.maxAttempts) &&
+    typeof value.createdAt === 'string' &&
+    typeof value.deadLetter === 'boolean' &&
+    [value.startedAt, value.finishedAt, value.nextAttemptAt, value.worker, value.error, value.callbackUrl].every((item) =>
+      optional(item, 'string'),
+    ) &&
+    [undefined, 'exited', 'timeout', 'failed'].includes(value.outcome as string) &&
+    (callback === undefined || (isObject(callback) && ['pending', 'delivered', 'failed'].includes(callback.state as string) && isCount(callback.attempts))) &&
+    (value.result === undefined || fromEnvelope(value.result) !== undefined)
+  )
+}
+
+export function isDeadLetter(value: unknown): value is DeadLetter {
+  return (
+    isObject(value) &&
+    typeof value.callId === 'string' &&
+    typeof value.function === 'string' &&
+    isCount(value.attempts) &&
+    typeof value.failedAt === 'string' &&
+    typeof value.error === 'string' &&
+    (value.exitCode === undefined || Number.isInteger(value.exitCode))
+  )
+}
+
+/** Amp-Callback-Url: an absolute http or https URL (the listener answers 400 otherwise; the CLI exits 2). */
+export function checkCallbackUrl(text: string): string {
+  const url = URL.canParse(text) ? new URL(text) : undefined
+  if (!url || !['http:', 'https:'].includes(url.protocol) || /[\s\0]/.test(text)) {
+    throw new AmpError('bad_request', `invalid callback URL ${JSON.stringify(text.slice(0, 200))}: give an absolute http:// or https:// URL`)
+  }
+  return text
 }

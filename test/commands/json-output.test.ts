@@ -10,6 +10,7 @@ import {createServer} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import {AmpError, type ErrorCode, HTTP_STATUS} from '../../src/runtime/errors.js'
+import type {CallRecord, DeadLetter} from '../../src/runtime/http-contract.js'
 import {type FakeListener, startFakeListener} from '../helpers/fake-listener.js'
 import {isolateEnvironment, loadConfig, runAmp} from '../helpers/run-amp.js'
 
@@ -97,6 +98,22 @@ describe('--json output is what docs/json.md says', () => {
       // The documented outputs are those of this call.
       expect(printed.stdout).to.equal(documented.stdout)
       expect(printed.stderr).to.equal(documented.stderr)
+    },
+    '`amp function invoke NAME --async --json`': async () => {
+      fake.add('test')
+      const printed = await json(['function', 'invoke', 'test', '--async'])
+      expect(shape(printed)).to.deep.equal(shape(example('`amp function invoke NAME --async --json`')))
+      expect(printed).to.include({function: 'test', state: 'queued', statusUrl: `/_amp/v1/calls/${printed.callId}`})
+    },
+    '`amp call get CALL_ID --json`': async () => {
+      const documented = example('`amp call get CALL_ID --json`') as CallRecord
+      fake.calls.set(documented.callId, documented)
+      expect(await json(['call', 'get', documented.callId])).to.deep.equal(documented)
+    },
+    '`amp call dead-letters --json`': async () => {
+      const documented = example('`amp call dead-letters --json`') as {deadLetters: DeadLetter[]}
+      fake.deadLetters.push(...documented.deadLetters)
+      expect(await json(['call', 'dead-letters'])).to.deep.equal(documented)
     },
     '`amp function logs NAME --json`': async () => {
       // What the CLI prints is each line the listener sends, one compact object per line, exactly as documented.

@@ -2,6 +2,7 @@
  * A tiny in-memory stand-in for the listener's HTTP API (README "HTTP API"), on a real loopback
  * port, for command tests. It answers as the documented API does; `onInvoke` decides each call.
  */
+import {randomUUID} from 'node:crypto'
 import {createServer, type IncomingMessage, type ServerResponse} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
@@ -14,6 +15,7 @@ import {
   type StoredFunction,
   storedFunction,
 } from '../../src/runtime/function-spec.js'
+import type {CallRecord, DeadLetter} from '../../src/runtime/http-contract.js'
 
 export type FakeCallAnswer =
   | {exitCode: number; stdout?: Buffer | string; stderr?: Buffer | string; stderrTruncated?: boolean}
@@ -40,6 +42,13 @@ export interface FakeListener {
   behindDeadProxy: boolean
   /** When set, every request needs "Authorization: Bearer <token>": 401 without, 403 with another. */
   token?: string
+  /** Asynchronous calls by id: a call with `Prefer: respond-async` (or of a fire-and-forget function) is stored here queued. */
+  calls: Map<string, CallRecord>
+  /** What GET /_amp/v1/calls/<id> answers for a known call; default: the stored record. */
+  onGetCall: (record: CallRecord, wait: string | null) => CallRecord | {raw: {status: number; contentType?: string; body: string}}
+  deadLetters: DeadLetter[]
+  /** Answer asynchronous calls with 503 service_unavailable, as a listener whose JetStream cannot store them. */
+  queueDown: boolean
   /** Adds a function; returns it as the API shows it. */
   add(name: string, image?: string, timeoutMs?: number, env?: Record<string, string>): FunctionSpec
   close(): Promise<void>
@@ -57,6 +66,10 @@ export async function startFakeListener(): Promise<FakeListener> {
     onInvoke: (_name, input) => ({exitCode: 0, stdout: input, stderr: ''}),
     registryDown: false,
     behindDeadProxy: false,
+    calls: new Map(),
+    onGetCall: (record) => record,
+    deadLetters: [],
+    queueDown: false,
     add(name, image = 'busybox:1.36', timeoutMs = 30_000, env = {}) {
       const time = new Date('2025-01-31T14:05:09.123Z').toISOString()
       const spec = storedFunction({name, image, timeoutMs, env, createdAt: time, updatedAt: time})
@@ -85,6 +98,22 @@ export async function startFakeListener(): Promise<FakeListener> {
     if (fake.token !== undefined && req.headers.authorization !== `Bearer ${fake.token}`) {
       if (req.headers.authorization === undefined) return error(res, 401, 'unauthorized', 'this listener requires a token: send "Authorization: Bearer <token>"')
       return error(res, 403, 'forbidden', 'the token is not valid for this listener')
+    }
+    const callRoute = /^\/_amp\/v1\/calls\/([^/]+)$/.exec(path)
+    if (callRoute && req.method === 'GET') {
+      const record = fake.calls.get(callRoute[1])
+      if (!record) return error(res, 404, 'call_not_found', `no call ${callRoute[1]}: unknown, or past its retention`)
+      const answer = fake.onGetCall(record, url.searchParams.get('wait'))
+      if ('raw' in answer) {
+        res.writeHead(answer.raw.status, answer.raw.contentType ? {'content-type': answer.raw.contentType} : {})
+        return res.end(answer.raw.body)
+      }
+      return json(res, 200, answer)
+    }
+    if (path === '/_amp/v1/dead-letters' && req.method === 'GET') {
+      const only = url.searchParams.get('function')
+      const letters = fake.deadLetters.filter((letter) => only === null || letter.function === only)
+      return json(res, 200, {deadLetters: letters.slice(-Number(url.searchParams.get('limit') ?? 100))})
     }
     const api = /^\/_amp\/v1\/functions(?:\/([^/]+))?$/.exec(path)
     if (api && fake.registryDown) {
@@ -131,6 +160,23 @@ export async function startFakeListener(): Promise<FakeListener> {
       const name = call[1]
       const callId = `c${++calls}`
       if (!functions.has(name)) return error(res, 404, 'function_not_found', `no function named ${name}`, callId)
+      const prefer = /(^|,)\s*respond-async\s*(,|$)/i.test(String(req.headers.prefer ?? ''))
+      if (prefer || functions.get(name)!.fireAndForget) {
+        if (fake.queueDown) return error(res, 503, 'service_unavailable', 'cannot queue the call: JetStream is unavailable', callId)
+        const asyncId = randomUUID()
+        const maxAttempts = functions.get(name)!.retries + 1
+        const callbackUrl = req.headers['amp-callback-url'] as string | undefined
+        const createdAt = new Date().toISOString()
+        fake.calls.set(asyncId, {callId: asyncId, function: name, state: 'queued', attempts: 0, maxAttempts, createdAt, deadLetter: false, ...(callbackUrl ? {callbackUrl} : {})})
+        const statusUrl = `/_amp/v1/calls/${asyncId}`
+        res.writeHead(202, {
+          'content-type': 'application/json',
+          'amp-call-id': asyncId,
+          location: statusUrl,
+          ...(prefer ? {'preference-applied': 'respond-async'} : {}),
+        })
+        return res.end(JSON.stringify({callId: asyncId, function: name, state: 'queued', statusUrl}))
+      }
       const answer = fake.onInvoke(name, body)
       if ('raw' in answer) {
         res.writeHead(answer.raw.status, answer.raw.contentType ? {'content-type': answer.raw.contentType} : {})

@@ -1,13 +1,13 @@
 import {expect} from 'chai'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
-import {MockAgent} from 'undici'
 
 import {AmpClient, RESULT_MEDIA_TYPE} from '../../src/runtime/client.js'
 import {AmpError, EXIT} from '../../src/runtime/errors.js'
 import {ampError} from '../helpers/amp-error.js'
+import {MOCK_SERVER, useMockClient} from '../helpers/mock-agent.js'
 
-const SERVER = 'http://amp.test:4242'
+const SERVER = MOCK_SERVER
 const SPEC = {
   name: 'test',
   image: 'busybox:1.36',
@@ -17,6 +17,8 @@ const SPEC = {
   cpus: 1,
   pidsLimit: 256,
   envKeys: [],
+  fireAndForget: false,
+  retries: 2,
   createdAt: '2025-01-31T14:05:09.123Z',
   updatedAt: '2025-01-31T14:05:09.123Z',
 }
@@ -24,17 +26,12 @@ const JSON_HEADERS = {'content-type': 'application/json'}
 
 
 describe('AmpClient', () => {
-  let agent: MockAgent
+  const mock = useMockClient()
+  const pool = () => mock.pool()
   let client: AmpClient
   beforeEach(() => {
-    agent = new MockAgent()
-    agent.disableNetConnect()
-    client = new AmpClient({server: SERVER, dispatcher: agent})
+    client = mock.client()
   })
-  afterEach(async () => {
-    await agent.close()
-  })
-  const pool = () => agent.get(SERVER)
 
   describe('function API', () => {
     it('creates a function with PUT and tells created from replaced', async () => {
@@ -68,14 +65,41 @@ describe('AmpClient', () => {
       expect(created.function).to.deep.equal(answer)
     })
 
-    it('reads a function from a listener older than limits and env with the defaults the workers apply', async () => {
-      const {memoryBytes, cpus, pidsLimit, envKeys, ...older} = SPEC
+    it('reads a function from a listener older than limits, env and async settings with the defaults the workers apply', async () => {
+      const {memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, ...older} = SPEC
       pool().intercept({path: '/_amp/v1/functions/test', method: 'GET'}).reply(200, older, {headers: JSON_HEADERS})
-      expect(await client.getFunction('test')).to.deep.equal({...older, memoryBytes, cpus, pidsLimit, envKeys})
+      expect(await client.getFunction('test')).to.deep.equal({...older, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries})
+    })
+
+    it('sends fireAndForget and retries on create and update, and reads them back', async () => {
+      const sent: unknown[] = []
+      const answer = {...SPEC, fireAndForget: true, retries: 5}
+      pool()
+        .intercept({path: '/_amp/v1/functions/test', method: 'PUT'})
+        .reply(201, (options) => {
+          sent.push(JSON.parse(String(options.body)))
+          return answer
+        }, {headers: JSON_HEADERS})
+      pool()
+        .intercept({path: '/_amp/v1/functions/test', method: 'PATCH'})
+        .reply(200, (options) => {
+          sent.push(JSON.parse(String(options.body)))
+          return {...answer, fireAndForget: false}
+        }, {headers: JSON_HEADERS})
+      expect((await client.createFunction('test', {image: 'busybox:1.36', fireAndForget: true, retries: 5})).function).to.deep.equal(answer)
+      expect((await client.updateFunction('test', {fireAndForget: false})).fireAndForget).to.equal(false)
+      expect(sent).to.deep.equal([{image: 'busybox:1.36', fireAndForget: true, retries: 5}, {fireAndForget: false}])
+    })
+
+    it('refuses a function whose fireAndForget or retries has the wrong type (bad answer)', async () => {
+      for (const wrong of [{fireAndForget: 'yes'}, {retries: '2'}]) {
+        pool().intercept({path: '/_amp/v1/functions/test', method: 'GET'}).reply(200, {...SPEC, ...wrong}, {headers: JSON_HEADERS})
+        expect((await ampError(client.getFunction('test'))).code, JSON.stringify(wrong)).to.equal('bad_answer')
+      }
     })
 
     it('keeps a path prefix of --server (a listener behind a proxy)', async () => {
-      const prefixed = new AmpClient({server: `${SERVER}/amp/`, dispatcher: agent})
+      const prefixed = new AmpClient({server: `${SERVER}/amp/`, dispatcher: mock.agent()})
       pool().intercept({path: '/amp/_amp/v1/functions', method: 'GET'}).reply(200, {functions: [SPEC]}, {headers: JSON_HEADERS})
       expect(await prefixed.listFunctions()).to.deep.equal([SPEC])
     })
@@ -92,6 +116,9 @@ describe('AmpClient', () => {
         () => client.createFunction('ok', {image: 'busybox', pidsLimit: 8}),
         () => client.createFunction('ok', {image: 'busybox', env: {'BAD-NAME': 'x'}}),
         () => client.createFunction('ok', {image: 'busybox', env: {A: 'line\nbreak'}}),
+        () => client.createFunction('ok', {image: 'busybox', retries: 11}),
+        () => client.createFunction('ok', {image: 'busybox', retries: 1.5}),
+        () => client.updateFunction('ok', {retries: -1}),
         () => client.updateFunction('ok', {env: {A: 'x\0y'}}),
         () => client.invoke('-rf', Buffer.from('x')),
         () => client.removeFunctions(['ok', 'NOT OK']),

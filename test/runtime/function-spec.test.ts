@@ -7,6 +7,7 @@ import {
   DEFAULT_CPUS,
   DEFAULT_MEMORY_BYTES,
   DEFAULT_PIDS_LIMIT,
+  DEFAULT_RETRIES,
   envFromFlags,
   envPatch,
   publicSpec,
@@ -19,7 +20,7 @@ const SECRET = 'hunter2-very-secret'
 const TIME = '2025-01-31T14:05:09.123Z'
 
 describe('function-spec', () => {
-  it('gives a new function the default limits (256 MiB, 1 CPU, 256 pids) and no environment', () => {
+  it('gives a new function the default limits (256 MiB, 1 CPU, 256 pids), no environment, sync calls and 2 retries', () => {
     expect(checkFunctionInput('fn', {image: 'busybox:1.36'})).to.deep.equal({
       name: 'fn',
       image: 'busybox:1.36',
@@ -29,7 +30,17 @@ describe('function-spec', () => {
       cpus: 1,
       pidsLimit: 256,
       env: {},
+      fireAndForget: false,
+      retries: 2,
     })
+  })
+
+  it('keeps fireAndForget and retries given on create (PUT), and refuses bad ones as 400s', () => {
+    expect(checkFunctionInput('fn', {image: 'busybox', fireAndForget: true, retries: 0})).to.include({fireAndForget: true, retries: 0})
+    expect(checkFunctionInput('fn', {image: 'busybox', retries: 10}).retries).to.equal(10)
+    badRequest(() => checkFunctionInput('fn', {image: 'busybox', fireAndForget: 'true'}))
+    badRequest(() => checkFunctionInput('fn', {image: 'busybox', retries: 11}))
+    badRequest(() => checkFunctionInput('fn', {image: 'busybox', retries: -1}))
   })
 
   it('keeps given limits and environment, and refuses bad ones as 400s', () => {
@@ -50,6 +61,8 @@ describe('function-spec', () => {
       cpus: DEFAULT_CPUS,
       pidsLimit: DEFAULT_PIDS_LIMIT,
       env: {},
+      fireAndForget: false,
+      retries: DEFAULT_RETRIES,
     })
   })
 
@@ -76,6 +89,24 @@ describe('function-spec', () => {
       const updated = applyPatch(stored(), checkFunctionPatch({memoryBytes: 64 * 1024 * 1024, cpus: 2, pidsLimit: 1024}), TIME)
       expect(updated).to.include({memoryBytes: 64 * 1024 * 1024, cpus: 2, pidsLimit: 1024})
       expect(updated.env).to.deep.equal(stored().env)
+    })
+
+    it('changes fireAndForget and retries alone (PATCH), keeping the other settings', () => {
+      const patch = checkFunctionPatch({fireAndForget: true, retries: 7})
+      expect(patch).to.deep.equal({fireAndForget: true, retries: 7})
+      const updated = applyPatch(stored(), patch, TIME)
+      expect(updated).to.include({fireAndForget: true, retries: 7, image: 'busybox'})
+      expect(updated.env).to.deep.equal(stored().env)
+      // false is a change too, not "nothing to change".
+      expect(applyPatch(updated, checkFunctionPatch({fireAndForget: false}), TIME)).to.include({fireAndForget: false, retries: 7})
+      expect(publicSpec(updated)).to.include({fireAndForget: true, retries: 7})
+    })
+
+    it('refuses a PATCH with a bad fireAndForget or retries, and names them among the settings it knows', () => {
+      badRequest(() => checkFunctionPatch({fireAndForget: 'yes'}))
+      badRequest(() => checkFunctionPatch({retries: 1.5}))
+      badRequest(() => checkFunctionPatch({retries: 11}))
+      expect(badRequest(() => checkFunctionPatch({retry: 1})).message).to.match(/fireAndForget or retries/)
     })
 
     it('refuses an environment that the patch makes too large', () => {

@@ -4,8 +4,10 @@ import {expect} from 'chai'
 import {
   checkCpus,
   checkEnv,
+  checkFireAndForget,
   checkMemoryBytes,
   checkPidsLimit,
+  checkRetries,
   envLines,
   MAX_ENV_BYTES,
   parseCpus,
@@ -52,6 +54,22 @@ describe('validate: limits and environment', () => {
     expect(parsePidsLimit('32768')).to.equal(32_768)
     for (const bad of [15, 0, -1, 32_769, 100.5]) badRequest(() => checkPidsLimit(bad))
     for (const bad of ['-1', '0', '1e3', 'many']) badRequest(() => parsePidsLimit(bad))
+  })
+
+  it('takes 0 to 10 retries, whole numbers only', () => {
+    expect(checkRetries(0)).to.equal(0)
+    expect(checkRetries(10)).to.equal(10)
+    for (const bad of [-1, 11, 1.5, Number.NaN, '2', null, true]) {
+      expect(badRequest(() => checkRetries(bad)).message).to.equal('retries must be a whole number from 0 to 10')
+    }
+  })
+
+  it('takes fireAndForget as a JSON boolean only (not "true", 1 or null)', () => {
+    expect(checkFireAndForget(true)).to.equal(true)
+    expect(checkFireAndForget(false)).to.equal(false)
+    for (const bad of ['true', 1, 0, null, undefined]) {
+      expect(badRequest(() => checkFireAndForget(bad)).message).to.equal('fireAndForget must be true or false')
+    }
   })
 
   it('takes names of letters, digits and _ not starting with a digit, and any text value on one line', () => {

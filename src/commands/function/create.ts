@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {AmpCommand, settingFlag} from '../../base-command.js'
 import type {CreateResult} from '../../runtime/client.js'
-import {envFlag, limitFlags, limits} from '../../function-flags.js'
+import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits} from '../../function-flags.js'
 import {DEFAULT_NETWORK, envFromFlags} from '../../runtime/function-spec.js'
 import {formatDuration} from '../../runtime/validate.js'
 
@@ -16,6 +16,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     {description: 'Allow each call two minutes', command: '<%= config.bin %> fn create test my/image:1 --timeout 2m'},
     {description: 'Point an existing function at a new image', command: '<%= config.bin %> function create test my/image:2 --replace'},
     {description: 'Give it 1 GiB of memory, half a CPU and two environment variables', command: '<%= config.bin %> fn create test my/image:1 --memory 1GiB --cpus 0.5 --env LEVEL=debug --env API_KEY'},
+    {description: 'A function whose callers never wait; a failed call is tried 5 more times', command: '<%= config.bin %> fn create notify my/notify:1 --fire-and-forget --retries 5'},
   ]
 
   static override args = {
@@ -33,6 +34,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     replace: Flags.boolean({description: 'overwrite the function if it exists', env: 'AMP_REPLACE'}),
     ...limitFlags(),
     env: envFlag('an environment variable of its containers'),
+    ...asyncFlags(),
   }
 
   async run(): Promise<CreateResult> {
@@ -44,6 +46,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
         timeoutMs: this.settings.timeoutMs,
         network: this.flags.network ?? DEFAULT_NETWORK,
         ...limits(this.flags),
+        ...asyncSettings(this.flags),
         ...(this.flags.env ? {env: envFromFlags(this.flags.env, process.env)} : {}),
       },
       {replace: this.flags.replace},
@@ -52,7 +55,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     this.log(
       `${result.replaced ? 'Replaced' : 'Created'} function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}${
         spec.network === DEFAULT_NETWORK ? '' : `, network ${spec.network}`
-      })`,
+      }${asyncSummary(spec)})`,
     )
     return result
   }

@@ -8,8 +8,8 @@ import {formatDuration} from '../../runtime/validate.js'
 
 export default class FunctionInspect extends AmpCommand<typeof FunctionInspect> {
   static override summary = "Show all of a function's settings"
-  static override description = `Prints the image, timeout, network, container limits, the names of its environment variables (never their values), creation and last change time of the function, and the URL that calls it.
-With --json, prints the function as the listener shows it: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, createdAt, updatedAt}.`
+  static override description = `Prints the image, timeout, network, container limits, the names of its environment variables (never their values), whether its calls are fire-and-forget, the retries of a failed async call, creation and last change time of the function, and the URL that calls it.
+With --json, prints the function as the listener shows it: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, createdAt, updatedAt}.`
   static override aliases = ['fn:inspect']
   static override examples = [
     {description: 'Show the settings of "test"', command: '<%= config.bin %> function inspect test'},
@@ -32,6 +32,8 @@ With --json, prints the function as the listener shows it: {name, image, timeout
       ['CPUs:', String(spec.cpus)],
       ['Pids:', String(spec.pidsLimit)],
       ['Env:', spec.envKeys.length === 0 ? '-' : `${spec.envKeys.join(', ')} (values hidden)`],
+      ['Calls:', spec.fireAndForget ? 'fire-and-forget (every call is asynchronous)' : 'synchronous (asynchronous with --async)'],
+      ['Retries:', `${spec.retries} (a failed async call runs at most ${spec.retries + 1} times)`],
       ['Created:', formatTime(spec.createdAt)],
       ['Updated:', formatTime(spec.updatedAt)],
       ['Call:', `POST ${client.server}/${spec.name}`],

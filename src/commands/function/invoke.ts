@@ -1,53 +1,56 @@
-import {Args} from '@oclif/core'
+import {Args, Flags} from '@oclif/core'
 import {buffer} from 'node:stream/consumers'
 
 import {AmpCommand} from '../../base-command.js'
-import {type ResultEnvelope, toEnvelope} from '../../runtime/http-contract.js'
+import {renderResult} from '../../render.js'
+import {type CallAccepted, checkCallbackUrl, type ResultEnvelope, toEnvelope} from '../../runtime/http-contract.js'
 import {checkName} from '../../runtime/validate.js'
 
-/** The --json form of a call: outputs in base64, so any bytes survive. */
-export type InvokeJson = ResultEnvelope
+/** The --json form of a call: outputs in base64, so any bytes survive; the 202 body for an asynchronous call. */
+export type InvokeJson = CallAccepted | ResultEnvelope
 
 export default class FunctionInvoke extends AmpCommand<typeof FunctionInvoke> {
   static override summary = 'Call a function: stdin is its input, its stdout is written to stdout'
   static override description = `Reads all of stdin, runs the function once with it and writes the function's stdout to stdout and its stderr to stderr, byte for byte.
 amp exits with the function's exit code; amp's own failures exit 100-111 (see README "Exit codes").
-With --json, prints {callId, function, exitCode, stdout, stderr, stderrTruncated, durationMs, worker} with stdout and stderr in base64.`
+With --json, prints {callId, function, exitCode, stdout, stderr, stderrTruncated, durationMs, worker} with stdout and stderr in base64.
+With --async (and always for a fire-and-forget function), amp returns once the call is durably queued: it prints the call id alone on stdout (with --json: {callId, function, state, statusUrl}) and exits 0; follow the call with amp call get.`
   static override aliases = ['fn:invoke']
   static override hiddenAliases = ['function:call', 'fn:call']
   static override examples = [
     {description: 'Call "test" with a file as input, keep its output and its log', command: '<%= config.bin %> function invoke test < input.txt > output.txt 2> log.txt'},
     {description: 'Call it with no input (otherwise it reads stdin until end of file)', command: '<%= config.bin %> fn invoke test < /dev/null'},
     {description: 'Get the whole outcome as JSON', command: '<%= config.bin %> fn invoke test --json < input.bin'},
+    {description: 'Queue a call: prints its id at once; fetch the result later with amp call get ID --wait', command: '<%= config.bin %> fn invoke test --async < input.bin'},
   ]
 
   static override args = {
     name: Args.string({description: 'name of the function to call', required: true}),
   }
 
+  static override flags = {
+    async: Flags.boolean({description: 'do not wait for the container: print the call id once the call is durably queued'}),
+    'callback-url': Flags.string({description: 'POST the result to this http(s) URL when the call ends (implies --async)'}),
+  }
+
   async run(): Promise<InvokeJson> {
     // Refuse a bad name or server before waiting for input that would then be thrown away.
     const client = this.createClient()
     checkName(this.args.name)
+    if (this.flags['callback-url'] !== undefined) checkCallbackUrl(this.flags['callback-url'])
     if (process.stdin.isTTY) process.stderr.write('amp: reading the input from the terminal until Ctrl-D\n')
     const input = await buffer(process.stdin)
-    const result = await client.invoke(this.args.name, input)
-    if (!this.jsonEnabled()) {
-      process.stderr.write(result.stderr)
-      process.stdout.write(result.stdout)
-      if (result.stderrTruncated) {
-        // On a line of its own, even if the cut log ends mid-line.
-        const newline = result.stderr.length > 0 && result.stderr.at(-1) !== 0x0a ? '\n' : ''
-        this.logToStderr(`${newline}amp: the function's stderr was cut to its first ${result.stderr.length} bytes (call ${result.callId})`)
+    const outcome = await client.call(this.args.name, input, {async: this.flags.async, callbackUrl: this.flags['callback-url']})
+    if (outcome.kind === 'accepted') {
+      // Also a fire-and-forget function called without --async: queued, which is not an error.
+      const {callId} = outcome.accepted
+      if (!this.jsonEnabled()) {
+        process.stdout.write(`${callId}\n`)
+        process.stderr.write(`queued; fetch the result with: amp call get ${callId} --wait\n`)
       }
-      if (this.flags.verbose) {
-        this.logToStderr(
-          `amp: call ${result.callId} ran on worker ${result.worker} in ${result.durationMs}ms and exited ${result.exitCode}`,
-        )
-      }
+      return outcome.accepted
     }
-    // The function's own exit code becomes amp's (process.exitCode, so buffered output is flushed first).
-    if (result.exitCode !== 0) process.exitCode = result.exitCode
-    return toEnvelope(result)
+    renderResult(outcome.result, {json: this.jsonEnabled(), verbose: this.flags.verbose})
+    return toEnvelope(outcome.result)
   }
 }

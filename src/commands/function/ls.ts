@@ -34,8 +34,16 @@ export default class FunctionLs extends AmpCommand<typeof FunctionLs> {
       return functions
     }
     const rows = [
-      ['NAME', 'IMAGE', 'TIMEOUT', 'NETWORK', 'UPDATED'],
-      ...functions.map((fn) => [fn.name, fn.image, formatDuration(fn.timeoutMs), fn.network, formatTime(fn.updatedAt)]),
+      ['NAME', 'IMAGE', 'TIMEOUT', 'NETWORK', 'CALLS', 'RETRIES', 'UPDATED'],
+      ...functions.map((fn) => [
+        fn.name,
+        fn.image,
+        formatDuration(fn.timeoutMs),
+        fn.network,
+        fn.fireAndForget ? 'fire-and-forget' : 'sync',
+        String(fn.retries),
+        formatTime(fn.updatedAt),
+      ]),
     ]
     for (const line of formatTable(rows)) this.log(line)
     return functions

@@ -1,23 +1,24 @@
 import {Args, Flags} from '@oclif/core'
 
 import {AmpCommand} from '../../base-command.js'
-import {envFlag, limitFlags, limits} from '../../function-flags.js'
+import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits} from '../../function-flags.js'
 import {AmpError} from '../../runtime/errors.js'
 import {envPatch, type FunctionPatch, type FunctionSpec} from '../../runtime/function-spec.js'
 import {formatDuration, parseDuration} from '../../runtime/validate.js'
 
 export default class FunctionUpdate extends AmpCommand<typeof FunctionUpdate> {
-  static override summary = "Change a function's image, timeout, network, limits or environment in place"
+  static override summary = "Change a function's image, timeout, network, limits, environment or async settings in place"
   static override description = `Changes only the settings given; the function keeps its name, its other settings and its creation time.
 Calls already running finish with the settings they started with (the old image, timeout and network); every call that starts after the update uses the new ones.
 --env sets or replaces one environment variable and --unset-env removes one; the others are kept.
-With --json, prints the function as stored after the change: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, createdAt, updatedAt}.`
+With --json, prints the function as stored after the change: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, createdAt, updatedAt}.`
   static override aliases = ['fn:update']
   static override examples = [
     {description: 'Roll "test" forward to a new image', command: '<%= config.bin %> function update test --image my/image:2'},
     {description: 'Give each call two minutes', command: '<%= config.bin %> fn update test --timeout 2m'},
     {description: 'Let its containers reach the network, and print the result as JSON', command: '<%= config.bin %> fn update test --network bridge --json'},
     {description: 'Raise its memory limit, set one variable and remove another', command: '<%= config.bin %> fn update test --memory 1GiB --env LEVEL=info --unset-env DEBUG'},
+    {description: 'Make callers wait for its result again, and never retry a failed async call', command: '<%= config.bin %> fn update test --no-fire-and-forget --retries 0'},
   ]
 
   static override args = {
@@ -32,6 +33,7 @@ With --json, prints the function as stored after the change: {name, image, timeo
     ...limitFlags(false),
     env: envFlag('set an environment variable'),
     'unset-env': Flags.string({description: 'remove an environment variable, by NAME (repeatable)', multiple: true, multipleNonGreedy: true}),
+    ...asyncFlags(true),
   }
 
   async run(): Promise<FunctionSpec> {
@@ -41,16 +43,17 @@ With --json, prints the function as stored after the change: {name, image, timeo
       network,
       timeoutMs: timeout === undefined ? undefined : parseDuration(timeout),
       ...limits(this.flags),
+      ...asyncSettings(this.flags),
       env: envPatch(this.flags.env ?? [], this.flags['unset-env'] ?? [], process.env),
     }
     if (Object.values(patch).every((value) => value === undefined)) {
-      throw new AmpError('bad_request', 'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env or --unset-env', {
+      throw new AmpError('bad_request', 'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget or --retries', {
         suggestions: [`See the current settings with: amp function inspect ${this.args.name}`],
       })
     }
     const spec = await this.createClient().updateFunction(this.args.name, patch)
     this.log(
-      `Updated function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}, network ${spec.network}); calls already running finish with the previous settings`,
+      `Updated function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}, network ${spec.network}${asyncSummary(spec)}); calls already running finish with the previous settings`,
     )
     return spec
   }

@@ -46,7 +46,27 @@ describe('amp function create', () => {
     expect(stdout + stderr).to.not.contain('secret')
   })
 
+  it('sends --fire-and-forget and --retries, and says so in its line', async () => {
+    const {stdout, stderr, exitCode} = await runAmp(['fn', 'create', 'notify', 'my/image:1', '--fire-and-forget', '--retries', '5', '--server', fake.url])
+    expect(exitCode, stderr).to.equal(0)
+    expect(stdout).to.equal('Created function notify (image my/image:1, timeout 30s, fire-and-forget, retries 5)\n')
+    expect(JSON.parse(fake.requests[0].body.toString())).to.include({fireAndForget: true, retries: 5})
+    expect(fake.functions.get('notify')).to.include({fireAndForget: true, retries: 5})
+  })
+
+  it('leaves fireAndForget and retries to the listener when not given', async () => {
+    const {exitCode} = await runAmp(['fn', 'create', 'test', 'my/image:1', '--retries', '0', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    const sent = JSON.parse(fake.requests[0].body.toString())
+    expect(sent).to.not.have.property('fireAndForget')
+    expect(sent.retries).to.equal(0)
+  })
+
   const refused: Array<[string[], RegExp]> = [
+    [['--retries', '11'], /^retries must be a whole number from 0 to 10$/],
+    [['--retries', '-1'], /^invalid retries "-1": give a whole number from 0 to 10$/],
+    [['--retries', '2.5'], /^invalid retries "2.5"/],
+    [['--retries', 'many'], /^invalid retries "many"/],
     [['--memory', '1MiB'], /^invalid memory "1MiB"/],
     [['--cpus', 'lots'], /^invalid cpus "lots"/],
     [['--pids-limit', '-1'], /^pidsLimit must be/],

@@ -26,6 +26,8 @@ describe('amp function inspect', () => {
         'CPUs:     1',
         'Pids:     256',
         'Env:      LEVEL, TOKEN (values hidden)',
+        'Calls:    synchronous (asynchronous with --async)',
+        'Retries:  2 (a failed async call runs at most 3 times)',
         'Created:  2025-01-31 14:05:09Z',
         'Updated:  2025-01-31 14:05:09Z',
         `Call:     POST ${fake.url}/test`,
@@ -33,6 +35,18 @@ describe('amp function inspect', () => {
       ].join('\n'),
     )
     expect(fake.requests.map((r) => `${r.method} ${r.path}`)).to.deep.equal(['GET /_amp/v1/functions/test'])
+  })
+
+  it('says when every call is fire-and-forget, and the retries of a failed async call', async () => {
+    fake.add('test')
+    fake.functions.get('test')!.fireAndForget = true
+    fake.functions.get('test')!.retries = 0
+    const {stdout, exitCode} = await runAmp(['fn', 'inspect', 'test', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.contain('\nCalls:    fire-and-forget (every call is asynchronous)\n')
+    expect(stdout).to.contain('\nRetries:  0 (a failed async call runs at most 1 times)\n')
+    const json = await runAmp(['fn', 'inspect', 'test', '--json', '--server', fake.url])
+    expect(JSON.parse(json.stdout)).to.include({fireAndForget: true, retries: 0})
   })
 
   it('never shows the value of a variable, with or without --json', async () => {

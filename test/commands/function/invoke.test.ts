@@ -161,4 +161,67 @@ describe('amp function invoke', () => {
     expect(read).to.equal(false)
     expect(fake.requests).to.have.length(0)
   })
+
+  describe('asynchronous calls', () => {
+    const UUID = /^[0-9a-f-]{36}$/
+
+    it('--async sends Prefer: respond-async and prints the call id alone on stdout, the hint on stderr, exit 0', async () => {
+      restoreStdin = stdinFrom(Buffer.from('later'))
+      const {stdout, stderr, exitCode} = await runAmp(['fn', 'invoke', 'test', '--async', '--server', fake.url])
+      expect(exitCode).to.equal(0)
+      const id = stdout.trim()
+      expect(id).to.match(UUID)
+      expect(stdout).to.equal(`${id}\n`)
+      expect(stderr).to.equal(`queued; fetch the result with: amp call get ${id} --wait\n`)
+      expect(fake.requests[0].headers.prefer).to.equal('respond-async')
+      expect(fake.requests[0].body.toString()).to.equal('later')
+      expect(fake.calls.get(id)).to.include({function: 'test', state: 'queued'})
+    })
+
+    it('--async --json prints the 202 body and nothing on stderr', async () => {
+      restoreStdin = stdinFrom(Buffer.from('x'))
+      const {stdout, stderr, exitCode} = await runAmp(['fn', 'invoke', 'test', '--async', '--json', '--server', fake.url])
+      expect(exitCode).to.equal(0)
+      expect(stderr).to.equal('')
+      const printed = JSON.parse(stdout)
+      expect(printed).to.deep.equal({callId: printed.callId, function: 'test', state: 'queued', statusUrl: `/_amp/v1/calls/${printed.callId}`})
+    })
+
+    it('renders the 202 of a fire-and-forget function called without --async the same way, not as an error', async () => {
+      fake.functions.get('test')!.fireAndForget = true
+      restoreStdin = stdinFrom(Buffer.from('x'))
+      const {stdout, stderr, error, exitCode} = await runAmp(['fn', 'invoke', 'test', '--server', fake.url])
+      expect(error).to.equal(undefined)
+      expect(exitCode).to.equal(0)
+      expect(stdout.trim()).to.match(UUID)
+      expect(stderr).to.match(/^queued; fetch the result with: amp call get [0-9a-f-]{36} --wait\n$/)
+      expect(fake.requests[0].headers).to.not.have.property('prefer')
+    })
+
+    it('--callback-url sends the header and makes the call asynchronous', async () => {
+      restoreStdin = stdinFrom(Buffer.from('x'))
+      const {stdout, exitCode} = await runAmp(['fn', 'invoke', 'test', '--callback-url', 'https://hooks.example/done', '--server', fake.url])
+      expect(exitCode).to.equal(0)
+      expect(fake.requests[0].headers).to.include({prefer: 'respond-async', 'amp-callback-url': 'https://hooks.example/done'})
+      expect(fake.calls.get(stdout.trim())?.callbackUrl).to.equal('https://hooks.example/done')
+    })
+
+    it('refuses a callback URL that is not absolute http(s) with exit 2, sending nothing', async () => {
+      restoreStdin = stdinFrom(Buffer.from('x'))
+      const {error, stdout, exitCode} = await runAmp(['fn', 'invoke', 'test', '--async', '--callback-url', 'file:///etc/passwd', '--server', fake.url])
+      expect(exitCode).to.equal(2)
+      expect(stdout).to.equal('')
+      expect(error?.message).to.equal('invalid callback URL "file:///etc/passwd": give an absolute http:// or https:// URL')
+      expect(fake.requests).to.deep.equal([])
+    })
+
+    it('exits 108 when the listener cannot queue the call (503), printing no call id', async () => {
+      fake.queueDown = true
+      restoreStdin = stdinFrom(Buffer.from('x'))
+      const {error, stdout, exitCode} = await runAmp(['fn', 'invoke', 'test', '--async', '--server', fake.url])
+      expect(exitCode).to.equal(108)
+      expect(stdout).to.equal('')
+      expect(error?.message).to.match(/^cannot queue the call: JetStream is unavailable \(call c\d+\)$/)
+    })
+  })
 })

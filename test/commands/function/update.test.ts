@@ -62,11 +62,28 @@ describe('amp function update', () => {
     expect(fake.functions.get('test')?.env).to.deep.equal({KEEP: 'k', NEW: 'n'})
   })
 
+  it('turns fire-and-forget on and off and changes retries, sending only those', async () => {
+    fake.add('test')
+    const on = await runAmp(['fn', 'update', 'test', '--fire-and-forget', '--retries', '4', '--server', fake.url])
+    expect(on.exitCode, on.stderr).to.equal(0)
+    expect(on.stdout).to.equal(
+      'Updated function test (image busybox:1.36, timeout 30s, network none, fire-and-forget, retries 4); calls already running finish with the previous settings\n',
+    )
+    expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({fireAndForget: true, retries: 4})
+    const off = await runAmp<FunctionSpec>(['fn', 'update', 'test', '--no-fire-and-forget', '--json', '--server', fake.url])
+    expect(off.exitCode).to.equal(0)
+    expect(JSON.parse(fake.requests[1].body.toString())).to.deep.equal({fireAndForget: false})
+    expect(off.result).to.include({fireAndForget: false, retries: 4})
+    expect(fake.functions.get('test')).to.include({fireAndForget: false, retries: 4})
+  })
+
   it('exits 2, asking nothing of the listener, when there is nothing to change', async () => {
     fake.add('test')
     const {error, exitCode} = await runAmp(['fn', 'update', 'test', '--server', fake.url])
     expect(exitCode).to.equal(2)
-    expect(error?.message).to.equal('nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env or --unset-env')
+    expect(error?.message).to.equal(
+      'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget or --retries',
+    )
     expect(error?.suggestions).to.deep.equal(['See the current settings with: amp function inspect test'])
     expect(fake.requests).to.deep.equal([])
   })
@@ -76,6 +93,8 @@ describe('amp function update', () => {
     ['the host network', ['--network', 'host'], /invalid network "host"/],
     ['a bad duration', ['--timeout', '10min'], /invalid duration "10min"/],
     ['a timeout over 24h', ['--timeout', '25h'], /at most 24h/],
+    ['more than 10 retries', ['--retries', '11'], /^retries must be a whole number from 0 to 10$/],
+    ['retries that are no number', ['--retries', 'x'], /^invalid retries "x"/],
   ]
   for (const [what, flags, message] of refused) {
     it(`exits 2 on ${what}, changing nothing`, async () => {
