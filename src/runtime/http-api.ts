@@ -261,13 +261,16 @@ export function prefersAsync(req: IncomingMessage): boolean {
     .some((item) => item.split(';')[0].trim().toLowerCase() === 'respond-async')
 }
 
-/** The optional `Amp-Callback-Url` of an asynchronous call: an absolute http or https URL. */
+/**
+ * The optional `Amp-Callback-Url` of an asynchronous call: an absolute http or https URL. No
+ * whitespace: Node joins a header sent twice with ", ", and new URL() would quietly make one URL of two.
+ */
 export function checkCallbackUrl(value: string | string[] | undefined): string | undefined {
   if (value === undefined) return undefined
-  const text = Array.isArray(value) ? value.join(',') : value
+  const text = Array.isArray(value) ? value.join(', ') : value
   let url: URL | undefined
   try {
-    url = new URL(text)
+    url = /\s/.test(text) ? undefined : new URL(text)
   } catch {
     url = undefined
   }
