@@ -55,6 +55,8 @@ export interface AsyncSettings {
   retentionMs: number
   /** The workers' lease on a call: redelivered to another worker when not renewed for this long. */
   leaseMs: number
+  /** Longest read of one stored input or output (30 s unless given; tests use less). */
+  readTimeoutMs?: number
 }
 
 const HOUR = 3_600_000
@@ -169,7 +171,24 @@ export class AsyncStore {
   }
 
   async getInput(callId: string): Promise<Uint8Array | null> {
-    return this.io.getBlob(`${callId}.in`)
+    return this.readBlob(`${callId}.in`)
+  }
+
+  /**
+   * getBlob with a deadline: an object deleted or replaced while it is read (its chunks purged)
+   * leaves nats.js waiting forever for them, and a worker or a status request hung with it.
+   */
+  private async readBlob(name: string): Promise<Uint8Array | null> {
+    const ms = this.settings.readTimeoutMs ?? 30_000
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new AmpError('service_unavailable', `reading ${name} from JetStream took over ${ms} ms (deleted meanwhile?)`)), ms)
+    })
+    try {
+      return await Promise.race([this.io.getBlob(name), late])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   async deleteInput(callId: string): Promise<void> {
@@ -182,7 +201,7 @@ export class AsyncStore {
   }
 
   async getOutput(callId: string): Promise<{stdout: Uint8Array; stderr: Uint8Array} | undefined> {
-    const [stdout, stderr] = await Promise.all([this.io.getBlob(`${callId}.out`), this.io.getBlob(`${callId}.err`)])
+    const [stdout, stderr] = await Promise.all([this.readBlob(`${callId}.out`), this.readBlob(`${callId}.err`)])
     return stdout && stderr ? {stdout, stderr} : undefined
   }
 

@@ -8,7 +8,7 @@ import type {Dispatcher} from './dispatcher.js'
 import {AmpError, HTTP_STATUS, isAmpError} from './errors.js'
 import type {FunctionCache} from './function-cache.js'
 import {checkFunctionInput, checkFunctionPatch, publicSpec, type StoredFunction} from './function-spec.js'
-import {API_PREFIX, CALLBACK_URL_HEADER, type CallResult, checkCallbackUrl, RESPOND_ASYNC, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
+import {API_PREFIX, CALLBACK_URL_HEADER, type CallResult, checkCallbackUrl as checkUrl, MAX_CALLBACK_URL, RESPOND_ASYNC, RESULT_MEDIA_TYPE, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
 import {checkReadiness, type ReadinessReport} from './health.js'
 import type {ListenerMetrics} from './metrics.js'
@@ -206,7 +206,7 @@ async function invoke(
     fn = spec.name
     const asked = prefersAsync(req)
     if (asked || spec.fireAndForget) {
-      const callbackUrl = callbackUrlOf(req)
+      const callbackUrl = checkCallbackUrl(req.headers[CALLBACK_URL_HEADER])
       const input = await readBody(req, ctx.maxBodyBytes, 'input')
       const accepted = await asyncCalls(ctx).enqueue(callId, spec, input, callbackUrl)
       res.setHeader('Location', accepted.statusUrl)
@@ -261,11 +261,17 @@ export function prefersAsync(req: IncomingMessage): boolean {
     .some((item) => item.split(';')[0].trim().toLowerCase() === RESPOND_ASYNC)
 }
 
-/** The optional `Amp-Callback-Url` of an asynchronous call (the same check as the CLI's). */
-function callbackUrlOf(req: IncomingMessage): string | undefined {
-  const value = req.headers[CALLBACK_URL_HEADER]
+/**
+ * The optional `Amp-Callback-Url` of an asynchronous call: the CLI's check (http-contract.ts), on
+ * the header as Node gives it. A header sent twice arrives joined with ", ", which the check refuses.
+ */
+export function checkCallbackUrl(value: string | string[] | undefined): string | undefined {
   if (value === undefined) return undefined
-  return checkCallbackUrl(Array.isArray(value) ? value.join(',') : value)
+  try {
+    return new URL(checkUrl(Array.isArray(value) ? value.join(', ') : value)).href
+  } catch {
+    throw new AmpError('bad_request', `Amp-Callback-Url must be an absolute http:// or https:// URL of at most ${MAX_CALLBACK_URL} characters`)
+  }
 }
 
 function asyncCalls(ctx: ApiContext): NonNullable<ApiContext['asyncCalls']> {

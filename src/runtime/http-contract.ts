@@ -166,10 +166,12 @@ export function isDeadLetter(value: unknown): value is DeadLetter {
   )
 }
 
+export const MAX_CALLBACK_URL = 2048
+
 /** Amp-Callback-Url: an absolute http or https URL (the listener answers 400 otherwise; the CLI exits 2). */
 export function checkCallbackUrl(text: string): string {
   const url = URL.canParse(text) ? new URL(text) : undefined
-  if (!url || !['http:', 'https:'].includes(url.protocol) || /[\s\0]/.test(text)) {
+  if (!url || !['http:', 'https:'].includes(url.protocol) || /[\s\0]/.test(text) || text.length > MAX_CALLBACK_URL) {
     throw new AmpError('bad_request', `invalid callback URL ${JSON.stringify(text.slice(0, 200))}: give an absolute http:// or https:// URL`)
   }
   return text
