@@ -3,7 +3,7 @@
  * 202, and reads back its record, its result and the dead letters.
  */
 import {DeliverPolicy} from '@nats-io/jetstream'
-import {Empty} from '@nats-io/transport-node'
+import {Empty, type MsgHdrs} from '@nats-io/transport-node'
 
 import {
   type AsyncSettings,
@@ -20,12 +20,16 @@ import {AmpError, isAmpError} from './errors.js'
 import type {StoredFunction} from './function-spec.js'
 import {API_PREFIX, type CallAccepted, type CallRecord, type DeadLetter, FINAL_STATES, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
-import type {NatsConnection} from './nats.js'
+import {redactUrls} from './credentials.js'
+import {isNoResponders, type NatsConnection} from './nats.js'
 import {CALL_ID, callHeaders, HEADER} from './protocol.js'
 
 /** The longest a status request may wait for a call to finish. */
 export const MAX_WAIT_MS = 60_000
 export const MAX_DEAD_LETTERS = 1000
+/** A publish whose acknowledgement does not come within this is sent again (same message id). */
+const PUBLISH_TIMEOUT_MS = 3000
+const PUBLISH_ATTEMPTS = 3
 
 export const callUrl = (callId: string): string => `${API_PREFIX}/calls/${callId}`
 
@@ -66,8 +70,7 @@ export class AsyncCalls {
     try {
       await store.putInput(callId, input)
       await store.putRecord(record)
-      // The call id doubles as JetStream's message id: a publish retried after a lost ack is not queued twice.
-      await store.js.publish(asyncCallSubject(spec.name), Empty, {headers: h, msgID: callId})
+      await this.publish(store, asyncCallSubject(spec.name), h, callId)
     } catch (error) {
       void store.deleteInput(callId)
       void store.records.delete(callId).catch(() => {})
@@ -76,13 +79,29 @@ export class AsyncCalls {
     return {callId, function: spec.name, state: 'queued', statusUrl: callUrl(callId)}
   }
 
-  /** The call's record; with `waitMs`, once it is final or that long has passed. */
-  async get(callId: string, waitMs = 0): Promise<CallRecord> {
+  /**
+   * Queues the call. The call id doubles as JetStream's message id, so when an acknowledgement is
+   * lost the publish is sent again without queueing the call twice; only when every try fails does
+   * the caller get 503 (and the call may then still be queued: a worker drops it, see async-worker.ts).
+   */
+  private async publish(store: AsyncStore, subject: string, h: MsgHdrs, callId: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await store.js.publish(subject, Empty, {headers: h, msgID: callId, timeout: PUBLISH_TIMEOUT_MS})
+        return
+      } catch (error) {
+        if (attempt >= PUBLISH_ATTEMPTS || isNoResponders(error)) throw error
+      }
+    }
+  }
+
+  /** The call's record; with `waitMs`, once it is final, that long has passed, or `signal` aborts (the caller hung up). */
+  async get(callId: string, waitMs = 0, signal?: AbortSignal): Promise<CallRecord> {
     if (!CALL_ID.test(callId)) throw notFound(callId)
     const store = await this.reachable()
     let record = (await store.getRecord(callId))?.record
     if (!record) throw notFound(callId)
-    if (waitMs > 0 && !FINAL_STATES.has(record.state)) record = (await this.waitFinal(store, callId, waitMs)) ?? record
+    if (waitMs > 0 && !FINAL_STATES.has(record.state)) record = (await this.waitFinal(store, callId, waitMs, signal)) ?? record
     return this.publicRecord(store, record)
   }
 
@@ -97,25 +116,33 @@ export class AsyncCalls {
       deliver_policy: DeliverPolicy.All,
     })
     const letters: DeadLetter[] = []
-    let pending = (await consumer.info()).num_pending
-    while (pending > 0) {
-      const batch = await consumer.fetch({max_messages: Math.min(pending, 500), expires: 2000})
-      let got = 0
-      for await (const msg of batch) {
-        got++
-        letters.push(msg.json<DeadLetter>())
-        if (letters.length > limit) letters.shift()
-        pending = msg.info.pending
+    try {
+      let pending = (await consumer.info()).num_pending
+      while (pending > 0) {
+        const batch = await consumer.fetch({max_messages: Math.min(pending, 500), expires: 2000})
+        let got = 0
+        for await (const msg of batch) {
+          got++
+          letters.push(msg.json<DeadLetter>())
+          if (letters.length > limit) letters.shift()
+          pending = msg.info.pending
+        }
+        if (got === 0) break
       }
-      if (got === 0) break
+    } finally {
+      // An ordered consumer is ephemeral, but would linger on the server until its inactivity timeout.
+      await consumer.delete().catch(() => {})
     }
     return letters
   }
 
   /** Follows the record in KV until it is final; undefined when the wait ends first. */
-  private async waitFinal(store: AsyncStore, callId: string, waitMs: number): Promise<StoredCall | undefined> {
+  private async waitFinal(store: AsyncStore, callId: string, waitMs: number, signal?: AbortSignal): Promise<StoredCall | undefined> {
     const watcher = await store.records.watch({key: callId})
     const timer = setTimeout(() => watcher.stop(), waitMs)
+    const stop = () => watcher.stop()
+    signal?.addEventListener('abort', stop, {once: true})
+    if (signal?.aborted) stop()
     let latest: StoredCall | undefined
     try {
       for await (const entry of watcher) {
@@ -125,6 +152,7 @@ export class AsyncCalls {
       }
     } finally {
       clearTimeout(timer)
+      signal?.removeEventListener('abort', stop)
       watcher.stop()
     }
     return latest
@@ -132,7 +160,9 @@ export class AsyncCalls {
 
   /** The record as the API shows it: with the result once final, without the worker's bookkeeping. */
   async publicRecord(store: AsyncStore, stored: StoredCall): Promise<CallRecord> {
-    const {exit, heartbeatAt: _heartbeat, ...record} = stored
+    const {exit, heartbeatAt: _heartbeat, ...rest} = stored
+    // Credentials in a callback URL are the caller's secret: the record shows the URL without them.
+    const record = rest.callbackUrl ? {...rest, callbackUrl: redactUrls(rest.callbackUrl)} : rest
     if (!FINAL_STATES.has(stored.state) || !exit) return record
     const output = await store.getOutput(stored.callId)
     if (!output) return record

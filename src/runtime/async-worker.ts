@@ -118,6 +118,11 @@ export class AsyncPuller {
     const attempt = msg.info.deliveryCount
     const now = new Date().toISOString()
     const found = await this.store.getRecord(call.callId)
+    if (!found && (await this.abandoned(msg, call.callId))) {
+      log.warn('asynchronous call dropped: its listener could not confirm it, and its caller was told 503')
+      msg.ack()
+      return
+    }
     let record: StoredCall = found?.record ?? {
       callId: call.callId,
       function: call.function,
@@ -221,6 +226,17 @@ export class AsyncPuller {
     await this.persist(() => msg.ackAck())
     await this.store.deleteInput(record.callId)
     this.log.info('asynchronous call finished', {call: record.callId, fn: record.function, state: final.state, attempts: final.attempts})
+  }
+
+  /**
+   * A call with neither record nor input, queued within the retention time: its listener stored it,
+   * got no acknowledgement from JetStream, answered the caller 503 and took its input and record back.
+   * (Past the retention time, they expired instead: that call goes to the dead letters.)
+   */
+  private async abandoned(msg: JsMsg, callId: string): Promise<boolean> {
+    const age = Date.now() - msg.info.timestampNanos / 1_000_000
+    if (!(age < this.store.settings.retentionMs)) return false
+    return (await this.persist(() => this.store.getInput(callId))) === null
   }
 
   private leaseHeld(record: StoredCall): boolean {

@@ -283,7 +283,15 @@ async function getCall(ctx: ApiContext, callId: string, req: IncomingMessage, re
   const wait = new URL(req.url ?? '/', 'http://listener').searchParams.get('wait')
   const waitMs = wait ? parseDuration(wait) : 0
   if (waitMs > MAX_WAIT_MS) throw new AmpError('bad_request', `wait may be at most ${formatDuration(MAX_WAIT_MS)}; ask again to wait longer`)
-  sendJson(res, 200, await asyncCalls(ctx).get(callId, waitMs))
+  // A caller that hangs up while waiting stops the wait, rather than leaving a watch open for up to a minute.
+  const gone = new AbortController()
+  const hungUp = () => gone.abort()
+  res.once('close', hungUp)
+  try {
+    sendJson(res, 200, await asyncCalls(ctx).get(callId, waitMs, gone.signal))
+  } finally {
+    res.off('close', hungUp)
+  }
 }
 
 async function listDeadLetters(ctx: ApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {

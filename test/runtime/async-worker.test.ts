@@ -40,14 +40,14 @@ interface Fate {
   working: number
 }
 
-function message(deliveryCount: number, options: {maxAttempts?: string; callbackUrl?: string; headers?: MsgHdrs} = {}) {
+function message(deliveryCount: number, options: {maxAttempts?: string; callbackUrl?: string; headers?: MsgHdrs; queuedAt?: number} = {}) {
   const h = options.headers ?? callHeaders(CALL, storedFunction({name: 'fn', image: 'amp-test/cat:1', timeoutMs: 5000}), 2)
   if (!options.headers) h.set(HEADER.maxAttempts, options.maxAttempts ?? '3')
   if (options.callbackUrl) h.set(HEADER.callbackUrl, options.callbackUrl)
   const fate: Fate = {acked: false, working: 0}
   const msg = {
     headers: h,
-    info: {deliveryCount},
+    info: {deliveryCount, ...(options.queuedAt === undefined ? {} : {timestampNanos: options.queuedAt * 1_000_000})},
     ack: () => void (fate.acked = true),
     ackAck: async () => (fate.acked = true),
     nak: (delay?: number) => void (fate.naked = delay ?? 'now'),
@@ -248,6 +248,30 @@ describe('AsyncPuller', () => {
     await handle(store, host, msg)
     expect(host.runs).to.deep.equal([])
     expect(fate.acked).to.equal(true)
+    expect(store.records.at(-1)!.error).to.contain('input is gone')
+  })
+
+  it('drops, without a record or dead letter, a recent call with neither record nor input (its listener took it back after a 503)', async () => {
+    const store = fakeStore()
+    store.objects.clear()
+    const host = fakeHost(exited(0))
+    const {msg, fate} = message(1, {queuedAt: Date.now() - 1000})
+    await handle(store, host, msg)
+    expect(host.runs).to.deep.equal([])
+    expect(fate.acked).to.equal(true)
+    expect(store.records).to.deep.equal([])
+    expect(store.dead).to.deep.equal([])
+  })
+
+  it('dead-letters a call without record or input that waited longer than the retention time', async () => {
+    const store = fakeStore()
+    store.objects.clear()
+    const host = fakeHost(exited(0))
+    const {msg, fate} = message(1, {queuedAt: Date.now() - 120_000}) // the fake's retention is 60 s
+    await handle(store, host, msg)
+    expect(host.runs).to.deep.equal([])
+    expect(fate.acked).to.equal(true)
+    expect(store.dead.map((letter) => letter.callId)).to.deep.equal([CALL])
     expect(store.records.at(-1)!.error).to.contain('input is gone')
   })
 

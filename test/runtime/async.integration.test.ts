@@ -371,6 +371,13 @@ describe('asynchronous calls end to end: listener, JetStream, worker, docker', f
       }
     })
 
+    it('never shows the credentials of a callback URL in the record', async () => {
+      const id = accepted(await call('cat', 'secret hook', {...ASYNC, 'amp-callback-url': 'http://hook:s3cret@127.0.0.1:9/hook'}))
+      const answer = await status(id)
+      expect(answer.body.toString('utf8')).to.not.contain('s3cret')
+      expect((answer.json() as CallRecord).callbackUrl).to.equal('http://<redacted>@127.0.0.1:9/hook')
+    })
+
     it('sends again after a 500 and records the delivery on the second attempt', async () => {
       const receiver = await startReceiver([500, 200])
       try {
