@@ -9,17 +9,20 @@ import {
   type AsyncSettings,
   AsyncStore,
   asyncCallSubject,
+  CALL_STREAM,
   DEAD_PREFIX,
   DEAD_STREAM,
   deadSubject,
   DEFAULT_ASYNC_SETTINGS,
   type StoredCall,
+  WORKER_CONSUMER,
 } from './async-store.js'
 import {jetStreamProblem} from './call-logs.js'
 import {AmpError, isAmpError} from './errors.js'
 import type {StoredFunction} from './function-spec.js'
 import {API_PREFIX, type CallAccepted, type CallRecord, type DeadLetter, FINAL_STATES, toEnvelope} from './http-contract.js'
 import type {Logger} from './logger.js'
+import type {AsyncQueueState} from './metrics.js'
 import {redactUrls} from './credentials.js'
 import {isNoResponders, type NatsConnection} from './nats.js'
 import {CALL_ID, callHeaders, HEADER} from './protocol.js'
@@ -134,6 +137,17 @@ export class AsyncCalls {
       await consumer.delete().catch(() => {})
     }
     return letters
+  }
+
+  /** How many calls wait, run and lie dead (metrics); NaN for what cannot be read. */
+  async queueState(): Promise<AsyncQueueState> {
+    try {
+      const store = await this.open()
+      const [consumer, dead] = await Promise.all([store.jsm.consumers.info(CALL_STREAM, WORKER_CONSUMER), store.jsm.streams.info(DEAD_STREAM)])
+      return {waiting: consumer.num_pending, taken: consumer.num_ack_pending, deadLetters: dead.state.messages}
+    } catch {
+      return {waiting: Number.NaN, taken: Number.NaN, deadLetters: Number.NaN}
+    }
   }
 
   /** Follows the record in KV until it is final; undefined when the wait ends first. */

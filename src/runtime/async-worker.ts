@@ -28,7 +28,16 @@ export interface AsyncHost {
   aborted(): boolean
 }
 
+/**
+ * What became of one delivery of an asynchronous call (metrics): succeeded, retried (failed, tried
+ * again later), dead_lettered, requeued (the worker shut down), skipped (finished before, or still
+ * held by a live worker), dropped (taken back by its listener), refused (malformed).
+ */
+export type AsyncOutcome = 'succeeded' | 'retried' | 'dead_lettered' | 'requeued' | 'skipped' | 'dropped' | 'refused'
+
 export interface AsyncWorkerOptions {
+  /** Told each delivery's outcome, by function ("" when the message was malformed). */
+  onOutcome?: (fn: string, outcome: AsyncOutcome) => void
   /** First retry delay; each next one is 4 times longer, up to 5 minutes. */
   retryBaseMs?: number
   /** How long one pull waits for a call. */
@@ -49,6 +58,7 @@ export class AsyncPuller {
   private readonly pulling = new SinglePull()
   private readonly retryBaseMs: number
   private readonly pullExpiresMs: number
+  private readonly onOutcome: (fn: string, outcome: AsyncOutcome) => void
 
   constructor(
     private readonly store: AsyncStore,
@@ -58,6 +68,7 @@ export class AsyncPuller {
   ) {
     this.retryBaseMs = options.retryBaseMs ?? 1000
     this.pullExpiresMs = options.pullExpiresMs ?? 5000
+    this.onOutcome = options.onOutcome ?? (() => {})
   }
 
   start(): void {
@@ -112,6 +123,7 @@ export class AsyncPuller {
       // It can never run: nothing to retry, and no call id to record it under.
       this.log.warn('asynchronous call refused', {error: (error as Error).message})
       msg.term('malformed call')
+      this.onOutcome('', 'refused')
       return
     }
     const log = this.log.child({call: call.callId, fn: call.function})
@@ -121,6 +133,7 @@ export class AsyncPuller {
     if (!found && (await this.abandoned(msg, call.callId))) {
       log.warn('asynchronous call dropped: its listener could not confirm it, and its caller was told 503')
       msg.ack()
+      this.onOutcome(call.function, 'dropped')
       return
     }
     let record: StoredCall = found?.record ?? {
@@ -137,12 +150,14 @@ export class AsyncPuller {
       // Finished before, and the ack was lost: do not run it again.
       log.info('asynchronous call already finished: acking it again', {state: record.state})
       msg.ack()
+      this.onOutcome(call.function, 'skipped')
       return
     }
     if (record.state === 'running' && this.leaseHeld(record)) {
       // Its worker (maybe this one) still renews its lease: JetStream redelivered it while NATS was away. Leave it be.
       log.info('asynchronous call still runs on another worker', {worker: record.worker})
       msg.nak(this.store.settings.leaseMs / 2)
+      this.onOutcome(call.function, 'skipped')
       return
     }
     if (attempt > maxAttempts) {
@@ -169,6 +184,7 @@ export class AsyncPuller {
         // Killed by the worker's shutdown, not the function's fault: straight back to the queue.
         await this.store.putRecord({...record, state: 'queued'}).catch(() => {})
         msg.nak()
+        this.onOutcome(call.function, 'requeued')
         return
       }
       await this.persist(() => this.store.putOutput(call.callId, result.stdout, result.stderr))
@@ -189,6 +205,7 @@ export class AsyncPuller {
       )
       log.info('asynchronous call failed: trying again', {attempt, of: maxAttempts, delayMs: delay, error: failure})
       msg.nak(delay)
+      this.onOutcome(call.function, 'retried')
     } finally {
       clearInterval(lease)
     }
@@ -224,6 +241,7 @@ export class AsyncPuller {
     await this.persist(() => this.store.putRecord(final))
     if (record.callbackUrl) await this.persist(() => this.store.publishCallback(record.callId, record.function))
     await this.persist(() => msg.ackAck())
+    this.onOutcome(record.function, failure ? 'dead_lettered' : 'succeeded')
     await this.store.deleteInput(record.callId)
     this.log.info('asynchronous call finished', {call: record.callId, fn: record.function, state: final.state, attempts: final.attempts})
   }

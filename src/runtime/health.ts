@@ -45,21 +45,26 @@ export interface CachedCheckOptions {
  * concurrent probes share one check in progress.
  */
 export function cachedCheck(check: () => Promise<boolean>, options: CachedCheckOptions = {}): () => Promise<boolean> {
+  return cachedRead(() => check().then(Boolean), false, options)
+}
+
+/** cachedCheck for any value: `fallback` stands for a read that fails or takes too long. */
+export function cachedRead<T>(read: () => Promise<T>, fallback: T, options: CachedCheckOptions = {}): () => Promise<T> {
   const maxAge = options.maxAgeMs ?? 2000
   const timeout = options.timeoutMs ?? 1500
   const now = options.now ?? Date.now
-  let last: {value: boolean; at: number} | undefined
-  let running: Promise<boolean> | undefined
+  let last: {value: T; at: number} | undefined
+  let running: Promise<T> | undefined
   return () => {
     if (last && now() - last.at < maxAge) return Promise.resolve(last.value)
     running ??= (async () => {
       let timer: NodeJS.Timeout | undefined
-      const expired = new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), timeout)
+      const expired = new Promise<T>((resolve) => {
+        timer = setTimeout(() => resolve(fallback), timeout)
         timer.unref()
       })
       try {
-        const value = await Promise.race([check().then(Boolean, () => false), expired])
+        const value = await Promise.race([read().catch(() => fallback), expired])
         last = {value, at: now()}
         return value
       } finally {

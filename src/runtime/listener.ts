@@ -12,7 +12,7 @@ import {type CallbackOptions, CallbackSender} from './callbacks.js'
 import {Dispatcher, type DispatcherOptions} from './dispatcher.js'
 import {createRequestHandler} from './http-api.js'
 import {createHttpServer, type HttpTimeouts} from './http-server.js'
-import {cachedCheck, checkReadiness, trackNats} from './health.js'
+import {cachedCheck, cachedRead, checkReadiness, trackNats} from './health.js'
 import {daemonRegistry, ListenerMetrics, type Registry as MetricsRegistry} from './metrics.js'
 import {createLogger, type Logger} from './logger.js'
 import {connectNats} from './nats.js'
@@ -79,11 +79,17 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   if (etcdAnswered) await firstRead
   let draining = false
   const nats = trackNats(nc)
+  const {callbacks: callbackOptions, ...asyncSettings} = options.async ?? {}
+  const asyncCalls = new AsyncCalls(nc, log, {...DEFAULT_ASYNC_SETTINGS, ...asyncSettings})
+  const callbacks = new CallbackSender(asyncCalls, log, callbackOptions)
+  // One JetStream round trip per scrape at most every 2 s, for the three queue gauges.
+  const asyncQueue = cachedRead(() => asyncCalls.queueState(), {waiting: Number.NaN, taken: Number.NaN, deadLetters: Number.NaN})
   // Readiness probes and scrapes share one etcd round trip every 2 s at most; a hung etcd counts as down after 1.5 s.
   const etcdPing = cachedCheck(() => registry.ping(), {maxAgeMs: 2000, timeoutMs: 1500})
   // Up means in sync too: the cache reads everything again after a cut before the listener says so.
   const etcdUp = async () => functions.synced && (await etcdPing())
   const metrics = new ListenerMetrics(options.metricsRegistry ?? daemonRegistry(), {
+    asyncQueue: () => asyncQueue(),
     natsConnected: () => nats.connected(),
     etcdUp,
     draining: () => draining,
@@ -98,9 +104,6 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
   await nc.flush()
   // Requests being served, not only calls out on NATS: one still reading its body must finish too.
   const active = new Set<ServerResponse>()
-  const {callbacks: callbackOptions, ...asyncSettings} = options.async ?? {}
-  const asyncCalls = new AsyncCalls(nc, log, {...DEFAULT_ASYNC_SETTINGS, ...asyncSettings})
-  const callbacks = new CallbackSender(asyncCalls, log, callbackOptions)
   const handle = createRequestHandler({
     registry: failFast(registry, functions),
     functions,

@@ -74,6 +74,17 @@ export interface ListenerState {
   natsConnected(): boolean
   etcdUp(): Promise<boolean>
   draining(): boolean
+  /** Asynchronous calls in JetStream (NaN when it cannot be read). */
+  asyncQueue?(): Promise<AsyncQueueState>
+}
+
+export interface AsyncQueueState {
+  /** Stored, not yet taken by a worker. */
+  waiting: number
+  /** Taken by a worker and not yet acked: running, or waiting for a retry. */
+  taken: number
+  /** Messages in AMP_DEAD. */
+  deadLetters: number
 }
 
 export class ListenerMetrics {
@@ -105,6 +116,10 @@ export class ListenerMetrics {
     gauge(registry, 'amp_listener_nats_connected', '1 while the listener is connected to NATS', () => state.natsConnected())
     gauge(registry, 'amp_listener_etcd_up', '1 when etcd answered the last check (at most ~2 s old) and the function cache of the listener is in sync', () => state.etcdUp())
     gauge(registry, 'amp_listener_draining', '1 once the listener is shutting down and turns new calls away', () => state.draining())
+    const queue = (key: keyof AsyncQueueState) => async () => (state.asyncQueue ? (await state.asyncQueue())[key] : Number.NaN)
+    gauge(registry, 'amp_async_calls_waiting', 'Asynchronous calls stored in JetStream that no worker has taken yet', queue('waiting'))
+    gauge(registry, 'amp_async_calls_taken', 'Asynchronous calls a worker has taken and not yet finished: running, or waiting to be tried again', queue('taken'))
+    gauge(registry, 'amp_async_dead_letters', 'Dead letters kept in the AMP_DEAD stream', queue('deadLetters'))
   }
 
   /** Counts a call as in flight; call what it returns once with the answer's function ("" if none) and status. */
@@ -140,6 +155,7 @@ export class WorkerMetrics {
   readonly refused: Counter<'reason'>
   readonly containersStarted: Counter
   readonly containersKilled: Counter<'reason'>
+  readonly asyncCalls: Counter<'function' | 'outcome'>
   readonly phases: PhaseHistograms
 
   constructor(readonly registry: Registry, state: WorkerState, concurrency: number) {
@@ -158,6 +174,12 @@ export class WorkerMetrics {
     this.containersStarted = new Counter({
       name: 'amp_worker_containers_started_total',
       help: 'docker run commands this worker ran (one per call that reached a slot)',
+      registers: [registry],
+    })
+    this.asyncCalls = new Counter({
+      name: 'amp_worker_async_deliveries_total',
+      help: 'Deliveries of asynchronous calls to this worker, by function and outcome (succeeded, retried, dead_lettered, requeued, skipped, dropped, refused)',
+      labelNames: ['function', 'outcome'],
       registers: [registry],
     })
     this.containersKilled = new Counter({

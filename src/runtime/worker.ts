@@ -612,7 +612,13 @@ function startAsync(nc: NatsConnection, worker: WorkerService, log: Logger, opti
   const attempt = async () => {
     try {
       const store = await AsyncStore.open(nc, {...DEFAULT_ASYNC_SETTINGS, ...settings})
-      if (!stopped && worker.startPuller(new AsyncPuller(store, worker, log, {retryBaseMs, pullExpiresMs}))) log.info('taking asynchronous calls')
+      if (!stopped && worker.startPuller(
+          new AsyncPuller(store, worker, log, {
+            retryBaseMs,
+            pullExpiresMs,
+            onOutcome: (fn, outcome) => worker.metrics.asyncCalls.inc({function: fn, outcome}),
+          }),
+        )) log.info('taking asynchronous calls')
     } catch (error) {
       if (!warned) log.warn('asynchronous calls are off until JetStream is reachable', {error: (error as Error).message})
       warned = true

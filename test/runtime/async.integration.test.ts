@@ -343,6 +343,19 @@ describe('asynchronous calls end to end: listener, JetStream, worker, docker', f
         expect((await send(`${listener.url}/_amp/v1/dead-letters${query}`)).status, query).to.equal(400)
       }
     })
+
+    it('reports the queue and the dead letters in the listener metrics, and the outcomes in the worker metrics', async () => {
+      const id = accepted(await call('dead-a', 'counted'))
+      await final(id)
+      await sleep(2100) // the gauges read JetStream at most every 2 s
+      const text = (await send(`${listener.url}/_amp/v1/metrics`)).body.toString('utf8')
+      const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
+      expect(value('amp_async_dead_letters')).to.equal((await store.jsm.streams.info(DEAD_STREAM)).state.messages)
+      expect(value('amp_async_calls_waiting')).to.equal(0)
+      expect(value('amp_async_calls_taken')).to.equal(0)
+      const worker = await (stack.worker as unknown as {metrics: {registry: {metrics(): Promise<string>}}}).metrics.registry.metrics()
+      expect(worker).to.match(/^amp_worker_async_deliveries_total\{function="dead-a",outcome="dead_lettered"\} [1-9]/m)
+    })
   })
 
   describe('callbacks', () => {
