@@ -133,7 +133,7 @@ export class AsyncCalls {
 
   /** The record as the API shows it: with the result once final, without the worker's bookkeeping. */
   async publicRecord(store: AsyncStore, stored: StoredCall): Promise<CallRecord> {
-    const {exit, heartbeatAt: _heartbeat, ...record} = stored
+    const {exit, heartbeatAt: _heartbeat, lost: _lost, ...record} = stored
     if (!FINAL_STATES.has(stored.state) || !exit) return record
     const output = await store.getOutput(stored.callId)
     if (!output) return record

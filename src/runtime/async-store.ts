@@ -72,6 +72,8 @@ export interface StoredCall extends Omit<CallRecord, 'result'> {
   exit?: {exitCode: number; durationMs: number; stderrTruncated: boolean; worker: string}
   /** Renewed by the worker running the call, with its JetStream lease. */
   heartbeatAt?: string
+  /** Attempts whose worker stopped before the container finished: not the function's failures. */
+  lost?: number
 }
 
 export const FINAL_STATES: ReadonlySet<CallState> = new Set(['succeeded', 'failed'])
