@@ -7,6 +7,8 @@
  */
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
+import {mkdirSync, writeFileSync} from 'node:fs'
+import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {request} from 'undici'
 
@@ -111,6 +113,12 @@ describe('asynchronous calls under faults (issue #5)', function () {
   })
 
   after(async () => {
+    // AMP_CHAOS_LOGS=<dir> keeps the daemons' logs, to see what happened when this fails.
+    const keep = process.env.AMP_CHAOS_LOGS
+    if (keep) {
+      mkdirSync(keep, {recursive: true})
+      for (const [i, logged] of [listener, ...workers].entries()) if (logged) writeFileSync(path.join(keep, `daemon-${i}.log`), logged.daemon.stderr())
+    }
     for (const {daemon} of [...workers, listener].filter(Boolean)) daemon.child.kill('SIGKILL')
     await Promise.all([nats?.stop(), etcd?.stop()])
   })
@@ -129,6 +137,7 @@ describe('asynchronous calls under faults (issue #5)', function () {
     // The client: 8 callers, never more than BACKLOG calls waiting, a 503 tried again after a moment.
     let next = 0
     let accepted = 0
+    let phase = 'calling'
     const caller = async () => {
       for (let call = sent[next++]; call; call = sent[next++]) {
         while (accepted - finished() >= BACKLOG) await sleep(100)
@@ -149,9 +158,13 @@ describe('asynchronous calls under faults (issue #5)', function () {
       }
     }
     const callers = Promise.all(Array.from({length: 8}, caller))
+    const progress = process.env.AMP_CHAOS_LOGS
+      ? setInterval(() => process.stderr.write(`chaos: ${phase}, accepted ${accepted}, finished ${finished()}, read ${records.size}, ${Math.round((Date.now() - started) / 1000)} s\n`), 5000)
+      : undefined
 
     // The faults, a quarter and half way through.
     const victim = workers[0]
+    const records = new Map<string, CallRecord>()
     await waitFor('a quarter of the calls to finish', async () => (finished() >= CALLS / 4 ? true : undefined), CALLS * 2000, 200)
     // kill -9 while it runs a full set of containers, if it gets there soon.
     const pid = victim.daemon.pid
@@ -160,6 +173,7 @@ describe('asynchronous calls under faults (issue #5)', function () {
       runningAtKill = (await containers(`label=amp.worker-pid=${pid}`, {running: true})).length
       return runningAtKill >= CONCURRENCY ? true : undefined
     }, 20_000, 50).catch(() => undefined)
+    phase = 'victim killed'
     victim.daemon.child.kill('SIGKILL')
     await victim.daemon.child.catch(() => {})
     // What it had started and not finished when it died (its log is complete once it exited).
@@ -167,16 +181,18 @@ describe('asynchronous calls under faults (issue #5)', function () {
     const inFlight = new Set(callsIn(victim, 'asynchronous call started').filter((id) => !victimDone.has(id)))
 
     await waitFor('half of the calls to finish', async () => (finished() >= CALLS / 2 ? true : undefined), CALLS * 2000, 200)
+    phase = 'nats down'
     nats.kill('SIGTERM')
     await sleep(OUTAGE_MS)
     await nats.restart()
 
+    phase = 'nats restarted'
     await callers
     expect(unexpected, 'answers other than 202 or 503').to.deep.equal([])
     expect(sent.filter((call) => !call.callId), 'calls never accepted').to.deep.equal([])
 
     // Every record final, through the listener.
-    const records = new Map<string, CallRecord>()
+    phase = 'reading'
     let index = 0
     const reader = async () => {
       for (let call = sent[index++]; call; call = sent[index++]) {
@@ -195,6 +211,7 @@ describe('asynchronous calls under faults (issue #5)', function () {
     }
     await Promise.all(Array.from({length: 8}, reader))
 
+    clearInterval(progress)
     const wrong: string[] = []
     for (const call of sent) {
       const record = records.get(call.callId!)!
@@ -224,8 +241,9 @@ describe('asynchronous calls under faults (issue #5)', function () {
     const twice = [...runs].filter(([, count]) => count > 1).map(([id]) => id)
     expect(twice.filter((id) => !inFlight.has(id)), 'calls run twice that the victim was not running').to.deep.equal([])
     expect(Math.max(0, ...runs.values()), 'most runs of one call').to.be.at.most(2)
-    // A worker pulls a call while the one before waits for its slot, so it may hold one more than its concurrency.
-    expect(twice.length).to.be.at.most(CONCURRENCY + 1)
+    // The victim held at most CONCURRENCY calls in container slots, and each slot's previous call may
+    // still have been writing its outcome (its container done, the slot already given to the next).
+    expect(twice.length).to.be.at.most(2 * CONCURRENCY)
 
     // No container left by any of these workers (the survivor sweeps the victim's).
     const pids = workers.map((worker) => worker.daemon.pid)
