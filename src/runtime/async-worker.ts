@@ -168,7 +168,7 @@ export class AsyncPuller {
       this.onOutcome(call.function, 'skipped')
       return
     }
-    if (record.state === 'running' && (this.running.has(call.callId) || (record.worker !== this.host.id && this.leaseHeld(record)))) {
+    if (this.running.has(call.callId) || (record.state === 'running' && record.worker !== this.host.id && this.leaseHeld(record))) {
       // It still runs, here or on a worker that renews its lease (JetStream redelivered it while NATS was away): leave it be.
       log.info('asynchronous call still runs', {worker: record.worker})
       msg.nak(this.store.settings.leaseMs / 2)
@@ -183,19 +183,21 @@ export class AsyncPuller {
       await this.finish(msg, {...record, lost}, undefined, `gave up: its worker stopped during ${lost} attempts`)
       return
     }
+    // Claimed before the next await: a second delivery of the call to this worker sees it at once.
+    this.running.add(call.callId)
     const attempt = record.attempts + 1
     record = {...record, state: 'running', attempts: attempt, lost, startedAt: now, worker: this.host.id, heartbeatAt: now}
     delete record.nextAttemptAt
-    await this.persist(() => this.store.putRecord(record))
-    log.info('asynchronous call started', {attempt, of: maxAttempts})
-    this.running.add(call.callId)
-    this.beating.add(call.callId)
-    const lease = setInterval(() => {
-      msg.working()
-      // A renewal written after the outcome would put the call back to running for good.
-      if (this.beating.has(call.callId)) this.store.putRecord({...record, heartbeatAt: new Date().toISOString()}).catch(() => {})
-    }, this.store.settings.leaseMs / 3)
+    let lease: NodeJS.Timeout | undefined
     try {
+      await this.persist(() => this.store.putRecord(record))
+      log.info('asynchronous call started', {attempt, of: maxAttempts})
+      this.beating.add(call.callId)
+      lease = setInterval(() => {
+        msg.working()
+        // A renewal written after the outcome would put the call back to running for good.
+        if (this.beating.has(call.callId)) this.store.putRecord({...record, heartbeatAt: new Date().toISOString()}).catch(() => {})
+      }, this.store.settings.leaseMs / 3)
       const input = await this.persist(() => this.store.getInput(call.callId))
       if (!input) {
         await this.finish(msg, record, undefined, 'its input is gone (kept for the retention time only)')

@@ -230,6 +230,26 @@ describe('AsyncPuller', () => {
     expect(store.dead).to.deep.equal([])
   })
 
+  it('hands back, without running it twice, a second delivery of a call this worker is running', async () => {
+    const store = fakeStore()
+    const host = fakeHost(exited(0), 150)
+    const puller = new AsyncPuller(store.store, host.host, silentLogger, {retryBaseMs: 100, pullExpiresMs: 10})
+    const first = message(1)
+    store.offer(first.msg)
+    puller.start()
+    while (host.runs.length === 0) await sleep(2)
+    // JetStream delivers it again while it runs (its lease lapsed while NATS was away).
+    const second = message(2)
+    store.offer(second.msg)
+    while (host.tasks.length < 2) await sleep(2)
+    await puller.stop()
+    await Promise.all(host.tasks)
+    expect(host.runs).to.deep.equal([CALL])
+    expect(second.fate.naked, 'handed back for later').to.be.a('number')
+    expect(second.fate.acked).to.equal(false)
+    expect(first.fate.acked).to.equal(true)
+  })
+
   it('gives up without running a call whose workers died during more than 3 attempts', async () => {
     const stale = new Date(Date.now() - 1000).toISOString()
     const store = fakeStore(priorRecord({state: 'running', attempts: 4, lost: 3, worker: 'w-dead', heartbeatAt: stale}))
