@@ -262,6 +262,8 @@ export class SinglePull {
     if (this.aborted) return null
     const batch = await consumer.fetch({max_messages: 1, expires: expiresMs})
     this.batch = batch
+    // Aborted while the pull was being set up: end it now, not at its expiry.
+    if (this.aborted) void batch.close()
     try {
       for await (const msg of batch) return msg
       return null

@@ -58,6 +58,8 @@ export class AsyncPuller {
   private stopped = false
   private loop?: Promise<void>
   private readonly pulling = new SinglePull()
+  /** Ends the pause between tries at once on stop(). */
+  private readonly pause = new AbortController()
   /** Calls running here: JetStream redelivers one when its lease lapsed (NATS away), and it must not run twice. */
   private readonly running = new Set<string>()
   /** Calls whose record the lease timer still renews: none once their outcome is being written. */
@@ -84,6 +86,7 @@ export class AsyncPuller {
   /** Stops pulling; calls already pulled go on (the worker drains them). */
   async stop(): Promise<void> {
     this.stopped = true
+    this.pause.abort()
     this.pulling.abort()
     await this.loop
   }
@@ -104,7 +107,7 @@ export class AsyncPuller {
         if (this.stopped) break
         this.log.debug('pulling asynchronous calls failed; trying again', {error: (error as Error).message})
         consumer = undefined
-        await sleep(1000)
+        await sleep(1000, undefined, {signal: this.pause.signal}).catch(() => {})
         continue
       }
       if (!msg) continue
