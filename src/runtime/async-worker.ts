@@ -83,12 +83,15 @@ export class AsyncPuller {
     this.loop ??= this.pull()
   }
 
-  /** Stops pulling; calls already pulled go on (the worker drains them). */
-  async stop(): Promise<void> {
+  /**
+   * Stops pulling; calls already pulled go on (the worker drains them). Not waiting for the pull loop:
+   * after a NATS restart it may sit in a JetStream request (up to its 5 s timeout), and once stopped it
+   * takes no more calls (one that arrives is handed back).
+   */
+  stop(): void {
     this.stopped = true
     this.pause.abort()
     this.pulling.abort()
-    await this.loop
   }
 
   private async pull(): Promise<void> {
