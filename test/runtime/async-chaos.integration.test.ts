@@ -232,15 +232,28 @@ describe('asynchronous calls under faults (issue #5)', function () {
     const lettered = deadLetters.map((letter) => letter.callId).sort()
     expect(lettered).to.deep.equal(sent.filter((call) => call.fn === 'fail').map((call) => call.callId!).sort())
 
-    // Runs per call, from every worker's log: only the victim's unfinished calls may have run twice.
+    // Runs per call, from every worker's log. A run after a failed attempt is a retry, as designed (a cat
+    // call can fail under this load, e.g. docker refusing a container); any other extra run is a
+    // duplicate, and only the victim's unfinished calls may have one.
     const runs = new Map<string, number>()
-    for (const worker of workers) for (const id of callsIn(worker, 'asynchronous call started')) runs.set(id, (runs.get(id) ?? 0) + 1)
+    const retries = new Map<string, number>()
+    for (const worker of workers) {
+      for (const id of callsIn(worker, 'asynchronous call started')) runs.set(id, (runs.get(id) ?? 0) + 1)
+      for (const id of callsIn(worker, 'asynchronous call failed: trying again')) retries.set(id, (retries.get(id) ?? 0) + 1)
+    }
     const ids = new Set(sent.map((call) => call.callId!))
     expect([...runs.keys()].filter((id) => !ids.has(id)), 'calls run that no caller was told about').to.deep.equal([])
     expect(sent.filter((call) => !runs.has(call.callId!)), 'calls never started').to.deep.equal([])
-    const twice = [...runs].filter(([, count]) => count > 1).map(([id]) => id)
-    expect(twice.filter((id) => !inFlight.has(id)), 'calls run twice that the victim was not running').to.deep.equal([])
-    expect(Math.max(0, ...runs.values()), 'most runs of one call').to.be.at.most(2)
+    const duplicates = new Map([...runs].map(([id, count]) => [id, count - 1 - (retries.get(id) ?? 0)]))
+    const twice = [...duplicates].filter(([, extra]) => extra > 0).map(([id]) => id)
+    // What the workers logged about a call, to tell why it ran again when an expectation fails.
+    const story = (id: string) =>
+      workers
+        .flatMap((worker, index) => worker.lines.filter((line) => line.call === id).map((line) => `w${index} ${line.time} ${line.msg} ${line.attempt ?? ''}`))
+        .sort((a, b) => a.split(' ')[1].localeCompare(b.split(' ')[1]))
+        .join('; ')
+    const odd = [...duplicates].filter(([id, extra]) => extra > 1 || extra < 0 || (extra > 0 && !inFlight.has(id)))
+    expect(odd.map(([id]) => `${id}: ${story(id)}`), 'calls run again without a failed attempt, beyond one re-run of a victim call').to.deep.equal([])
     // The victim held at most CONCURRENCY calls in container slots, and each slot's previous call may
     // still have been writing its outcome (its container done, the slot already given to the next).
     expect(twice.length).to.be.at.most(2 * CONCURRENCY)
@@ -256,7 +269,7 @@ describe('asynchronous calls under faults (issue #5)', function () {
     const refused = sent.filter((call) => call.refused > 0)
     console.log(
       `      [measured] ${CALLS} async calls (${sent.filter((call) => call.fn === 'fail').length} failing): ` +
-        `ran twice ${twice.length} (victim had ${inFlight.size} started, ${runningAtKill} containers running at kill -9), ` +
+        `ran twice ${twice.length}, retried after a failed attempt ${retries.size} (victim had ${inFlight.size} started, ${runningAtKill} containers running at kill -9), ` +
         `503 then retried ${refused.length} calls (${refused.reduce((sum, call) => sum + call.refused, 0)} 503s), ` +
         `${Math.round((Date.now() - started) / 1000)} s`,
     )
