@@ -7,7 +7,6 @@
 import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
-import {parse as parseYaml} from 'yaml'
 
 import {
   checkCredential,
@@ -163,7 +162,7 @@ export async function loadConfig(explicitPath?: string): Promise<LoadedConfig> {
     const reason = code === 'ENOENT' ? 'no such file (given by --use-config or AMP_CONFIG)' : (code ?? String(error))
     throw new AmpError('config_invalid', `cannot read config file ${shownPath(path)}: ${reason}`, {cause: error})
   }
-  return {path, found: true, settings: parseConfig(text, shownPath(path))}
+  return {path, found: true, settings: await parseConfig(text, shownPath(path))}
 }
 
 /** A path as errors show it: quoted when it holds control characters, so the error stays one line. */
@@ -172,7 +171,9 @@ function shownPath(path: string): string {
 }
 
 /** Parses and checks the YAML text of a config file; `path` only names the file in errors. */
-export function parseConfig(text: string, path: string): Partial<Settings> {
+export async function parseConfig(text: string, path: string): Promise<Partial<Settings>> {
+  // Loaded here, not at the top: most CLI runs have no config file, and yaml costs startup time.
+  const {parse: parseYaml} = await import('yaml')
   let data: unknown
   try {
     data = parseYaml(text)
