@@ -1,22 +1,25 @@
 /**
- * npm run bench:cli [-- --runs 20]
+ * npm run bench:cli [-- --runs 20] [--bin OTHER/bin/run.js]
  * How long the built CLI (bin/run.js, after `npm run build`) takes to start and answer, against
  * `node -e 0`: `amp --version`, and `amp function ls` against a real listener (its own nats-server
  * and etcd on free ports, three functions). The commands run in turn, one at a time, so that a
  * busy moment of a shared machine hits every row alike. Prints a table and writes it to
- * bench/results/cli-startup.md. Issue #6's target: each amp row <= 2.5x `node -e 0`.
+ * bench/results/cli-startup.md. Issue #6's target: each amp row <= 2.5x `node -e 0`. --bin measures
+ * another build instead (say, of an older commit), to compare.
  */
 import {execa} from 'execa'
 import {existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
 
 import {createFunction, startTestStack} from '../test/helpers/stack.js'
 
-const {values} = parseArgs({options: {runs: {type: 'string', default: '20'}, warmup: {type: 'string', default: '3'}}})
+const {values} = parseArgs({
+  options: {runs: {type: 'string', default: '20'}, warmup: {type: 'string', default: '3'}, bin: {type: 'string'}},
+})
 const runs = Number(values.runs)
 const warmup = Number(values.warmup)
 if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(warmup) || warmup < 0) {
@@ -25,9 +28,9 @@ if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(warmup) || warmup <
 }
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const RUN = join(root, 'bin/run.js')
-if (!existsSync(join(root, 'dist/cli.js')) || !existsSync(join(root, 'oclif.manifest.json'))) {
-  process.stderr.write('bench:cli: no build; run npm run build first\n')
+const RUN = resolve(values.bin ?? join(root, 'bin/run.js'))
+if (!existsSync(join(dirname(RUN), '../oclif.manifest.json'))) {
+  process.stderr.write(`bench:cli: no build next to ${RUN}; run npm run build first\n`)
   process.exit(2)
 }
 
@@ -65,7 +68,7 @@ try {
 
   const base = percentile([...rows[0].times].sort((a, b) => a - b), 50)
   const lines = [
-    `CLI startup, ${runs} runs each (node ${process.version}), median and p90 wall time of the process:`,
+    `CLI startup of ${RUN}, ${runs} runs each (node ${process.version}), median and p90 wall time of the process:`,
     '',
     '| command | median ms | p90 ms | ratio to node -e 0 (median) |',
     '| --- | ---: | ---: | ---: |',
