@@ -173,10 +173,11 @@ function shownPath(path: string): string {
 /** Parses and checks the YAML text of a config file; `path` only names the file in errors. */
 export async function parseConfig(text: string, path: string): Promise<Partial<Settings>> {
   // Loaded here, not at the top: most CLI runs have no config file, and yaml costs startup time.
-  const {parse: parseYaml} = await import('yaml')
+  // The default export (yaml is CommonJS): the CLI's bundle gives a CommonJS module no named ones.
+  const {default: YAML} = await import('yaml')
   let data: unknown
   try {
-    data = parseYaml(text)
+    data = YAML.parse(text)
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).split('\n')[0]
     throw new AmpError('config_invalid', `config file ${path} is not valid YAML: ${reason}`, {cause: error})
