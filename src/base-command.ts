@@ -56,6 +56,22 @@ export const etcdCredentialFlags = {
   'etcd-tls-key': Flags.string({...settingFlag('etcd-tls-key', 'private key file (PEM) of --etcd-tls-cert'), helpGroup: 'ETCD'}),
 }
 
+/** Asynchronous calls (docs/async.md): the worker takes all three, the listener lease and retention (whoever starts first creates the streams). */
+export const asyncFlags = {
+  'async-lease': Flags.string({
+    ...settingFlag('async-lease', "how long a worker's hold on a running asynchronous call lasts unless renewed (renewed every third of it), e.g. 30s"),
+    helpGroup: 'ASYNC',
+  }),
+  'async-retry-base': Flags.string({
+    ...settingFlag('async-retry-base', 'delay before the first retry of a failed asynchronous call; each next one is 4 times longer, e.g. 1s'),
+    helpGroup: 'ASYNC',
+  }),
+  'async-retention': Flags.string({
+    ...settingFlag('async-retention', 'how long records and results of asynchronous calls are kept, e.g. 24h'),
+    helpGroup: 'ASYNC',
+  }),
+}
+
 /** The listener's token for calls only (listener start, amp up). */
 export const invokeTokenFlag = {
   'invoke-token': Flags.string(

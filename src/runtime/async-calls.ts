@@ -174,7 +174,7 @@ export class AsyncCalls {
 
   /** The record as the API shows it: with the result once final, without the worker's bookkeeping. */
   async publicRecord(store: AsyncStore, stored: StoredCall): Promise<CallRecord> {
-    const {exit, heartbeatAt: _heartbeat, ...rest} = stored
+    const {exit, heartbeatAt: _heartbeat, lost: _lost, ...rest} = stored
     // Credentials in a callback URL are the caller's secret: the record shows the URL without them.
     const record = rest.callbackUrl ? {...rest, callbackUrl: redactUrls(rest.callbackUrl)} : rest
     if (!FINAL_STATES.has(stored.state) || !exit) return record

@@ -74,6 +74,8 @@ export interface StoredCall extends Omit<CallRecord, 'result'> {
   exit?: {exitCode: number; durationMs: number; stderrTruncated: boolean; worker: string}
   /** Renewed by the worker running the call, with its JetStream lease. */
   heartbeatAt?: string
+  /** Attempts whose worker stopped before the container finished: not the function's failures. */
+  lost?: number
 }
 
 /** Stream configurations: exported so docs/async.md and its test can be checked against them. */
@@ -135,7 +137,10 @@ export class AsyncStore {
     try {
       const jsm = await jetstreamManager(nc, {timeout: 5000})
       for (const config of asyncStreamConfigs(settings)) await ensureStream(jsm, config)
-      await ensureConsumer(jsm, CALL_STREAM, WORKER_CONSUMER, settings.leaseMs, 'amp workers: asynchronous calls')
+      // The lease is the consumer's ack wait, whoever created it: renewing on another daemon's setting
+      // would let JetStream redeliver running calls (shorter) or leave dead workers' calls waiting (longer).
+      const ackWait = await ensureConsumer(jsm, CALL_STREAM, WORKER_CONSUMER, settings.leaseMs, 'amp workers: asynchronous calls')
+      settings = {...settings, leaseMs: Math.round(ackWait / NANOS_PER_MS) || settings.leaseMs}
       await ensureConsumer(jsm, CALLBACK_STREAM, CALLBACK_CONSUMER, 30_000, 'amp listeners: callbacks to POST')
       const js = jetstream(nc, {timeout: 5000})
       const records = await new Kvm(js).create(RECORD_BUCKET, {
@@ -224,12 +229,13 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
   }
 }
 
-async function ensureConsumer(jsm: JetStreamManager, stream: string, name: string, ackWaitMs: number, description: string): Promise<void> {
+/** Creates the consumer unless it exists; resolves with its ack wait (nanoseconds). */
+async function ensureConsumer(jsm: JetStreamManager, stream: string, name: string, ackWaitMs: number, description: string): Promise<number> {
   try {
-    await jsm.consumers.info(stream, name)
+    return (await jsm.consumers.info(stream, name)).config.ack_wait ?? ackWaitMs * NANOS_PER_MS
   } catch (error) {
     if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound)) throw error
-    await jsm.consumers.add(stream, {
+    const info = await jsm.consumers.add(stream, {
       durable_name: name,
       description,
       ack_policy: AckPolicy.Explicit,
@@ -239,6 +245,7 @@ async function ensureConsumer(jsm: JetStreamManager, stream: string, name: strin
       max_deliver: -1,
       max_ack_pending: 10_000,
     })
+    return info.config.ack_wait ?? ackWaitMs * NANOS_PER_MS
   }
 }
 
@@ -255,6 +262,8 @@ export class SinglePull {
     if (this.aborted) return null
     const batch = await consumer.fetch({max_messages: 1, expires: expiresMs})
     this.batch = batch
+    // Aborted while the pull was being set up: end it now, not at its expiry.
+    if (this.aborted) void batch.close()
     try {
       for await (const msg of batch) return msg
       return null

@@ -45,6 +45,8 @@ export interface AsyncWorkerOptions {
 }
 
 const MAX_RETRY_DELAY_MS = 300_000
+/** Attempts lost to dying workers before a call is given up (one that kills its worker each time must end). */
+export const MAX_LOST_ATTEMPTS = 3
 /** Recording an outcome is retried this long through a NATS outage before the call is left to redelivery. */
 const PERSIST_FOR_MS = 60_000
 
@@ -56,6 +58,12 @@ export class AsyncPuller {
   private stopped = false
   private loop?: Promise<void>
   private readonly pulling = new SinglePull()
+  /** Ends the pause between tries at once on stop(). */
+  private readonly pause = new AbortController()
+  /** Calls running here: JetStream redelivers one when its lease lapsed (NATS away), and it must not run twice. */
+  private readonly running = new Set<string>()
+  /** Calls whose record the lease timer still renews: none once their outcome is being written. */
+  private readonly beating = new Set<string>()
   private readonly retryBaseMs: number
   private readonly pullExpiresMs: number
   private readonly onOutcome: (fn: string, outcome: AsyncOutcome) => void
@@ -75,11 +83,15 @@ export class AsyncPuller {
     this.loop ??= this.pull()
   }
 
-  /** Stops pulling; calls already pulled go on (the worker drains them). */
-  async stop(): Promise<void> {
+  /**
+   * Stops pulling; calls already pulled go on (the worker drains them). Not waiting for the pull loop:
+   * after a NATS restart it may sit in a JetStream request (up to its 5 s timeout), and once stopped it
+   * takes no more calls (one that arrives is handed back).
+   */
+  stop(): void {
     this.stopped = true
+    this.pause.abort()
     this.pulling.abort()
-    await this.loop
   }
 
   private async pull(): Promise<void> {
@@ -98,7 +110,7 @@ export class AsyncPuller {
         if (this.stopped) break
         this.log.debug('pulling asynchronous calls failed; trying again', {error: (error as Error).message})
         consumer = undefined
-        await sleep(1000)
+        await sleep(1000, undefined, {signal: this.pause.signal}).catch(() => {})
         continue
       }
       if (!msg) continue
@@ -107,11 +119,21 @@ export class AsyncPuller {
         msg.nak()
         break
       }
-      this.host.track(this.handle(msg).catch((error: Error) => this.log.error('asynchronous call failed in worker', {error: error.message})))
+      // The next pull waits until this call holds its container slot (or is done): until then the slot
+      // still looks free, and the worker would take more calls than it has slots, to run them late
+      // and, if it dies, run them again elsewhere.
+      let admit!: () => void
+      const admitted = new Promise<void>((resolve) => (admit = resolve))
+      this.host.track(
+        this.handle(msg, admit)
+          .catch((error: Error) => this.log.error('asynchronous call failed in worker', {error: error.message}))
+          .finally(admit),
+      )
+      await admitted
     }
   }
 
-  private async handle(msg: JsMsg): Promise<void> {
+  private async handle(msg: JsMsg, admitted: () => void = () => {}): Promise<void> {
     let call: CallSettings
     let maxAttempts: number
     try {
@@ -127,7 +149,6 @@ export class AsyncPuller {
       return
     }
     const log = this.log.child({call: call.callId, fn: call.function})
-    const attempt = msg.info.deliveryCount
     const now = new Date().toISOString()
     const found = await this.store.getRecord(call.callId)
     if (!found && (await this.abandoned(msg, call.callId))) {
@@ -153,47 +174,61 @@ export class AsyncPuller {
       this.onOutcome(call.function, 'skipped')
       return
     }
-    if (record.state === 'running' && this.leaseHeld(record)) {
-      // Its worker (maybe this one) still renews its lease: JetStream redelivered it while NATS was away. Leave it be.
-      log.info('asynchronous call still runs on another worker', {worker: record.worker})
+    if (this.running.has(call.callId) || (record.state === 'running' && record.worker !== this.host.id && this.leaseHeld(record))) {
+      // It still runs, here or on a worker that renews its lease (JetStream redelivered it while NATS was away): leave it be.
+      log.info('asynchronous call still runs', {worker: record.worker})
       msg.nak(this.store.settings.leaseMs / 2)
       this.onOutcome(call.function, 'skipped')
       return
     }
-    if (attempt > maxAttempts) {
-      const last = record.error ?? 'its worker stopped during each attempt'
-      await this.finish(msg, {...record, attempts: attempt - 1}, undefined, `gave up after ${attempt - 1} attempts: ${last}`)
+    // Attempts are counted in the record, not by JetStream's deliveries: a delivery whose worker died
+    // (the record still says running) is lost, not failed, and another worker runs the call again.
+    const lost = (record.lost ?? 0) + (record.state === 'running' ? 1 : 0)
+    const failures = record.attempts - lost
+    if (lost > MAX_LOST_ATTEMPTS) {
+      await this.finish(msg, {...record, lost}, undefined, `gave up: its worker stopped during ${lost} attempts`)
       return
     }
-    record = {...record, state: 'running', attempts: attempt, startedAt: now, worker: this.host.id, heartbeatAt: now}
+    // Claimed before the next await: a second delivery of the call to this worker sees it at once.
+    this.running.add(call.callId)
+    const attempt = record.attempts + 1
+    record = {...record, state: 'running', attempts: attempt, lost, startedAt: now, worker: this.host.id, heartbeatAt: now}
     delete record.nextAttemptAt
-    await this.persist(() => this.store.putRecord(record))
-    log.info('asynchronous call started', {attempt, of: maxAttempts})
-    const lease = setInterval(() => {
-      msg.working()
-      this.store.putRecord({...record, heartbeatAt: new Date().toISOString()}).catch(() => {})
-    }, this.store.settings.leaseMs / 3)
+    let lease: NodeJS.Timeout | undefined
     try {
+      await this.persist(() => this.store.putRecord(record))
+      log.info('asynchronous call started', {attempt, of: maxAttempts})
+      this.beating.add(call.callId)
+      lease = setInterval(() => {
+        msg.working()
+        // A renewal written after the outcome would put the call back to running for good.
+        if (this.beating.has(call.callId)) this.store.putRecord({...record, heartbeatAt: new Date().toISOString()}).catch(() => {})
+      }, this.store.settings.leaseMs / 3)
       const input = await this.persist(() => this.store.getInput(call.callId))
       if (!input) {
         await this.finish(msg, record, undefined, 'its input is gone (kept for the retention time only)')
         return
       }
-      const result = await this.host.run(call, input)
+      // run() takes its slot before its first await.
+      const running = this.host.run(call, input)
+      admitted()
+      const result = await running
       if (this.host.aborted()) {
+        this.beating.delete(call.callId)
         // Killed by the worker's shutdown, not the function's fault: straight back to the queue.
-        await this.store.putRecord({...record, state: 'queued'}).catch(() => {})
+        await this.store.putRecord({...record, state: 'queued', attempts: attempt - 1}).catch(() => {})
         msg.nak()
         this.onOutcome(call.function, 'requeued')
         return
       }
       await this.persist(() => this.store.putOutput(call.callId, result.stdout, result.stderr))
       const failure = failureOf(result)
-      if (!failure || attempt >= maxAttempts) {
+      if (!failure || failures + 1 >= maxAttempts) {
         await this.finish(msg, record, result, failure)
         return
       }
-      const delay = retryDelayMs(attempt, this.retryBaseMs)
+      const delay = retryDelayMs(failures + 1, this.retryBaseMs)
+      this.beating.delete(call.callId)
       await this.persist(() =>
         this.store.putRecord({
           ...record,
@@ -208,6 +243,8 @@ export class AsyncPuller {
       this.onOutcome(call.function, 'retried')
     } finally {
       clearInterval(lease)
+      this.running.delete(call.callId)
+      this.beating.delete(call.callId)
     }
   }
 
@@ -223,6 +260,7 @@ export class AsyncPuller {
       ...(failure ? {error: headerValue(failure)} : {}),
       ...(record.callbackUrl ? {callback: {state: 'pending' as const, attempts: 0}} : {}),
     }
+    this.beating.delete(record.callId)
     if (!failure) delete final.error
     delete final.heartbeatAt
     delete final.nextAttemptAt

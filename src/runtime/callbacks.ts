@@ -25,6 +25,8 @@ export class CallbackSender {
   private stopped = false
   private loop?: Promise<void>
   private readonly pulling = new SinglePull()
+  /** Ends the pause between tries at once on close(). */
+  private readonly pause = new AbortController()
   private readonly sending = new Set<Promise<void>>()
   private readonly timeoutMs: number
   private readonly retryBaseMs: number
@@ -44,11 +46,14 @@ export class CallbackSender {
     this.loop ??= this.pull()
   }
 
-  /** Stops pulling and waits for the callbacks being sent. */
+  /**
+   * Stops pulling and waits for the callbacks being sent. Not for the pull loop: it may be waiting
+   * on a JetStream request (setting up, up to its 5 s timeout), and it ends by itself, taking nothing more.
+   */
   async close(): Promise<void> {
     this.stopped = true
+    this.pause.abort()
     this.pulling.abort()
-    await this.loop
     await Promise.allSettled([...this.sending])
   }
 
@@ -67,7 +72,7 @@ export class CallbackSender {
         if (this.stopped) break
         // JetStream away or not set up: the async API says so to callers; here, just try again later.
         consumer = undefined
-        await sleep(2000)
+        await sleep(2000, undefined, {signal: this.pause.signal}).catch(() => {})
         continue
       }
       if (!msg) continue

@@ -46,6 +46,12 @@ export interface Settings extends CredentialSettings {
   /** Worker: port of /metrics and /health/*; off when undefined. */
   metricsPort?: number
   metricsHost: string
+  /** Asynchronous calls (docs/async.md): the workers' lease on a running call (the consumer's ack wait). */
+  asyncLeaseMs: number
+  /** Worker: first retry delay of a failed asynchronous call (then 4 times longer each time). */
+  asyncRetryBaseMs: number
+  /** How long call records, results and queued callbacks are kept, when this daemon creates the buckets. */
+  asyncRetentionMs: number
 }
 
 export const MIB = 1024 * 1024
@@ -70,6 +76,9 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   drainTimeoutMs: 30_000,
   metricsPort: undefined,
   metricsHost: '127.0.0.1',
+  asyncLeaseMs: 30_000,
+  asyncRetryBaseMs: 1000,
+  asyncRetentionMs: 24 * 3_600_000,
 })
 
 /** The defaults as a user would write them, for flag help. */
@@ -90,6 +99,9 @@ export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
   'metrics-host': DEFAULTS.metricsHost,
   ...(Object.fromEntries(CREDENTIAL_KEYS.map((key) => [key, 'none'])) as Record<CredentialKey, string>),
   'max-inflight': String(DEFAULTS.maxInFlight),
+  'async-lease': formatDuration(DEFAULTS.asyncLeaseMs),
+  'async-retry-base': formatDuration(DEFAULTS.asyncRetryBaseMs),
+  'async-retention': formatDuration(DEFAULTS.asyncRetentionMs),
 })
 
 export const CONFIG_KEYS = [
@@ -109,6 +121,9 @@ export const CONFIG_KEYS = [
   'metrics-host',
   ...CREDENTIAL_KEYS,
   'max-inflight',
+  'async-lease',
+  'async-retry-base',
+  'async-retention',
 ] as const
 export type ConfigKey = (typeof CONFIG_KEYS)[number]
 
@@ -130,6 +145,9 @@ const FIELD: Record<ConfigKey, keyof Settings> = {
   'metrics-host': 'metricsHost',
   ...CREDENTIAL_FIELDS,
   'max-inflight': 'maxInFlight',
+  'async-lease': 'asyncLeaseMs',
+  'async-retry-base': 'asyncRetryBaseMs',
+  'async-retention': 'asyncRetentionMs',
 }
 
 export const CONFIG_ENV = 'AMP_CONFIG'
@@ -243,6 +261,9 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
       return value as PullPolicy
     }
     case 'drain-timeout':
+    case 'async-lease':
+    case 'async-retry-base':
+    case 'async-retention':
     case 'timeout': {
       // A bare number is seconds, as on the command line.
       if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`must be a duration such as 30s or 2m, got ${shown}`)
@@ -278,6 +299,9 @@ export interface GivenSettings extends Partial<Record<CredentialKey, string>> {
   'metrics-port'?: number
   'metrics-host'?: string
   'max-inflight'?: number
+  'async-lease'?: string
+  'async-retry-base'?: string
+  'async-retention'?: string
 }
 
 /**
@@ -316,7 +340,15 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
     metricsHost: given['metrics-host'] ?? file.metricsHost ?? DEFAULTS.metricsHost,
     ...resolveCredentials(given, file),
     maxInFlight: given['max-inflight'] ?? file.maxInFlight ?? DEFAULTS.maxInFlight,
+    asyncLeaseMs: durationOf(given['async-lease'], file.asyncLeaseMs, DEFAULTS.asyncLeaseMs),
+    asyncRetryBaseMs: durationOf(given['async-retry-base'], file.asyncRetryBaseMs, DEFAULTS.asyncRetryBaseMs),
+    asyncRetentionMs: durationOf(given['async-retention'], file.asyncRetentionMs, DEFAULTS.asyncRetentionMs),
   }
+}
+
+/** A duration given by flag or env (text), else the file's, else the default. */
+function durationOf(given: string | undefined, file: number | undefined, fallback: number): number {
+  return given === undefined ? (file ?? fallback) : parseDuration(given)
 }
 
 /** True when the setting was given by flag, env or file (not left to its default). */

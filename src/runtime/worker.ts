@@ -522,7 +522,7 @@ class WorkerService implements Worker, AsyncHost {
     const deadline = this.options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
     this.log.info('worker stopping: no new calls, finishing calls in flight', {inFlight: this.calls.size, deadlineMs: deadline})
     await this.sub?.drain().catch(() => {})
-    await this.puller?.stop()
+    this.puller?.stop()
     let timer: NodeJS.Timeout | undefined
     const finished = await Promise.race([
       Promise.allSettled([...this.calls]).then(() => true),

@@ -21,7 +21,7 @@ interface Daemon {
 
 /** `amp <args>` as its own process; resolves once a stderr line matches `ready`. */
 async function daemon(args: string[], env: Record<string, string>, ready: RegExp): Promise<Daemon> {
-  const child = execa('node', [DEV, ...args], {reject: false, stdin: 'ignore', env: {NODE_EXTRA_CA_CERTS: '', ...env}})
+  const child = execa('node', [DEV, ...args], {reject: false, stdin: 'ignore', env: {NODE_EXTRA_CA_CERTS: '', ...env}, forceKillAfterDelay: 35_000})
   let stderr = ''
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`amp ${args.join(' ')} did not get ready:\n${stderr}`)), 30_000)

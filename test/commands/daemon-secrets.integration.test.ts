@@ -33,6 +33,8 @@ describe('daemons with a token and NATS credentials (processes)', function () {
       extendEnv: false,
       env: env({AMP_TOKEN: TOKEN}),
       stdin: 'ignore',
+      // A draining listener may need longer than execa's 5 s before SIGKILL.
+      forceKillAfterDelay: 35_000,
     })
     const base = `http://127.0.0.1:${port}`
     const get = async (path: string, token?: string) => {

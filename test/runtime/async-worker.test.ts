@@ -66,6 +66,18 @@ const exited = (exitCode: number, durationMs = 5): RunResult => ({
   durationMs,
 })
 
+/** A stored record of the test call, as an earlier delivery left it. */
+const priorRecord = (fields: Partial<StoredCall>): StoredCall => ({
+  callId: CALL,
+  function: 'fn',
+  state: 'queued',
+  attempts: 0,
+  maxAttempts: 3,
+  createdAt: new Date().toISOString(),
+  deadLetter: false,
+  ...fields,
+})
+
 /** A fake store holding records, objects and published letters in memory. */
 function fakeStore(start?: StoredCall) {
   const records: StoredCall[] = start ? [start] : []
@@ -152,7 +164,7 @@ describe('AsyncPuller', () => {
   })
 
   it('naks a failure with attempts left after the backoff delay, recording when the next attempt is due', async () => {
-    const store = fakeStore()
+    const store = fakeStore(priorRecord({state: 'retrying', attempts: 1}))
     const host = fakeHost(exited(3))
     const {msg, fate} = message(2)
     await handle(store, host, msg)
@@ -165,7 +177,7 @@ describe('AsyncPuller', () => {
   })
 
   it('dead-letters the last failed attempt and acks it', async () => {
-    const store = fakeStore()
+    const store = fakeStore(priorRecord({state: 'retrying', attempts: 2}))
     const host = fakeHost(exited(3))
     const {msg, fate} = message(3)
     await handle(store, host, msg)
@@ -206,15 +218,48 @@ describe('AsyncPuller', () => {
     expect(quiet.records.at(-1)).to.include({state: 'succeeded', attempts: 2, worker: 'w-test'})
   })
 
-  it('gives up without running when delivered more times than attempts allowed (its workers died)', async () => {
-    const store = fakeStore()
+  it('runs again, without counting a failure, a call whose worker died mid-attempt (retries 0)', async () => {
+    const stale = new Date(Date.now() - 1000).toISOString()
+    const store = fakeStore(priorRecord({state: 'running', attempts: 1, maxAttempts: 1, worker: 'w-dead', heartbeatAt: stale}))
     const host = fakeHost(exited(0))
-    const {msg, fate} = message(4)
+    const {msg, fate} = message(2, {maxAttempts: '1'})
+    await handle(store, host, msg)
+    expect(host.runs).to.deep.equal([CALL])
+    expect(fate.acked).to.equal(true)
+    expect(store.records.at(-1)).to.include({state: 'succeeded', attempts: 2, lost: 1, deadLetter: false})
+    expect(store.dead).to.deep.equal([])
+  })
+
+  it('hands back, without running it twice, a second delivery of a call this worker is running', async () => {
+    const store = fakeStore()
+    const host = fakeHost(exited(0), 150)
+    const puller = new AsyncPuller(store.store, host.host, silentLogger, {retryBaseMs: 100, pullExpiresMs: 10})
+    const first = message(1)
+    store.offer(first.msg)
+    puller.start()
+    while (host.runs.length === 0) await sleep(2)
+    // JetStream delivers it again while it runs (its lease lapsed while NATS was away).
+    const second = message(2)
+    store.offer(second.msg)
+    while (host.tasks.length < 2) await sleep(2)
+    await puller.stop()
+    await Promise.all(host.tasks)
+    expect(host.runs).to.deep.equal([CALL])
+    expect(second.fate.naked, 'handed back for later').to.be.a('number')
+    expect(second.fate.acked).to.equal(false)
+    expect(first.fate.acked).to.equal(true)
+  })
+
+  it('gives up without running a call whose workers died during more than 3 attempts', async () => {
+    const stale = new Date(Date.now() - 1000).toISOString()
+    const store = fakeStore(priorRecord({state: 'running', attempts: 4, lost: 3, worker: 'w-dead', heartbeatAt: stale}))
+    const host = fakeHost(exited(0))
+    const {msg, fate} = message(5)
     await handle(store, host, msg)
     expect(host.runs).to.deep.equal([])
     expect(fate.acked).to.equal(true)
-    expect(store.records.at(-1)).to.include({state: 'failed', attempts: 3, deadLetter: true})
-    expect(store.records.at(-1)!.error).to.contain('gave up after 3 attempts')
+    expect(store.records.at(-1)).to.include({state: 'failed', attempts: 4, lost: 4, deadLetter: true})
+    expect(store.records.at(-1)!.error).to.contain('its worker stopped during 4 attempts')
     expect(store.dead).to.have.length(1)
   })
 

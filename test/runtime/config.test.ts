@@ -78,6 +78,16 @@ describe('config', () => {
       })
     })
 
+    it('reads the asynchronous call settings as durations: flag or env over file over default', async () => {
+      const file = await parseConfig('async-lease: 6s\nasync-retry-base: 200ms\nasync-retention: 2h', 'f')
+      expect(file).to.deep.equal({asyncLeaseMs: 6000, asyncRetryBaseMs: 200, asyncRetentionMs: 7_200_000})
+      expect(resolveSettings({}, {})).to.include({asyncLeaseMs: 30_000, asyncRetryBaseMs: 1000, asyncRetentionMs: 86_400_000})
+      expect(resolveSettings({}, file)).to.include({asyncLeaseMs: 6000, asyncRetryBaseMs: 200, asyncRetentionMs: 7_200_000})
+      expect(resolveSettings({'async-lease': '1m', 'async-retention': '30m'}, file)).to.include({asyncLeaseMs: 60_000, asyncRetentionMs: 1_800_000})
+      expect(thrown(() => resolveSettings({'async-lease': 'soon'}, {})).exit).to.equal(EXIT.usage)
+      expect((await rejected(parseConfig('async-retention: forever', 'f'))).message).to.match(/key "async-retention"/)
+    })
+
     it('reads log-format (logfmt or json), which the daemons and -v use', async () => {
       expect(await parseConfig('log-format: json', 'f')).to.deep.equal({logFormat: 'json'})
       expect(DEFAULTS.logFormat).to.equal('logfmt')

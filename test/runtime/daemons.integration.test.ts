@@ -23,7 +23,7 @@ async function daemon(
   env: Record<string, string> = {},
   ready = /ready/,
 ): Promise<{child: ResultPromise; stderr: () => string; stdout: () => string}> {
-  const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore'})
+  const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore', forceKillAfterDelay: 35_000})
   let stderr = ''
   let stdout = ''
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()))

@@ -96,7 +96,8 @@ const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
 /** `amp <args> --json` as its own process; resolves with its ready line (the daemons print one on stdout). */
 async function daemon(args: string[]): Promise<{child: ResultPromise; ready: Record<string, unknown>}> {
-  const child = execa('node', [DEV, ...args, '--json'], {reject: false, env: {NODE_EXTRA_CA_CERTS: ''}, stdin: 'ignore'})
+  // SIGKILL only past the daemons' 30 s drain deadline (execa's default is 5 s after a kill()).
+  const child = execa('node', [DEV, ...args, '--json'], {reject: false, env: {NODE_EXTRA_CA_CERTS: ''}, stdin: 'ignore', forceKillAfterDelay: 35_000})
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({input: child.stdout!}).once('line', resolve)
     child.once('exit', () => reject(new Error(`amp ${args.join(' ')} exited before it was ready`)))
@@ -143,6 +144,8 @@ describe('NATS stopped and restarted: the daemons as processes', function () {
     expect(worker.child.exitCode, 'worker').to.equal(null)
     expect(listener.child.exitCode, 'listener').to.equal(null)
 
+    // A result the worker sent just as NATS went away may wait out its 10 s reply timeout before the
+    // drain ends: the daemons get their drain deadline (see daemon()), and must exit 0 within it.
     for (const {child} of [listener, worker]) {
       child.kill('SIGTERM')
       expect((await child).exitCode).to.equal(0)

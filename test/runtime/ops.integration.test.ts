@@ -191,7 +191,7 @@ describe('daemons under a fake systemd (Type=notify)', function () {
 
   /** Runs `amp <args>` as its own process with NOTIFY_SOCKET, as systemd does. */
   function spawn(args: string[], env: Record<string, string>): {child: ResultPromise; output: () => string} {
-    const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore'})
+    const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore', forceKillAfterDelay: 35_000})
     let output = ''
     child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
     child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {AmpCommand, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../../base-command.js'
+import {AmpCommand, asyncFlags, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../../base-command.js'
 import {etcdAuthOf, natsAuthOf, redactUrls} from '../../runtime/credentials.js'
 import {formatSize, MAX_IN_FLIGHT_LIMIT} from '../../runtime/config.js'
 import {startListener} from '../../runtime/listener.js'
@@ -34,6 +34,8 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       min: 1,
       max: MAX_IN_FLIGHT_LIMIT,
     }),
+    'async-lease': asyncFlags['async-lease'],
+    'async-retention': asyncFlags['async-retention'],
   }
 
   async run(): Promise<void> {
@@ -49,6 +51,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       natsAuth: natsAuthOf(settings),
       etcdAuth: etcdAuthOf(settings),
       maxInFlight: settings.maxInFlight,
+      async: {leaseMs: settings.asyncLeaseMs, retentionMs: settings.asyncRetentionMs},
       logger: this.createLogger(),
     })
     const nats = redactUrls(settings.nats)

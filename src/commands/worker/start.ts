@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {AmpCommand, natsCredentialFlags, settingFlag} from '../../base-command.js'
+import {AmpCommand, asyncFlags, natsCredentialFlags, settingFlag} from '../../base-command.js'
 import {natsAuthOf, redactUrls} from '../../runtime/credentials.js'
 import {PULL_POLICIES} from '../../runtime/config.js'
 import {waitForShutdownSignal} from '../../runtime/signals.js'
@@ -35,6 +35,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     }),
     'metrics-host': Flags.string(settingFlag('metrics-host', 'address of the metrics port (0.0.0.0 for all interfaces)')),
     ...natsCredentialFlags,
+    ...asyncFlags,
   }
 
   async run(): Promise<void> {
@@ -48,6 +49,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       metricsPort: settings.metricsPort,
       metricsHost: settings.metricsHost,
       natsAuth: natsAuthOf(settings),
+      async: {leaseMs: settings.asyncLeaseMs, retryBaseMs: settings.asyncRetryBaseMs, retentionMs: settings.asyncRetentionMs},
       logger: this.createLogger(),
     })
     const nats = redactUrls(settings.nats)
