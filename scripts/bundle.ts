@@ -41,6 +41,8 @@ await build({
   sourcemap: true,
   minify: true,
   external,
+  // `undici` itself (not its files) is request and Agent only, not undici's whole index (see the file).
+  plugins: [{name: 'undici-lean', setup: (b) => b.onResolve({filter: /^undici$/}, () => ({path: join(root, 'scripts/undici-lean.cjs')}))}],
   // Bundled CommonJS (oclif, undici) calls require() for node's own modules; ESM has none.
   banner: {js: "import {createRequire as __ampCreateRequire} from 'node:module';\nconst require = __ampCreateRequire(import.meta.url);"},
   logLevel: 'warning',

@@ -73,6 +73,18 @@ describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
     expect(JSON.parse(json.stdout).map((fn: {name: string}) => fn.name)).to.deep.equal(['shout'])
   })
 
+  it('creates, shows and removes a function (requests with a method and a JSON body, through the bundled undici)', async () => {
+    const created = await amp(['function', 'create', 'made', 'amp-test/cat:1', '--timeout', '7s', '--json'])
+    expect(created.exitCode, created.stderr).to.equal(0)
+    expect(JSON.parse(created.stdout).function).to.include({name: 'made', image: 'amp-test/cat:1', timeoutMs: 7000})
+    const again = await amp(['function', 'create', 'made', 'amp-test/cat:1'])
+    expect(again.exitCode, 'a second create of one name').to.equal(EXIT.exists)
+    const removed = await amp(['function', 'rm', 'made'])
+    expect(removed.exitCode, removed.stderr).to.equal(0)
+    const gone = await amp(['function', 'inspect', 'made'])
+    expect(gone.exitCode).to.equal(EXIT.notFound)
+  })
+
   it('reads a YAML config file (yaml is a chunk of its own, loaded only then)', async () => {
     const file = path.join(home, 'amp.yaml')
     writeFileSync(file, 'server: http://127.0.0.1:9\n')
