@@ -3,6 +3,7 @@
  * place where failures become exit codes (README "Exit codes").
  */
 import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+import {setFlagsFromString} from 'node:v8'
 
 import {AmpClient} from './runtime/client.js'
 import {describeCredentials} from './runtime/credentials.js'
@@ -168,6 +169,10 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
   }
 
   protected createClient(): AmpClient {
+    // A command makes a request or a few: V8 would compile undici's HTTP parser (WebAssembly) a
+    // second time with its optimizing compiler, and the process would wait ~250 ms for that before
+    // exiting. The baseline compiler's code is plenty here (bench:cli).
+    setFlagsFromString('--liftoff-only')
     return new AmpClient({
       server: this.settings.server,
       token: this.settings.token,

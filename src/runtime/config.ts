@@ -7,7 +7,6 @@
 import {readFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join, resolve} from 'node:path'
-import {parse as parseYaml} from 'yaml'
 
 import {
   checkCredential,
@@ -181,7 +180,7 @@ export async function loadConfig(explicitPath?: string): Promise<LoadedConfig> {
     const reason = code === 'ENOENT' ? 'no such file (given by --use-config or AMP_CONFIG)' : (code ?? String(error))
     throw new AmpError('config_invalid', `cannot read config file ${shownPath(path)}: ${reason}`, {cause: error})
   }
-  return {path, found: true, settings: parseConfig(text, shownPath(path))}
+  return {path, found: true, settings: await parseConfig(text, shownPath(path))}
 }
 
 /** A path as errors show it: quoted when it holds control characters, so the error stays one line. */
@@ -190,10 +189,13 @@ function shownPath(path: string): string {
 }
 
 /** Parses and checks the YAML text of a config file; `path` only names the file in errors. */
-export function parseConfig(text: string, path: string): Partial<Settings> {
+export async function parseConfig(text: string, path: string): Promise<Partial<Settings>> {
+  // Loaded here, not at the top: most CLI runs have no config file, and yaml costs startup time.
+  // The default export (yaml is CommonJS): the CLI's bundle gives a CommonJS module no named ones.
+  const {default: YAML} = await import('yaml')
   let data: unknown
   try {
-    data = parseYaml(text)
+    data = YAML.parse(text)
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).split('\n')[0]
     throw new AmpError('config_invalid', `config file ${path} is not valid YAML: ${reason}`, {cause: error})

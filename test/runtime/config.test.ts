@@ -26,11 +26,22 @@ function thrown(fn: () => unknown): AmpError {
   throw new Error('expected an AmpError')
 }
 
+/** The error a promise rejects with. */
+async function rejected(promise: Promise<unknown>): Promise<AmpError> {
+  try {
+    await promise
+  } catch (error) {
+    expect(error).to.be.instanceOf(AmpError)
+    return error as AmpError
+  }
+  throw new Error('expected a rejection')
+}
+
 
 describe('config', () => {
   describe('parseConfig', () => {
-    it('reads every key into the types the runtime takes', () => {
-      const settings = parseConfig(
+    it('reads every key into the types the runtime takes', async () => {
+      const settings = await parseConfig(
         [
           'server: https://amp.example.com:8443',
           'host: 0.0.0.0',
@@ -59,35 +70,35 @@ describe('config', () => {
       })
     })
 
-    it('takes etcd as a comma-separated string, a bare timeout as seconds and max-body in bytes', () => {
-      expect(parseConfig('etcd: "http://a:2379, http://b:2379"\ntimeout: 45\nmax-body: 1000', 'f')).to.deep.equal({
+    it('takes etcd as a comma-separated string, a bare timeout as seconds and max-body in bytes', async () => {
+      expect(await parseConfig('etcd: "http://a:2379, http://b:2379"\ntimeout: 45\nmax-body: 1000', 'f')).to.deep.equal({
         etcd: ['http://a:2379', 'http://b:2379'],
         timeoutMs: 45_000,
         maxBodyBytes: 1000,
       })
     })
 
-    it('reads the asynchronous call settings as durations: flag or env over file over default', () => {
-      const file = parseConfig('async-lease: 6s\nasync-retry-base: 200ms\nasync-retention: 2h', 'f')
+    it('reads the asynchronous call settings as durations: flag or env over file over default', async () => {
+      const file = await parseConfig('async-lease: 6s\nasync-retry-base: 200ms\nasync-retention: 2h', 'f')
       expect(file).to.deep.equal({asyncLeaseMs: 6000, asyncRetryBaseMs: 200, asyncRetentionMs: 7_200_000})
       expect(resolveSettings({}, {})).to.include({asyncLeaseMs: 30_000, asyncRetryBaseMs: 1000, asyncRetentionMs: 86_400_000})
       expect(resolveSettings({}, file)).to.include({asyncLeaseMs: 6000, asyncRetryBaseMs: 200, asyncRetentionMs: 7_200_000})
       expect(resolveSettings({'async-lease': '1m', 'async-retention': '30m'}, file)).to.include({asyncLeaseMs: 60_000, asyncRetentionMs: 1_800_000})
       expect(thrown(() => resolveSettings({'async-lease': 'soon'}, {})).exit).to.equal(EXIT.usage)
-      expect(() => parseConfig('async-retention: forever', 'f')).to.throw(/key "async-retention"/)
+      expect((await rejected(parseConfig('async-retention: forever', 'f'))).message).to.match(/key "async-retention"/)
     })
 
-    it('reads log-format (logfmt or json), which the daemons and -v use', () => {
-      expect(parseConfig('log-format: json', 'f')).to.deep.equal({logFormat: 'json'})
+    it('reads log-format (logfmt or json), which the daemons and -v use', async () => {
+      expect(await parseConfig('log-format: json', 'f')).to.deep.equal({logFormat: 'json'})
       expect(DEFAULTS.logFormat).to.equal('logfmt')
-      expect(resolveSettings({}, parseConfig('log-format: json', 'f')).logFormat).to.equal('json')
-      expect(resolveSettings({'log-format': 'logfmt'}, parseConfig('log-format: json', 'f')).logFormat).to.equal('logfmt')
+      expect(resolveSettings({}, await parseConfig('log-format: json', 'f')).logFormat).to.equal('json')
+      expect(resolveSettings({'log-format': 'logfmt'}, await parseConfig('log-format: json', 'f')).logFormat).to.equal('logfmt')
       expect(thrown(() => resolveSettings({'log-format': 'xml'}, {})).exit).to.equal(EXIT.usage)
     })
 
-    it('accepts an empty file or one with only comments', () => {
-      expect(parseConfig('', 'f')).to.deep.equal({})
-      expect(parseConfig('# nothing yet\n', 'f')).to.deep.equal({})
+    it('accepts an empty file or one with only comments', async () => {
+      expect(await parseConfig('', 'f')).to.deep.equal({})
+      expect(await parseConfig('# nothing yet\n', 'f')).to.deep.equal({})
     })
 
     const broken: Array<[string, string, RegExp]> = [
@@ -108,8 +119,8 @@ describe('config', () => {
       ['a duplicate key', 'port: 1\nport: 2', /is not valid YAML: /],
     ]
     for (const [what, text, message] of broken) {
-      it(`refuses ${what} with one line naming the file and key (exit 100)`, () => {
-        const error = thrown(() => parseConfig(text, '/etc/amp.yaml'))
+      it(`refuses ${what} with one line naming the file and key (exit 100)`, async () => {
+        const error = await rejected(parseConfig(text, '/etc/amp.yaml'))
         expect(error.code).to.equal('config_invalid')
         expect(error.exit).to.equal(EXIT.config)
         expect(error.message).to.match(message)
@@ -182,8 +193,8 @@ describe('config', () => {
       expect(DEFAULTS.timeoutMs).to.equal(30_000)
     })
 
-    it('prefers the file to the default and the flag (or env) to the file', () => {
-      const file = parseConfig('server: http://file:1\nport: 1111\ntimeout: 1m\nmax-body: 1MiB\netcd: http://file:2379', 'f')
+    it('prefers the file to the default and the flag (or env) to the file', async () => {
+      const file = await parseConfig('server: http://file:1\nport: 1111\ntimeout: 1m\nmax-body: 1MiB\netcd: http://file:2379', 'f')
       const fromFile = resolveSettings({}, file)
       expect(fromFile).to.include({server: 'http://file:1', port: 1111, timeoutMs: 60_000, maxBodyBytes: MIB})
       expect(fromFile.etcd).to.deep.equal(['http://file:2379'])
@@ -205,9 +216,9 @@ describe('config', () => {
       }
     })
 
-    it('takes max-inflight from flag, env or file, 64 by default', () => {
+    it('takes max-inflight from flag, env or file, 64 by default', async () => {
       expect(resolveSettings({}, {}).maxInFlight).to.equal(64)
-      expect(resolveSettings({}, parseConfig('max-inflight: 200', 'f')).maxInFlight).to.equal(200)
+      expect(resolveSettings({}, await parseConfig('max-inflight: 200', 'f')).maxInFlight).to.equal(200)
       expect(resolveSettings({'max-inflight': 8}, {maxInFlight: 200}).maxInFlight).to.equal(8)
     })
 

@@ -19,10 +19,20 @@ function thrown(run: () => unknown): Error {
   throw new Error('expected a throw')
 }
 
+/** The error a promise rejects with. */
+async function rejected(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise
+  } catch (error) {
+    return error as Error
+  }
+  throw new Error('expected a rejection')
+}
+
 describe('credentials', () => {
   describe('settings', () => {
-    it('reads tokens, credentials and TLS files from the config file, flag or env over file', () => {
-      const file = parseConfig(`token: from-file\ninvoke-token: calls-only\nnats-user: amp\nnats-password: ${SECRET}\netcd-tls-ca: /etc/amp/ca.pem\n`, 'f')
+    it('reads tokens, credentials and TLS files from the config file, flag or env over file', async () => {
+      const file = await parseConfig(`token: from-file\ninvoke-token: calls-only\nnats-user: amp\nnats-password: ${SECRET}\netcd-tls-ca: /etc/amp/ca.pem\n`, 'f')
       expect(file).to.deep.equal({token: 'from-file', invokeToken: 'calls-only', natsUser: 'amp', natsPassword: SECRET, etcdTlsCa: '/etc/amp/ca.pem'})
       const settings = resolveSettings({token: 'from-env', 'nats-tls-ca': '/ca.pem'}, file)
       expect(settings).to.include({token: 'from-env', invokeToken: 'calls-only', natsUser: 'amp', natsPassword: SECRET, natsTlsCa: '/ca.pem'})
@@ -30,16 +40,16 @@ describe('credentials', () => {
       expect(natsAuthOf(settings)).to.deep.include({user: 'amp', password: SECRET, tls: {ca: '/ca.pem', cert: undefined, key: undefined}})
     })
 
-    it('refuses a token that cannot travel in a header, or an empty secret, without showing it', () => {
+    it('refuses a token that cannot travel in a header, or an empty secret, without showing it', async () => {
       const fromFlag = thrown(() => resolveSettings({token: `${SECRET} x`}, {})) as AmpError
       expect(fromFlag.exit).to.equal(EXIT.usage)
       expect(fromFlag.message).to.contain('--token (or AMP_TOKEN)').and.not.contain(SECRET)
-      const fromFile = thrown(() => parseConfig(`token: "${SECRET}\\n"`, '/etc/amp.yaml')) as AmpError
+      const fromFile = await rejected(parseConfig(`token: "${SECRET}\\n"`, '/etc/amp.yaml')) as AmpError
       expect(fromFile.exit).to.equal(EXIT.config)
       expect(fromFile.message).to.contain('key "token"').and.not.contain(SECRET)
-      expect(thrown(() => parseConfig('nats-password: 12345', 'f')).message).to.contain('non-empty string').and.not.contain('12345')
+      expect((await rejected(parseConfig('nats-password: 12345', 'f'))).message).to.contain('non-empty string').and.not.contain('12345')
       // Not secret: shown, to help.
-      expect(thrown(() => parseConfig('nats-tls-ca: 7', 'f')).message).to.contain('got 7')
+      expect((await rejected(parseConfig('nats-tls-ca: 7', 'f'))).message).to.contain('got 7')
     })
 
     it('describes what is set with secrets redacted (--config-used)', () => {

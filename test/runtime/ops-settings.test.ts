@@ -12,8 +12,8 @@ describe('config: drain-timeout, metrics-port, metrics-host', () => {
     expect(DEFAULTS.drainTimeoutMs).to.equal(30_000)
   })
 
-  it('reads them from the file, and a flag or env value wins over the file', () => {
-    const file = parseConfig('drain-timeout: 1m\nmetrics-port: 9464\nmetrics-host: 0.0.0.0\n', '/etc/amp.yaml')
+  it('reads them from the file, and a flag or env value wins over the file', async () => {
+    const file = await parseConfig('drain-timeout: 1m\nmetrics-port: 9464\nmetrics-host: 0.0.0.0\n', '/etc/amp.yaml')
     expect(file).to.deep.equal({drainTimeoutMs: 60_000, metricsPort: 9464, metricsHost: '0.0.0.0'})
     expect(resolveSettings({}, file)).to.include({drainTimeoutMs: 60_000, metricsPort: 9464, metricsHost: '0.0.0.0'})
     expect(resolveSettings({'drain-timeout': '5s', 'metrics-port': 0, 'metrics-host': '::1'}, file)).to.include({
@@ -30,9 +30,9 @@ describe('config: drain-timeout, metrics-port, metrics-host', () => {
     ['metrics-host: ""', /key "metrics-host": must be a non-empty string/],
   ]
   for (const [yaml, message] of bad) {
-    it(`refuses ${yaml} as a config error (exit 100)`, () => {
+    it(`refuses ${yaml} as a config error (exit 100)`, async () => {
       try {
-        parseConfig(`${yaml}\n`, '/etc/amp.yaml')
+        await parseConfig(`${yaml}\n`, '/etc/amp.yaml')
         expect.fail('should have thrown')
       } catch (error) {
         expect(error).to.be.instanceOf(AmpError)

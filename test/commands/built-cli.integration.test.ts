@@ -1,0 +1,130 @@
+import {expect} from 'chai'
+import {execa} from 'execa'
+import {mkdtempSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import {EXIT} from '../../src/runtime/errors.js'
+import {createFunction, startTestStack, type StackWithoutWorker} from '../helpers/stack.js'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const RUN = path.join(ROOT, 'bin/run.js')
+const CLI = path.join(ROOT, 'dist/cli.js')
+
+/** The newest modification time of the files under dir. */
+function newest(dir: string): number {
+  return Math.max(
+    ...readdirSync(dir, {withFileTypes: true}).map((entry) => {
+      const file = path.join(dir, entry.name)
+      return entry.isDirectory() ? newest(file) : statSync(file).mtimeMs
+    }),
+  )
+}
+
+/**
+ * The installed entry, bin/run.js, on the bundle `npm run build` makes (scripts/bundle.ts): oclif,
+ * undici and the commands in a few files, the daemons' dependencies and the plugins from
+ * node_modules. Every other CLI test runs the sources (bin/dev.js); this one catches what only
+ * bundling can break. Builds first when dist is missing or older than src.
+ */
+describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
+  this.timeout(180_000)
+  let stack: StackWithoutWorker
+  let home: string
+
+  /** `server`: AMP_SERVER, the test listener's unless given; null for none. */
+  const amp = async (args: string[], server: string | null = stack.listener.url) => {
+    const res = await execa('node', [RUN, ...args], {
+      reject: false,
+      extendEnv: false,
+      env: {PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, NODE_EXTRA_CA_CERTS: '', ...(server === null ? {} : {AMP_SERVER: server})},
+    })
+    return {exitCode: res.exitCode, stdout: String(res.stdout), stderr: String(res.stderr)}
+  }
+
+  before(async () => {
+    let built = 0
+    try {
+      built = statSync(CLI).mtimeMs
+    } catch {}
+    if (built < newest(path.join(ROOT, 'src'))) await execa('npm', ['run', 'build'], {cwd: ROOT, env: {NODE_EXTRA_CA_CERTS: ''}})
+    home = mkdtempSync(path.join(tmpdir(), 'amp-built-'))
+    stack = await startTestStack({worker: false, docker: false})
+    await createFunction(stack.listener, 'shout', {image: 'amp-test/cat:1'})
+  })
+
+  after(async () => {
+    await stack?.stop()
+    if (home) rmSync(home, {recursive: true, force: true})
+  })
+
+  it('prints its version', async () => {
+    const {exitCode, stdout} = await amp(['--version'])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.match(/^amp\/\d+\.\d+\.\d+ \S+ node-v/)
+  })
+
+  it('lists functions from a real listener, as a table and as JSON', async () => {
+    const table = await amp(['function', 'ls'])
+    expect(table.exitCode, table.stderr).to.equal(0)
+    expect(table.stdout).to.match(/^NAME +IMAGE/).and.match(/^shout +amp-test\/cat:1/m)
+    const json = await amp(['fn', 'ls', '--json'])
+    expect(JSON.parse(json.stdout).map((fn: {name: string}) => fn.name)).to.deep.equal(['shout'])
+  })
+
+  it('creates, shows and removes a function (requests with a method and a JSON body, through the bundled undici)', async () => {
+    const created = await amp(['function', 'create', 'made', 'amp-test/cat:1', '--timeout', '7s', '--json'])
+    expect(created.exitCode, created.stderr).to.equal(0)
+    expect(JSON.parse(created.stdout).function).to.include({name: 'made', image: 'amp-test/cat:1', timeoutMs: 7000})
+    const again = await amp(['function', 'create', 'made', 'amp-test/cat:1'])
+    expect(again.exitCode, 'a second create of one name').to.equal(EXIT.exists)
+    const removed = await amp(['function', 'rm', 'made'])
+    expect(removed.exitCode, removed.stderr).to.equal(0)
+    const gone = await amp(['function', 'inspect', 'made'])
+    expect(gone.exitCode).to.equal(EXIT.notFound)
+  })
+
+  it('reads a YAML config file (yaml is a chunk of its own, loaded only then)', async () => {
+    const file = path.join(home, 'amp.yaml')
+    writeFileSync(file, 'server: http://127.0.0.1:9\n')
+    const {exitCode, stderr} = await amp(['function', 'ls', '--use-config', file], null)
+    expect(exitCode, stderr).to.equal(EXIT.unreachable)
+    expect(stderr).to.contain('cannot reach the listener at http://127.0.0.1:9')
+    writeFileSync(file, 'server: [unclosed\n')
+    const broken = await amp(['function', 'ls', '--use-config', file])
+    expect(broken.exitCode).to.equal(EXIT.config)
+    expect(broken.stderr).to.contain('is not valid YAML')
+  })
+
+  it('shows help through @oclif/plugin-help and refuses a bad flag with one line (exit 2)', async () => {
+    const help = await amp(['help', 'function', 'ls'])
+    expect(help.exitCode, help.stderr).to.equal(0)
+    expect(help.stdout).to.contain('List the functions').and.contain('--quiet')
+    const bad = await amp(['function', 'ls', '--nope'])
+    expect(bad.exitCode).to.equal(EXIT.usage)
+    expect(bad.stderr.trim().split('\n')).to.have.length(1)
+  })
+
+  it('runs a daemon, whose dependencies (NATS, etcd) load from node_modules, and stops it on SIGTERM', async () => {
+    const child = execa('node', [RUN, 'listener', 'start', '--port', '0', '--nats', stack.nats.url, '--etcd', stack.etcd.url, '--json'], {
+      reject: false,
+      extendEnv: false,
+      env: {PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, NODE_EXTRA_CA_CERTS: ''},
+    })
+    let stdout = ''
+    const line = await new Promise<string>((resolve, reject) => {
+      child.stdout?.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString()
+        if (stdout.includes('\n')) resolve(stdout.slice(0, stdout.indexOf('\n')))
+      })
+      void child.then((result) => reject(new Error(`listener exited early: ${String(result.stderr)}`)))
+    })
+    const ready = JSON.parse(line) as {ready: boolean; listener: {url: string}}
+    expect(ready.ready).to.equal(true)
+    const listed = await amp(['function', 'ls', '-q'], ready.listener.url)
+    expect(listed.stdout).to.equal('shout')
+    child.kill('SIGTERM')
+    expect((await child).exitCode).to.equal(0)
+  })
+})
