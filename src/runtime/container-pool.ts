@@ -12,6 +12,8 @@ export interface Prestarted {
   readonly name: string
   /** Settles once the container's docker CLI has exited (used, killed, removed or failed). */
   readonly exited: Promise<unknown>
+  /** Ends the docker CLI itself: the last resort when removing the container does not end it (the engine does not answer). */
+  abandon(): void
 }
 
 export interface PoolDeps<C extends Prestarted, S> {
@@ -40,6 +42,8 @@ export const DEFAULT_PRESTART_IDLE_MS = 60_000
 export const BACKOFF_BASE_MS = 1000
 export const BACKOFF_MAX_MS = 60_000
 const REMOVE_RETRY_MS = 250
+/** Removals tried before giving up on a container (an engine that does not answer): the orphan sweep of the next worker start takes it. */
+const REMOVE_ROUNDS = 20
 
 /** What take() gives a call: a container when one was there, and done() to call once the call is over. */
 export interface Ticket<C> {
@@ -229,6 +233,10 @@ export class ContainerPool<C extends Prestarted, S extends {function: string}> {
       let left = containers
       let rounds = 0
       while (left.length > 0) {
+        if (rounds === REMOVE_ROUNDS) {
+          for (const container of left) container.abandon()
+          return
+        }
         rounds++
         await this.deps.remove(left.map((container) => container.name))
         const all = Promise.allSettled(left.map((container) => container.exited)).then(() => true)

@@ -37,6 +37,10 @@ export class PrestartedContainer<R> implements Prestarted {
     for (const [stream, chunk] of this.early.splice(0)) this.sinks[stream](chunk)
   }
 
+  abandon(): void {
+    this.child.kill('SIGKILL')
+  }
+
   /** Gives the call's input and ends stdin, so the function sees end of input as in a fresh run. */
   give(input: Uint8Array): void {
     this.child.stdin?.end(input)

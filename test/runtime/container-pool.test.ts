@@ -10,6 +10,12 @@ interface Settings {
 class FakeContainer implements Prestarted {
   readonly exited: Promise<void>
   exit!: () => void
+  abandoned = false
+  abandon(): void {
+    this.abandoned = true
+    this.exit()
+  }
+
   constructor(readonly name: string, readonly settings: Settings) {
     this.exited = new Promise((resolve) => (this.exit = resolve))
   }
@@ -224,5 +230,19 @@ describe('ContainerPool', () => {
     await pool.close()
     expect(removals.length).to.be.at.least(2)
     expect(removals.at(-1)).to.deep.equal(['amp-late'])
+    expect(container.abandoned).to.equal(false)
+  })
+
+  it('gives up on a container that no removal ends (engine not answering): ends its docker CLI so close() returns', async () => {
+    const removals: string[][] = []
+    let container!: FakeContainer
+    const pool = new ContainerPool<FakeContainer, Settings>(
+      {start: (settings) => (container = new FakeContainer('amp-stuck', settings)), remove: async (names) => void removals.push(names)},
+      {max: 2, idleMs: 60_000, removeRetryMs: 1},
+    )
+    pool.take('ka', A, 2).done()
+    await pool.close()
+    expect(container.abandoned).to.equal(true)
+    expect(removals.length).to.be.greaterThan(1)
   })
 })

@@ -398,6 +398,58 @@ describe('container-runner', () => {
       expect((await other).killed).to.equal('shutdown')
     })
 
+    /** The pre-started container the runner's pool started: its docker run arguments and name. */
+    const prestartedRun = (calls: Invocation[]) => {
+      const run = calls.find((call) => call.args[0] === 'run' && !call.args.includes('--rm'))
+      return run && {args: run.args, name: run.args[run.args.indexOf('--name') + 1]}
+    }
+
+    it('serves the next call from a pre-started container: input to its stdin, the same result as a fresh run, removed after', async () => {
+      const fake = standIn('exit3')
+      const pooled = runner(fake.exec, {prestartMax: 1})
+      try {
+        const cold = await pooled.run(spec({input: Buffer.from('one')}))
+        expect(cold).to.include({outcome: 'exited', exitCode: 3})
+        expect(cold.warm).to.equal(undefined)
+        const started = prestartedRun(fake.calls)
+        expect(started?.name).to.match(/^amp-[0-9a-f-]{36}$/)
+        expect(started?.args).to.include('amp.prestarted=true').and.not.include(`amp.call=${spec().callId}`)
+        const warm = await pooled.run(spec({callId: 'c0ffee-5678', input: Buffer.from('two')}))
+        expect(warm).to.include({outcome: 'exited', exitCode: 3, warm: true})
+        expect(warm.stdout.toString()).to.equal('two')
+        expect(warm.stderr.toString()).to.equal('boom')
+        await pooled.close()
+        expect(fake.calls.filter((call) => call.args[0] === 'rm').map((call) => call.args)).to.deep.include(['rm', '--force', started!.name])
+      } finally {
+        await pooled.close()
+      }
+    })
+
+    it('kills a warm call at its timeout by the name of its pre-started container', async () => {
+      const fake = standIn('sleep')
+      const pooled = runner(fake.exec, {prestartMax: 1})
+      try {
+        expect(await pooled.run(spec({timeoutMs: 200}))).to.include({outcome: 'timeout'})
+        const {name} = prestartedRun(fake.calls)!
+        const warm = await pooled.run(spec({callId: 'c0ffee-5678', timeoutMs: 200}))
+        expect(warm).to.include({outcome: 'timeout', killed: 'timeout', warm: true})
+        expect(fake.calls.filter((call) => call.args[0] === 'kill').map((call) => call.args.at(-1))).to.include(name)
+      } finally {
+        await pooled.close()
+      }
+    })
+
+    it('close() removes the idle pre-started containers and leaves no docker run behind', async () => {
+      const fake = standIn('cat')
+      const pooled = runner(fake.exec, {prestartMax: 1})
+      await pooled.run(spec())
+      const {name} = prestartedRun(fake.calls)!
+      await pooled.close()
+      expect(fake.calls.at(-1)?.args).to.deep.equal(['rm', '--force', name])
+      expect(fake.runExitedAt()).to.be.a('number')
+      expect(pooled.prestarted).to.equal(0)
+    })
+
     it('measures the duration with the injected clock', async () => {
       const times = [1000, 1234]
       const result = await runner(standIn('cat').exec, {now: () => times.shift() ?? 9999}).run(spec())
@@ -544,6 +596,12 @@ if (command === 'run') {
   unlinkSync(pidFile(name))
   process.stdout.write(name + '\n')
 } else if (command === 'rm') {
+  // rm --force kills a running container: its attached docker run exits as if killed.
+  for (const name of args.filter((arg) => !arg.startsWith('-'))) {
+    if (!existsSync(pidFile(name))) continue
+    try { process.kill(Number(readFileSync(pidFile(name), 'utf8')), 'SIGTERM') } catch {}
+    unlinkSync(pidFile(name))
+  }
   process.stdout.write(args.at(-1) + '\n')
 } else {
   process.stderr.write('fake docker: unexpected command ' + command + '\n')
