@@ -288,7 +288,10 @@ export class ContainerRunner {
 
   async run(spec: RunSpec): Promise<RunResult> {
     const args = dockerRunArgs(spec, this.workerId, this.pull)
-    const ticket = this.pool?.take(prestartKey(spec, this.pull), spec, spec.prestart ?? DEFAULT_PRESTART)
+    // The settings alone: the pool keeps them to start more containers, and must not keep the call's input.
+    const {function: fn, image, network, memoryBytes, cpus, pidsLimit, env} = spec
+    const settings = {function: fn, image, network, memoryBytes, cpus, pidsLimit, env}
+    const ticket = this.pool?.take(prestartKey(settings, this.pull), settings, spec.prestart ?? DEFAULT_PRESTART)
     try {
       const warm = ticket?.container
       if (warm) return await this.supervise(spec, {name: warm.name, child: warm.exited, attach: (out, err) => warm.attach(out, err), warm: true}, () => warm.give(spec.input))

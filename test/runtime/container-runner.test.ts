@@ -12,6 +12,8 @@ import {
   dockerFailure,
   dockerRunArgs,
   formatBytes,
+  prestartArgs,
+  prestartKey,
   type ContainerRunnerOptions,
   type RunSpec,
 } from '../../src/runtime/container-runner.js'
@@ -149,6 +151,41 @@ describe('container-runner', () => {
       expect(() => dockerRunArgs(spec({image: '--privileged'}), 'w', 'missing'))
         .to.throw(AmpError)
         .with.property('code', 'bad_request')
+    })
+  })
+
+  describe('prestartArgs and prestartKey', () => {
+    const NAME = 'amp-0e4c2a4e-3c1b-4d5e-9f00-123456789abc'
+
+    it('builds the same hardened command as a call, without --rm and amp.call, under the given random name', () => {
+      const call = dockerRunArgs(spec({env: {A: '1'}}), 'w-1', 'missing')
+      const pooled = prestartArgs(spec({env: {A: '1'}}), 'w-1', 'missing', NAME)
+      expect(pooled).to.not.include('--rm')
+      expect(pooled.join(' ')).to.not.contain('amp.call=')
+      expect(pooled[pooled.indexOf('--name') + 1]).to.equal(NAME)
+      expect(pooled).to.include('amp.prestarted=true')
+      // Everything from the network on (limits, hardening, env file, pull, image) is the same.
+      expect(pooled.slice(pooled.indexOf('--network'))).to.deep.equal(call.slice(call.indexOf('--network')))
+      expect(() => prestartArgs(spec(), 'w-1', 'missing', '--privileged')).to.throw()
+    })
+
+    it('gives equal settings one key, whatever the order of the environment, and any difference another', () => {
+      const key = (overrides: Partial<RunSpec>, pull: 'missing' | 'never' = 'missing') => prestartKey(spec(overrides), pull)
+      expect(key({env: {A: '1', B: '2'}})).to.equal(key({env: {B: '2', A: '1'}}))
+      const base = key({env: {A: '1'}})
+      for (const other of [
+        key({env: {A: '2'}}),
+        key({env: {}}),
+        key({env: {A: '1'}, image: 'busybox:2'}),
+        key({env: {A: '1'}, network: 'bridge'}),
+        key({env: {A: '1'}, memoryBytes: 64 * 1024 * 1024}),
+        key({env: {A: '1'}, cpus: 0.5}),
+        key({env: {A: '1'}, pidsLimit: 64}),
+        key({env: {A: '1'}, function: 'other'}),
+        key({env: {A: '1'}}, 'never'),
+      ]) {
+        expect(other).to.not.equal(base)
+      }
     })
   })
 
