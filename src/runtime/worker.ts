@@ -634,6 +634,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   log.info('worker ready', {
     nats: redactUrls(options.nats),
     concurrency: options.concurrency,
+    prestartMax: options.prestartMax ?? options.concurrency,
     docker: options.docker,
     engine: engine.version,
     metrics: ops?.url,
