@@ -462,6 +462,24 @@ describe('container-runner', () => {
       }
     })
 
+    it("gives a warm call what its container wrote before the call's input came, stdout and stderr", async () => {
+      const fake = standIn('early')
+      const pooled = runner(fake.exec, {prestartMax: 1})
+      try {
+        await pooled.run(spec({input: Buffer.from('one')}))
+        // Let the pre-started one write its greeting before any call takes it.
+        await sleep(1500)
+        const stdout: Buffer[] = []
+        const warm = await pooled.run(spec({callId: 'c0ffee-5678', input: Buffer.from('two'), onStdout: (chunk) => stdout.push(chunk)}))
+        expect(warm).to.include({outcome: 'exited', exitCode: 0, warm: true})
+        expect(warm.stdout.toString()).to.equal('hello two')
+        expect(Buffer.concat(stdout).toString()).to.equal('hello two')
+        expect(warm.stderr.toString()).to.equal('started\n')
+      } finally {
+        await pooled.close()
+      }
+    })
+
     it('kills a warm call at its timeout by the name of its pre-started container', async () => {
       const fake = standIn('sleep')
       const pooled = runner(fake.exec, {prestartMax: 1})
@@ -576,6 +594,13 @@ if (command === 'run') {
       const input = await readAll()
       process.stderr.write('read ' + input.length + '\n')
       process.stdout.write(input)
+      break
+    }
+    case 'early': {
+      // Writes before reading its input: a pre-started container's output from before its call belongs to that call.
+      process.stderr.write('started\n')
+      process.stdout.write('hello ')
+      process.stdout.write(await readAll())
       break
     }
     case 'envfile': {
