@@ -1,8 +1,10 @@
 /**
- * NODE_EXTRA_CA_CERTS= npx tsx bench/prestart.ts [--calls 30] [--rate 2]
+ * NODE_EXTRA_CA_CERTS= npx tsx bench/prestart.ts [--calls 30] [--rate 2] [--ready]
  * Sequential calls of the busybox `cat` test function through the ContainerRunner, paced at --rate
  * calls per second, cold (every call a fresh `docker run -i --rm`) then warm (pre-started
  * containers), and prints p50/p90/max of each: what pre-started containers save on one call.
+ * --ready: before each warm call (untimed), wait until a pre-started container runs, to measure the
+ * warm path itself on a loaded machine where a replacement may not be up by the next call.
  * The whole amp pipeline side by side with raw docker is the job of the benchmark of issue #6.
  */
 import {randomUUID} from 'node:crypto'
@@ -10,11 +12,15 @@ import {performance} from 'node:perf_hooks'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {parseArgs} from 'node:util'
 
+import {execa} from 'execa'
+
 import {ContainerRunner, type RunSpec} from '../src/runtime/container-runner.js'
 import {ensureTestImages} from '../test/helpers/images.js'
 import {DOCKER} from '../test/helpers/services.js'
 
-const {values} = parseArgs({options: {calls: {type: 'string', default: '30'}, rate: {type: 'string', default: '2'}}})
+const {values} = parseArgs({
+  options: {calls: {type: 'string', default: '30'}, rate: {type: 'string', default: '2'}, ready: {type: 'boolean', default: false}},
+})
 const calls = Number(values.calls)
 const rate = Number(values.rate)
 if (!(Number.isInteger(calls) && calls > 0 && rate > 0)) {
@@ -37,11 +43,15 @@ const spec = (): RunSpec => ({
 })
 
 async function series(prestartMax: number): Promise<{ms: number[]; warm: number}> {
-  const runner = new ContainerRunner({docker: DOCKER, workerId: `bench-${process.pid}`, prestartMax})
+  const workerId = `bench-${process.pid}`
+  const runner = new ContainerRunner({docker: DOCKER, workerId, prestartMax})
+  const running = async () =>
+    (await execa(DOCKER, ['ps', '--quiet', '--filter', `label=amp.worker=${workerId}`, '--filter', 'label=amp.prestarted=true'])).stdout.trim() !== ''
   const ms: number[] = []
   let warm = 0
   try {
     for (let i = 0; i < calls; i++) {
+      while (values.ready && prestartMax > 0 && i > 0 && !(runner.prestarted > 0 && (await running()))) await sleep(50)
       const begun = performance.now()
       const result = await runner.run(spec())
       ms.push(performance.now() - begun)
