@@ -48,7 +48,7 @@ export interface LoadReport {
   byStatus: Record<string, number>
   /** The first few failures, for the report. */
   samples: string[]
-  /** amp containers of this run still there once the calls are done. */
+  /** amp containers of this run still there once the calls are done and the stack stopped (idle pre-started ones go then). */
   containersLeft: number
 }
 
@@ -60,6 +60,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const stack = await startTestStack({workers: options.workers, worker: {concurrency: options.concurrency}})
   // A name of its own: other suites may run amp containers on the same dockerd at the same time.
   const fn = `load-${randomBytes(4).toString('hex')}`
+  let stopped = false
   try {
     await createFunction(stack.listener, fn, {image: TEST_IMAGES.cat})
     const pool = new Pool(stack.listener.url, {connections: options.connections, pipelining: 1})
@@ -101,6 +102,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     const durationMs = performance.now() - started
     await pool.close()
 
+    // Workers keep idle pre-started containers until they stop: nothing may be left after that.
+    await stack.stop()
+    stopped = true
     const left = await containersGone(fn)
     latencies.sort((a, b) => a - b)
     return {
@@ -117,7 +121,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       containersLeft: left.length,
     }
   } finally {
-    await stack.stop()
+    if (!stopped) await stack.stop()
   }
 }
 

@@ -3,8 +3,8 @@ import {Flags} from '@oclif/core'
 
 import {formatSize} from './runtime/config.js'
 import {AmpError} from './runtime/errors.js'
-import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS_LIMIT, DEFAULT_RETRIES, type FunctionSpec} from './runtime/function-spec.js'
-import {checkRetries, MAX_RETRIES, parseCpus, parseMemory, parsePidsLimit} from './runtime/validate.js'
+import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS_LIMIT, DEFAULT_PRESTART, DEFAULT_RETRIES, type FunctionSpec} from './runtime/function-spec.js'
+import {checkPrestart, checkRetries, MAX_PRESTART, MAX_RETRIES, parseCpus, parseMemory, parsePidsLimit} from './runtime/validate.js'
 
 /** --memory, --cpus and --pids-limit: the same flags on create and update (without their defaults there). */
 export function limitFlags(defaults = true) {
@@ -74,7 +74,31 @@ function parseRetries(text: string): number {
   return checkRetries(Number(text))
 }
 
+/** --prestart: the same flag on create and update (without its default there). */
+export function prestartFlag(update = false) {
+  return {
+    prestart: Flags.string({
+      description: `most containers each worker starts ahead of calls, blocked reading their input (0-${MAX_PRESTART}); 0: every call starts its container from scratch (for a function that must not start before its input)`,
+      ...(update ? {} : {defaultHelp: async () => String(DEFAULT_PRESTART)}),
+    }),
+  }
+}
+
+/** --prestart when given; left out otherwise (the listener applies its default). */
+export function prestartSetting(flags: {prestart?: string}): Pick<Partial<FunctionSpec>, 'prestart'> {
+  if (flags.prestart === undefined) return {}
+  if (!/^\d{1,3}$/.test(flags.prestart)) {
+    throw new AmpError('bad_request', `invalid prestart "${flags.prestart}": give a whole number from 0 to ${MAX_PRESTART}`)
+  }
+  return {prestart: checkPrestart(Number(flags.prestart))}
+}
+
 /** What the one-line summaries of create and update add for the async settings: nothing when they are the defaults. */
 export function asyncSummary(spec: Pick<FunctionSpec, 'fireAndForget' | 'retries'>): string {
   return `${spec.fireAndForget ? ', fire-and-forget' : ''}${spec.retries === DEFAULT_RETRIES ? '' : `, retries ${spec.retries}`}`
+}
+
+/** What the summaries add for --prestart: nothing when it is the default. */
+export function prestartSummary(spec: Pick<FunctionSpec, 'prestart'>): string {
+  return spec.prestart === DEFAULT_PRESTART ? '' : `, prestart ${spec.prestart}`
 }

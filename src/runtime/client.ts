@@ -18,6 +18,7 @@ import {
   DEFAULT_CPUS,
   DEFAULT_MEMORY_BYTES,
   DEFAULT_PIDS_LIMIT,
+  DEFAULT_PRESTART,
   DEFAULT_RETRIES,
   type FunctionInput,
   type FunctionPatch,
@@ -50,6 +51,7 @@ import {
   checkName,
   checkNetwork,
   checkPidsLimit,
+  checkPrestart,
   checkRetries,
   checkTimeoutMs,
   formatDuration,
@@ -181,6 +183,7 @@ export class AmpClient {
       ...(input.env === undefined ? {} : {env: checkEnv(input.env)}),
       ...(input.fireAndForget === undefined ? {} : {fireAndForget: checkFireAndForget(input.fireAndForget)}),
       ...(input.retries === undefined ? {} : {retries: checkRetries(input.retries)}),
+      ...(input.prestart === undefined ? {} : {prestart: checkPrestart(input.prestart)}),
     }
     const query = options.replace ? '?replace=true' : ''
     const answer = await this.send('PUT', `${API_PREFIX}/functions/${checkName(name)}${query}`, {
@@ -552,9 +555,10 @@ export class AmpClient {
       ['number', 'undefined'].includes(typeof spec.pidsLimit) &&
       ['boolean', 'undefined'].includes(typeof spec.fireAndForget) &&
       ['number', 'undefined'].includes(typeof spec.retries) &&
+      ['number', 'undefined'].includes(typeof spec.prestart) &&
       (spec.envKeys === undefined || (Array.isArray(spec.envKeys) && spec.envKeys.every((key) => typeof key === 'string')))
     if (!ok) throw this.badAnswer(answer, 'expected a function (name, image, timeoutMs, network, createdAt, updatedAt, ...)')
-    const {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, createdAt, updatedAt} =
+    const {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, createdAt, updatedAt} =
       spec as FunctionSpec
     return {
       name,
@@ -567,6 +571,7 @@ export class AmpClient {
       envKeys: envKeys ?? [],
       fireAndForget: fireAndForget ?? false,
       retries: retries ?? DEFAULT_RETRIES,
+      prestart: prestart ?? DEFAULT_PRESTART,
       createdAt,
       updatedAt,
     }

@@ -52,6 +52,10 @@ export interface Settings extends CredentialSettings {
   asyncRetryBaseMs: number
   /** How long call records, results and queued callbacks are kept, when this daemon creates the buckets. */
   asyncRetentionMs: number
+  /** Worker: most idle pre-started containers across all functions (0: none); its concurrency when undefined. */
+  prestartMax?: number
+  /** Worker: a function's pre-started containers are removed after this long without a call. */
+  prestartIdleMs: number
 }
 
 export const MIB = 1024 * 1024
@@ -79,6 +83,8 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   asyncLeaseMs: 30_000,
   asyncRetryBaseMs: 1000,
   asyncRetentionMs: 24 * 3_600_000,
+  prestartMax: undefined,
+  prestartIdleMs: 60_000,
 })
 
 /** The defaults as a user would write them, for flag help. */
@@ -102,6 +108,8 @@ export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
   'async-lease': formatDuration(DEFAULTS.asyncLeaseMs),
   'async-retry-base': formatDuration(DEFAULTS.asyncRetryBaseMs),
   'async-retention': formatDuration(DEFAULTS.asyncRetentionMs),
+  'prestart-max': 'the concurrency',
+  'prestart-idle': formatDuration(DEFAULTS.prestartIdleMs),
 })
 
 export const CONFIG_KEYS = [
@@ -124,6 +132,8 @@ export const CONFIG_KEYS = [
   'async-lease',
   'async-retry-base',
   'async-retention',
+  'prestart-max',
+  'prestart-idle',
 ] as const
 export type ConfigKey = (typeof CONFIG_KEYS)[number]
 
@@ -148,6 +158,8 @@ const FIELD: Record<ConfigKey, keyof Settings> = {
   'async-lease': 'asyncLeaseMs',
   'async-retry-base': 'asyncRetryBaseMs',
   'async-retention': 'asyncRetentionMs',
+  'prestart-max': 'prestartMax',
+  'prestart-idle': 'prestartIdleMs',
 }
 
 export const CONFIG_ENV = 'AMP_CONFIG'
@@ -246,9 +258,10 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
     case 'port':
     case 'metrics-port':
     case 'max-inflight':
+    case 'prestart-max':
     case 'concurrency': {
       const min = key === 'concurrency' || key === 'max-inflight' ? 1 : 0
-      const max = key === 'concurrency' ? 1024 : key === 'max-inflight' ? MAX_IN_FLIGHT_LIMIT : 65_535
+      const max = key === 'concurrency' || key === 'prestart-max' ? 1024 : key === 'max-inflight' ? MAX_IN_FLIGHT_LIMIT : 65_535
       if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
         throw new Error(`must be a whole number from ${min} to ${max}, got ${shown}`)
       }
@@ -264,6 +277,7 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
     case 'async-lease':
     case 'async-retry-base':
     case 'async-retention':
+    case 'prestart-idle':
     case 'timeout': {
       // A bare number is seconds, as on the command line.
       if (typeof value !== 'string' && typeof value !== 'number') throw new Error(`must be a duration such as 30s or 2m, got ${shown}`)
@@ -302,6 +316,8 @@ export interface GivenSettings extends Partial<Record<CredentialKey, string>> {
   'async-lease'?: string
   'async-retry-base'?: string
   'async-retention'?: string
+  'prestart-max'?: number
+  'prestart-idle'?: string
 }
 
 /**
@@ -343,6 +359,8 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
     asyncLeaseMs: durationOf(given['async-lease'], file.asyncLeaseMs, DEFAULTS.asyncLeaseMs),
     asyncRetryBaseMs: durationOf(given['async-retry-base'], file.asyncRetryBaseMs, DEFAULTS.asyncRetryBaseMs),
     asyncRetentionMs: durationOf(given['async-retention'], file.asyncRetentionMs, DEFAULTS.asyncRetentionMs),
+    prestartMax: given['prestart-max'] ?? file.prestartMax,
+    prestartIdleMs: durationOf(given['prestart-idle'], file.prestartIdleMs, DEFAULTS.prestartIdleMs),
   }
 }
 

@@ -1,11 +1,14 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 import {execa} from 'execa'
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes, randomUUID} from 'node:crypto'
 import {closeSync, existsSync, openSync, unlinkSync, writeFileSync} from 'node:fs'
 import {hostname, tmpdir} from 'node:os'
 import path from 'node:path'
 
 import type {KillReason} from './metrics.js'
+import {ContainerPool, DEFAULT_PRESTART_IDLE_MS} from './container-pool.js'
+import {DEFAULT_PRESTART} from './function-spec.js'
+import {PrestartedContainer} from './prestarted-container.js'
 import {CALL_ID, type Outcome} from './protocol.js'
 import {checkCpus, checkEnv, checkImage, checkMemoryBytes, checkName, checkNetwork, checkPidsLimit, envLines} from './validate.js'
 
@@ -17,6 +20,8 @@ export const LABEL = {
   worker: 'amp.worker',
   host: 'amp.worker-host',
   pid: 'amp.worker-pid',
+  /** On pre-started containers, which have no amp.call label: the call is not known when they start. */
+  prestarted: 'amp.prestarted',
 } as const
 
 export type PullPolicy = 'missing' | 'never' | 'always'
@@ -35,9 +40,16 @@ export interface RunSpec {
   /** Environment variables of the container; the values never reach docker's argv (see envFile). */
   env: Record<string, string>
   input: Uint8Array
+  /** Most pre-started containers the worker keeps for this function (0: none, every call starts its own); DEFAULT_PRESTART when absent. */
+  prestart?: number
+  /** Gets the container's stdout as it arrives (streamed calls); must not throw. */
+  onStdout?: (chunk: Buffer) => void
   /** Gets the container's stderr as it arrives (the worker publishes it as the call's log); must not throw. */
   onStderr?: (chunk: Buffer) => void
 }
+
+/** The settings that shape a container: calls with equal ones may share a pool of pre-started containers. */
+export type ContainerSettings = Pick<RunSpec, 'function' | 'image' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit' | 'env'>
 
 export interface RunResult {
   outcome: Outcome
@@ -55,6 +67,8 @@ export interface RunResult {
   runMs?: number
   /** Why amp killed the container, if it did. */
   killed?: KillReason
+  /** True when the call ran in a pre-started container. */
+  warm?: boolean
 }
 
 export interface ContainerRunnerOptions {
@@ -68,6 +82,10 @@ export interface ContainerRunnerOptions {
   now?: () => number
   /** When the named container started (epoch ms), if known: see container-events.ts. */
   startedAt?: (containerName: string) => Promise<number | undefined>
+  /** Most idle pre-started containers across all functions; 0 or absent: no pools, every call starts its own. */
+  prestartMax?: number
+  /** A function's pool with no call for this long is removed; DEFAULT_PRESTART_IDLE_MS when absent. */
+  prestartIdleMs?: number
 }
 
 export const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
@@ -106,15 +124,34 @@ function envFile(env: Record<string, string>): number {
   }
 }
 
-/** The complete `docker run` argument array. Every value in it has been validated. */
+/** The complete `docker run` argument array of a call's own container. Every value in it has been validated. */
 export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy): string[] {
   if (!CALL_ID.test(spec.callId)) throw new TypeError('invalid call id')
+  return runArgs(spec, workerId, pull, {name: containerName(spec.callId), rm: true, labels: {[LABEL.call]: spec.callId}})
+}
+
+/**
+ * The `docker run` arguments of a pre-started container: as a call's own, but kept after it exits
+ * (no --rm: removing it is the runner's job, after the call has its result) and named at random,
+ * since no call is known yet. The worker labels stay, so the orphan sweep removes it too.
+ */
+export function prestartArgs(settings: ContainerSettings, workerId: string, pull: PullPolicy, name: string): string[] {
+  if (!/^amp-[a-f0-9-]{36}$/.test(name)) throw new TypeError('invalid container name')
+  return runArgs(settings, workerId, pull, {name, rm: false, labels: {[LABEL.prestarted]: 'true'}})
+}
+
+function runArgs(
+  settings: ContainerSettings,
+  workerId: string,
+  pull: PullPolicy,
+  container: {name: string; rm: boolean; labels: Record<string, string>},
+): string[] {
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(workerId)) throw new TypeError('invalid worker id')
   if (!PULL_POLICIES.includes(pull)) throw new TypeError('invalid pull policy')
   const labels = {
     [LABEL.managed]: 'true',
-    [LABEL.call]: spec.callId,
-    [LABEL.function]: checkName(spec.function),
+    ...container.labels,
+    [LABEL.function]: checkName(settings.function),
     [LABEL.worker]: workerId,
     [LABEL.host]: hostname(),
     [LABEL.pid]: String(process.pid),
@@ -122,12 +159,12 @@ export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy)
   return [
     'run',
     '--interactive',
-    '--rm',
+    ...(container.rm ? ['--rm'] : []),
     '--name',
-    containerName(spec.callId),
+    container.name,
     ...Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
     '--network',
-    checkNetwork(spec.network),
+    checkNetwork(settings.network),
     // Hardened by default: no privilege gain through setuid binaries, no capabilities, bounded
     // processes, memory (the same value as memory+swap: no swap) and CPU.
     '--security-opt',
@@ -135,23 +172,30 @@ export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy)
     '--cap-drop',
     'ALL',
     '--pids-limit',
-    String(checkPidsLimit(spec.pidsLimit)),
+    String(checkPidsLimit(settings.pidsLimit)),
     '--memory',
-    String(checkMemoryBytes(spec.memoryBytes)),
+    String(checkMemoryBytes(settings.memoryBytes)),
     '--memory-swap',
-    String(spec.memoryBytes),
+    String(settings.memoryBytes),
     '--cpus',
-    String(checkCpus(spec.cpus)),
+    String(checkCpus(settings.cpus)),
     // The values are read by the docker CLI from an unnamed file given as its fd 3, never from argv.
-    ...(Object.keys(checkEnv(spec.env)).length > 0 ? ['--env-file', ENV_FD_PATH] : []),
+    ...(Object.keys(checkEnv(settings.env)).length > 0 ? ['--env-file', ENV_FD_PATH] : []),
     // stdout and stderr come back over the attach stream; nothing needs to be kept on disk.
     '--log-driver',
     'none',
     '--pull',
     pull,
     '--',
-    checkImage(spec.image),
+    checkImage(settings.image),
   ]
+}
+
+/** The pool key of a container's settings: a hash, so a call never gets a container built from other settings. */
+export function prestartKey(settings: ContainerSettings, pull: PullPolicy): string {
+  const env = Object.entries(settings.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  const shape = [settings.function, settings.image, settings.network, settings.memoryBytes, settings.cpus, settings.pidsLimit, env, pull]
+  return createHash('sha256').update(JSON.stringify(shape)).digest('hex')
 }
 
 // docker prints its own failures (not the function's) like these, and exits 125, 126 or 127.
@@ -193,7 +237,22 @@ class Capture {
   }
 }
 
-/** Runs one call in one fresh container with the docker CLI, and makes sure the container is gone afterwards. */
+type CliResult = Awaited<ReturnType<typeof execa>>
+
+/** A started docker CLI as run() supervises it, fresh or pre-started. */
+interface Started {
+  name: string
+  child: Promise<CliResult>
+  /** Routes the container's stdout and stderr (from its very first byte) to these. */
+  attach(stdout: (chunk: Buffer) => void, stderr: (chunk: Buffer) => void): void
+  warm: boolean
+}
+
+/**
+ * Runs one call in one container of its own with the docker CLI, and makes sure the container is
+ * gone afterwards. With pools on, the container may have been started before the call (prestarted):
+ * it is still used by this call only, and removed after it.
+ */
 export class ContainerRunner {
   private readonly docker: string
   private readonly pull: PullPolicy
@@ -204,6 +263,9 @@ export class ContainerRunner {
   private readonly now: () => number
   private readonly startedAt?: (containerName: string) => Promise<number | undefined>
   private readonly running = new Map<string, (why: KillReason) => void>()
+  private readonly pool?: ContainerPool<PrestartedContainer<CliResult>, ContainerSettings>
+  private readonly removals = new Set<Promise<void>>()
+  private poolSweep?: NodeJS.Timeout
 
   constructor(options: ContainerRunnerOptions) {
     this.docker = options.docker ?? 'docker'
@@ -214,35 +276,77 @@ export class ContainerRunner {
     this.exec = options.exec ?? execa
     this.now = options.now ?? Date.now
     this.startedAt = options.startedAt
+    const max = options.prestartMax ?? 0
+    if (!(Number.isInteger(max) && max >= 0)) throw new TypeError('prestartMax must be a whole number of at least 0')
+    if (max > 0) {
+      const idleMs = options.prestartIdleMs ?? DEFAULT_PRESTART_IDLE_MS
+      this.pool = new ContainerPool({start: (settings) => this.prestart(settings), remove: (names) => this.remove(names), now: this.now}, {max, idleMs})
+      this.poolSweep = setInterval(() => void this.pool?.sweep(), Math.max(100, Math.min(5000, idleMs / 4)))
+      this.poolSweep.unref()
+    }
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
     const args = dockerRunArgs(spec, this.workerId, this.pull)
-    const name = containerName(spec.callId)
-    const started = this.now()
-    let stop: KillReason | undefined
-    let killing: Promise<void> | undefined
-    const kill = (why: KillReason) => {
-      stop ??= why
-      killing ??= this.killUntilGone(name, () => exited)
+    // The settings alone: the pool keeps them to start more containers, and must not keep the call's input.
+    const {function: fn, image, network, memoryBytes, cpus, pidsLimit, env} = spec
+    const settings = {function: fn, image, network, memoryBytes, cpus, pidsLimit, env}
+    const ticket = this.pool?.take(prestartKey(settings, this.pull), settings, spec.prestart ?? DEFAULT_PRESTART)
+    try {
+      const warm = ticket?.container
+      if (warm) return await this.supervise(spec, {name: warm.name, child: warm.exited, attach: (out, err) => warm.attach(out, err), warm: true}, () => warm.give(spec.input))
+      return await this.runFresh(spec, args)
+    } finally {
+      ticket?.done()
     }
-    let exited = false
+  }
 
+  /** Idle pre-started containers now (a metric). */
+  get prestarted(): number {
+    return this.pool?.idle ?? 0
+  }
+
+  /** Removes the pre-started containers of a function that changed or was removed. */
+  drainPrestarted(fn: string): Promise<void> {
+    return this.pool?.drain(fn) ?? Promise.resolve()
+  }
+
+  /** Stops pre-starting containers, removes the idle ones and waits for removals in progress; calls still running are not touched. */
+  async close(): Promise<void> {
+    clearInterval(this.poolSweep)
+    await this.pool?.close()
+    await Promise.allSettled([...this.removals])
+  }
+
+  private runFresh(spec: RunSpec, args: string[]): Promise<RunResult> {
     let envFd: number | undefined
     try {
       if (args.includes(ENV_FD_PATH)) envFd = envFile(spec.env)
     } catch (error) {
       // The code only (EACCES, ENOSPC...): the message could hold nothing secret, but there is no need to risk it.
       const why = (error as NodeJS.ErrnoException).code ?? 'error'
-      return {outcome: 'failed', error: `could not pass the environment to docker (${why})`, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
+      return Promise.resolve({outcome: 'failed', error: `could not pass the environment to docker (${why})`, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0})
     }
+    const child = this.spawn(args, envFd, spec.input)
+    return this.supervise(spec, {
+      name: containerName(spec.callId),
+      child,
+      attach: (out, err) => {
+        child.stdout?.on('data', out)
+        child.stderr?.on('data', err)
+        // EPIPE when a function exits without reading all its input is normal, not a failure.
+        child.stdin?.on('error', () => {})
+      },
+      warm: false,
+    })
+  }
 
-    const stdout = new Capture(this.maxOutput, () => kill('output'))
-    const stderr = new Capture(this.maxStderr, () => {})
+  /** Starts the docker CLI; the environment file (fd 3) is closed here once the child has its own copy. */
+  private spawn(args: string[], envFd: number | undefined, input?: Uint8Array) {
     const child = this.exec(this.docker, args, {
       // execa hands any descriptor number to the child as is; its types only list 3 to 9.
       ...(envFd === undefined ? {} : {stdio: ['pipe', 'pipe', 'pipe', envFd as 3] as const}),
-      input: spec.input,
+      ...(input === undefined ? {} : {input}),
       buffer: false,
       reject: false,
       stripFinalNewline: false,
@@ -251,15 +355,55 @@ export class ContainerRunner {
       // drains; killing the docker CLI would not stop the container anyway. Shutdown is handled by close().
       cleanup: false,
     })
-    child.stdout?.on('data', (chunk: Buffer) => stdout.add(chunk))
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr.add(chunk)
-      spec.onStderr?.(chunk)
-    })
-    // EPIPE when a function exits without reading all its input is normal, not a failure.
-    child.stdin?.on('error', () => {})
-    // The child has its own copy of the descriptor now.
     if (envFd !== undefined) closeSync(envFd)
+    return child
+  }
+
+  /** Starts a pre-started container (the pool's injected start): stdin stays open until a call gives its input. */
+  private prestart(settings: ContainerSettings): PrestartedContainer<CliResult> {
+    const name = `amp-${randomUUID()}`
+    const args = prestartArgs(settings, this.workerId, this.pull, name)
+    // A throw (no room for the environment file) counts as a failed start for the pool.
+    const envFd = args.includes(ENV_FD_PATH) ? envFile(settings.env) : undefined
+    return new PrestartedContainer(name, this.spawn(args, envFd))
+  }
+
+  /** `docker rm --force` of containers that need not exist; never throws. */
+  private async remove(names: string[]): Promise<void> {
+    await this.exec(this.docker, ['rm', '--force', ...names], {reject: false, stdin: 'ignore', cleanup: false})
+  }
+
+  /** Removes a used pre-started container after its call has its result (docker run had no --rm). */
+  private removeLater(name: string): void {
+    const task = this.remove([name])
+    this.removals.add(task)
+    void task.finally(() => this.removals.delete(task))
+  }
+
+  /** Gives the call its container: captures its output, applies the timeout from now, kills it when asked, and maps its end to a result. */
+  private async supervise(spec: RunSpec, started: Started, giveInput?: () => void): Promise<RunResult> {
+    const {name, child} = started
+    const begun = this.now()
+    let stop: KillReason | undefined
+    let killing: Promise<void> | undefined
+    let exited = false
+    const kill = (why: KillReason) => {
+      stop ??= why
+      killing ??= this.killUntilGone(name, () => exited)
+    }
+    const stdout = new Capture(this.maxOutput, () => kill('output'))
+    const stderr = new Capture(this.maxStderr, () => {})
+    started.attach(
+      (chunk) => {
+        stdout.add(chunk)
+        spec.onStdout?.(chunk)
+      },
+      (chunk) => {
+        stderr.add(chunk)
+        spec.onStderr?.(chunk)
+      },
+    )
+    giveInput?.()
 
     const timer = setTimeout(() => kill('timeout'), spec.timeoutMs)
     this.running.set(spec.callId, kill)
@@ -267,15 +411,25 @@ export class ContainerRunner {
     exited = true
     clearTimeout(timer)
     this.running.delete(spec.callId)
+    // A pre-started container has no --rm: remove it, after the call has its result (killUntilGone removes a killed one).
+    if (started.warm && !killing) this.removeLater(name)
     await killing
     const finished = this.now()
-    const durationMs = finished - started
-    // Only a container that ran has a start event to wait for; docker failing to run it has none.
+    const durationMs = finished - begun
+    // Only a container that ran has a start event to wait for; docker failing to run it has none. A pre-started one started before its call.
     const ran = stop !== undefined || (result.exitCode !== undefined && !dockerFailure(result.exitCode, stderr.buffer.toString('utf8')))
-    const startedAt = ran ? await this.startedAt?.(name) : undefined
+    const startedAt = ran && !started.warm ? await this.startedAt?.(name) : undefined
     const timings =
-      startedAt === undefined ? {} : {startMs: clamp(startedAt - started, durationMs), runMs: clamp(finished - startedAt, durationMs)}
-    const base = {stdout: stdout.buffer, stderr: stderr.buffer, stderrTruncated: stderr.overflowed, durationMs, ...timings, ...(stop ? {killed: stop} : {})}
+      startedAt === undefined ? {} : {startMs: clamp(startedAt - begun, durationMs), runMs: clamp(finished - startedAt, durationMs)}
+    const base = {
+      stdout: stdout.buffer,
+      stderr: stderr.buffer,
+      stderrTruncated: stderr.overflowed,
+      durationMs,
+      ...timings,
+      ...(stop ? {killed: stop} : {}),
+      ...(started.warm ? {warm: true} : {}),
+    }
 
     if (stop === 'timeout') return {...base, outcome: 'timeout'}
     if (stop === 'output') {

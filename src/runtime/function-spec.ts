@@ -9,6 +9,7 @@ import {
   checkName,
   checkNetwork,
   checkPidsLimit,
+  checkPrestart,
   checkRetries,
   checkTimeoutMs,
 } from './validate.js'
@@ -36,6 +37,8 @@ export interface FunctionSpec {
   fireAndForget: boolean
   /** How many times a failed asynchronous call is tried again before it goes to the dead letters. */
   retries: number
+  /** Most pre-started containers a worker keeps for this function (0: none, every call starts its container from scratch). */
+  prestart: number
   createdAt: string
   updatedAt: string
 }
@@ -53,6 +56,7 @@ export const DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
 export const DEFAULT_CPUS = 1
 export const DEFAULT_PIDS_LIMIT = 256
 export const DEFAULT_RETRIES = 2
+export const DEFAULT_PRESTART = 2
 
 /** What a client sends to create or replace a function. */
 export interface FunctionInput {
@@ -65,6 +69,7 @@ export interface FunctionInput {
   env?: Record<string, string>
   fireAndForget?: boolean
   retries?: number
+  prestart?: number
 }
 
 export function checkFunctionInput(name: string, input: unknown): NewFunction {
@@ -83,6 +88,7 @@ export function checkFunctionInput(name: string, input: unknown): NewFunction {
     env: body.env === undefined ? {} : checkEnv(body.env),
     fireAndForget: body.fireAndForget === undefined ? false : checkFireAndForget(body.fireAndForget),
     retries: body.retries === undefined ? DEFAULT_RETRIES : checkRetries(body.retries),
+    prestart: body.prestart === undefined ? DEFAULT_PRESTART : checkPrestart(body.prestart),
   }
 }
 
@@ -91,13 +97,13 @@ export function checkFunctionInput(name: string, input: unknown): NewFunction {
  * merged into the function's environment: a name with a string value is set, one with null removed.
  */
 export type FunctionPatch = Partial<
-  Pick<StoredFunction, 'image' | 'timeoutMs' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit' | 'fireAndForget' | 'retries'>
+  Pick<StoredFunction, 'image' | 'timeoutMs' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit' | 'fireAndForget' | 'retries' | 'prestart'>
 > & {
   env?: Record<string, string | null>
 }
 
-const PATCH_KEYS = ['image', 'timeoutMs', 'network', 'memoryBytes', 'cpus', 'pidsLimit', 'env', 'fireAndForget', 'retries'] as const
-const PATCH_KEYS_TEXT = 'image, timeoutMs, network, memoryBytes, cpus, pidsLimit, env, fireAndForget or retries'
+const PATCH_KEYS = ['image', 'timeoutMs', 'network', 'memoryBytes', 'cpus', 'pidsLimit', 'env', 'fireAndForget', 'retries', 'prestart'] as const
+const PATCH_KEYS_TEXT = 'image, timeoutMs, network, memoryBytes, cpus, pidsLimit, env, fireAndForget, retries or prestart'
 
 /**
  * Checks a PATCH body. Unknown keys are refused rather than ignored: a misspelt setting
@@ -122,6 +128,7 @@ export function checkFunctionPatch(input: unknown): FunctionPatch {
   if (body.env !== undefined) patch.env = checkEnvPatch(body.env)
   if (body.fireAndForget !== undefined) patch.fireAndForget = checkFireAndForget(body.fireAndForget)
   if (body.retries !== undefined) patch.retries = checkRetries(body.retries)
+  if (body.prestart !== undefined) patch.prestart = checkPrestart(body.prestart)
   if (Object.keys(patch).length === 0) throw new AmpError('bad_request', `nothing to change: give ${PATCH_KEYS_TEXT}`)
   return patch
 }
@@ -166,6 +173,7 @@ export function storedFunction(value: unknown): StoredFunction {
     env: stored.env ?? {},
     fireAndForget: stored.fireAndForget ?? false,
     retries: stored.retries ?? DEFAULT_RETRIES,
+    prestart: stored.prestart ?? DEFAULT_PRESTART,
     createdAt: String(stored.createdAt),
     updatedAt: String(stored.updatedAt),
   }
@@ -184,6 +192,7 @@ export function publicSpec(stored: StoredFunction): FunctionSpec {
     envKeys: Object.keys(stored.env).sort(),
     fireAndForget: stored.fireAndForget,
     retries: stored.retries,
+    prestart: stored.prestart,
     createdAt: stored.createdAt,
     updatedAt: stored.updatedAt,
   }

@@ -44,6 +44,8 @@ export interface ApiContext {
   functions?: Pick<FunctionCache, 'lookup' | 'assertReachable'>
   /** Asynchronous calls over JetStream (docs/async.md); without it they answer 503. */
   asyncCalls?: Pick<AsyncCalls, 'enqueue' | 'get' | 'deadLetters'>
+  /** Told the name of a function just replaced, updated or removed (workers then drop its pre-started containers); must not throw. */
+  functionChanged?: (name: string) => void
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, callId: string) => Promise<void>
@@ -148,6 +150,7 @@ async function putFunction(ctx: ApiContext, name: string, req: IncomingMessage, 
   const replace = /[?&]replace=(true|1)(&|$)/.test(req.url ?? '')
   const {spec, created} = await ctx.registry.put(input, replace)
   ctx.logger.info(created ? 'function created' : 'function replaced', {fn: spec.name, image: spec.image})
+  if (!created) ctx.functionChanged?.(spec.name)
   sendJson(res, created ? 201 : 200, publicSpec(spec))
 }
 
@@ -161,6 +164,7 @@ async function updateFunction(ctx: ApiContext, name: string, req: IncomingMessag
   const updated = await ctx.registry.update(name, checkFunctionPatch(body))
   if (!updated) throw new AmpError('function_not_found', `no function named ${JSON.stringify(name)}`)
   ctx.logger.info('function updated', {fn: name, image: updated.image, timeoutMs: updated.timeoutMs, network: updated.network})
+  ctx.functionChanged?.(name)
   sendJson(res, 200, publicSpec(updated))
 }
 
@@ -168,6 +172,7 @@ async function removeFunction(ctx: ApiContext, name: string, res: ServerResponse
   const removed = isName(name) ? await ctx.registry.remove(name) : undefined
   if (!removed) throw new AmpError('function_not_found', `no function named ${JSON.stringify(name.slice(0, 80))}`)
   ctx.logger.info('function removed', {fn: name})
+  ctx.functionChanged?.(name)
   sendJson(res, 200, publicSpec(removed))
 }
 

@@ -16,6 +16,7 @@ import {cachedCheck, cachedRead, checkReadiness, trackNats} from './health.js'
 import {daemonRegistry, ListenerMetrics, type Registry as MetricsRegistry} from './metrics.js'
 import {createLogger, type Logger} from './logger.js'
 import {connectNats} from './nats.js'
+import {FUNCTIONS_CHANGED_SUBJECT} from './protocol.js'
 import {Registry} from './registry.js'
 import {isLoopback} from './servers.js'
 import {failFast, FunctionCache} from './function-cache.js'
@@ -116,6 +117,14 @@ export async function startListener(options: ListenerOptions): Promise<Listener>
     metrics,
     logs: new CallLogReader(nc),
     asyncCalls,
+    // Best effort, core NATS: a worker that misses it still never gives a call a container of the old settings (they are in its pool key).
+    functionChanged: (name) => {
+      try {
+        nc.publish(FUNCTIONS_CHANGED_SUBJECT, name)
+      } catch (error) {
+        log.warn('could not tell workers a function changed', {fn: name, error: (error as Error).message})
+      }
+    },
     authorize: options.auth?.token || options.auth?.invokeToken ? createAuthorizer(options.auth) : undefined,
   })
   const server = createHttpServer((req, res) => {

@@ -143,6 +143,8 @@ export interface WorkerState {
   draining(): boolean
   slotsUsed(): number
   inFlight(): number
+  /** Pre-started containers waiting for a call. */
+  prestarted(): number
 }
 
 /** How a call ended on the worker. */
@@ -154,6 +156,7 @@ export class WorkerMetrics {
   readonly calls: Counter<'function' | 'result'>
   readonly refused: Counter<'reason'>
   readonly containersStarted: Counter
+  readonly starts: Counter<'function' | 'start'>
   readonly containersKilled: Counter<'reason'>
   readonly asyncCalls: Counter<'function' | 'outcome'>
   readonly phases: PhaseHistograms
@@ -176,6 +179,12 @@ export class WorkerMetrics {
       help: 'docker run commands this worker ran (one per call that reached a slot)',
       registers: [registry],
     })
+    this.starts = new Counter({
+      name: 'amp_worker_container_starts_total',
+      help: 'Calls that ran a container, by function and start: warm (a pre-started container) or cold (docker run at the call)',
+      labelNames: ['function', 'start'],
+      registers: [registry],
+    })
     this.asyncCalls = new Counter({
       name: 'amp_worker_async_deliveries_total',
       help: 'Deliveries of asynchronous calls to this worker, by function and outcome (succeeded, retried, dead_lettered, requeued, skipped, dropped, refused)',
@@ -193,6 +202,7 @@ export class WorkerMetrics {
     slots.set(concurrency)
     gauge(registry, 'amp_worker_slots_used', 'Slots running a container now', () => state.slotsUsed())
     gauge(registry, 'amp_worker_calls_in_flight', 'Calls accepted and not yet answered (waiting for a slot or running)', () => state.inFlight())
+    gauge(registry, 'amp_worker_prestarted_containers', 'Pre-started containers waiting for a call (at most --prestart-max)', () => state.prestarted())
     gauge(registry, 'amp_worker_nats_connected', '1 while the worker is connected to NATS', () => state.natsConnected())
     gauge(registry, 'amp_worker_docker_up', '1 when the docker CLI reached the engine at the last check (at most ~5 s old)', () => state.dockerUp())
     gauge(registry, 'amp_worker_draining', '1 once the worker is shutting down and takes no new calls', () => state.draining())

@@ -30,6 +30,8 @@ export const CALL_SUBJECT_PREFIX = 'amp.v1.call'
 export const WORKER_QUEUE = 'amp-workers'
 export const REPLY_SUBJECT_PREFIX = 'amp.v1.reply'
 export const INPUT_SUBJECT_PREFIX = 'amp.v1.input'
+/** Core NATS (fire and forget): a listener publishes a function's name here after changing or removing it; workers drop its pre-started containers. */
+export const FUNCTIONS_CHANGED_SUBJECT = 'amp.v1.functions.changed'
 
 export const callSubject = (fn: string): string => `${CALL_SUBJECT_PREFIX}.${fn}`
 /** The listener subscribes to `amp.v1.reply.<listenerId>.*` once, and uses one subject per call under it. */
@@ -48,6 +50,8 @@ export const HEADER = {
   memoryBytes: 'Amp-Memory-Bytes',
   cpus: 'Amp-Cpus',
   pidsLimit: 'Amp-Pids-Limit',
+  /** The function's prestart setting: most pre-started containers per worker (0: none). Absent: the worker's default. */
+  prestart: 'Amp-Prestart',
   /** base64 of the function's environment as KEY=VALUE lines; absent when it has none. Never logged. */
   env: 'Amp-Env',
   inputSize: 'Amp-Input-Size',
@@ -113,6 +117,7 @@ export function callHeaders(callId: string, spec: StoredFunction, inputSize: num
   h.set(HEADER.memoryBytes, String(spec.memoryBytes))
   h.set(HEADER.cpus, String(spec.cpus))
   h.set(HEADER.pidsLimit, String(spec.pidsLimit))
+  h.set(HEADER.prestart, String(spec.prestart))
   if (Object.keys(spec.env).length > 0) h.set(HEADER.env, Buffer.from(envLines(spec.env)).toString('base64'))
   h.set(HEADER.inputSize, String(inputSize))
   return h

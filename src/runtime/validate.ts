@@ -128,6 +128,16 @@ export function checkRetries(value: unknown): number {
   return value
 }
 
+/** Most pre-started containers per worker for one function: a few are enough, each holds memory and a docker CLI. */
+export const MAX_PRESTART = 16
+
+export function checkPrestart(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_PRESTART) {
+    throw new AmpError('bad_request', `prestart must be a whole number from 0 to ${MAX_PRESTART}`)
+  }
+  return value
+}
+
 export function checkFireAndForget(value: unknown): boolean {
   if (typeof value !== 'boolean') throw new AmpError('bad_request', 'fireAndForget must be true or false')
   return value

@@ -22,6 +22,7 @@ import {
   GONE_STATUS,
   HEADER,
   HEARTBEAT_INTERVAL_MS,
+  FUNCTIONS_CHANGED_SUBJECT,
   inputSubject,
   WORKER_QUEUE,
 } from './protocol.js'
@@ -34,6 +35,7 @@ import {
   checkName,
   checkNetwork,
   checkPidsLimit,
+  checkPrestart,
   checkTimeoutMs,
   MAX_ENV_BYTES,
 } from './validate.js'
@@ -60,6 +62,10 @@ export interface WorkerOptions {
   natsAuth?: NatsAuth
   /** How often to remove containers left on this host by dead workers (besides at start); 30 s unless given. */
   orphanSweepMs?: number
+  /** Most idle pre-started containers across all functions; `concurrency` when absent, 0 turns pools off. */
+  prestartMax?: number
+  /** A function's pre-started containers are removed after this long without a call; 60 s when absent. */
+  prestartIdleMs?: number
   /** Asynchronous calls (docs/async.md): JetStream lease and retention, retry backoff; off when `false`. */
   async?: (Partial<AsyncSettings> & AsyncWorkerOptions) | false
 }
@@ -97,6 +103,8 @@ interface CallRequest {
   cpus: number
   pidsLimit: number
   env: Record<string, string>
+  /** Absent from calls of older listeners: the runner's default applies. */
+  prestart?: number
   inputSize: number
   replyTo: string
 }
@@ -129,6 +137,7 @@ export function parseCallSettings(h: MsgHdrs | undefined): CallSettings {
     cpus: h.has(HEADER.cpus) ? checkCpus(Number(h.get(HEADER.cpus))) : DEFAULT_CPUS,
     pidsLimit: h.has(HEADER.pidsLimit) ? checkPidsLimit(Number(h.get(HEADER.pidsLimit))) : DEFAULT_PIDS_LIMIT,
     env: h.has(HEADER.env) ? parseEnvHeader(h.get(HEADER.env)) : {},
+    ...(h.has(HEADER.prestart) ? {prestart: checkPrestart(Number(h.get(HEADER.prestart)))} : {}),
   }
 }
 
@@ -179,6 +188,7 @@ class WorkerService implements Worker, AsyncHost {
   /** Pulls asynchronous calls once JetStream is set up. */
   private puller?: AsyncPuller
   private sub?: Subscription
+  private changesSub?: Subscription
   private closing?: Promise<void>
   private gaveUp = false
   private readonly concurrency: number
@@ -216,6 +226,7 @@ class WorkerService implements Worker, AsyncHost {
         draining: () => this.closing !== undefined,
         slotsUsed: () => this.running,
         inFlight: () => this.calls.size,
+        prestarted: () => this.runner.prestarted,
       },
       options.concurrency,
     )
@@ -231,6 +242,19 @@ class WorkerService implements Worker, AsyncHost {
       callback: (error, msg) => {
         if (error) this.log.error('subscription failed', {error: error.message})
         else this.onCall(msg)
+      },
+    })
+    // Every worker (no queue group): each drops its own pre-started containers of a changed or removed function.
+    this.changesSub = this.nc.subscribe(FUNCTIONS_CHANGED_SUBJECT, {
+      callback: (error, msg) => {
+        if (error) return
+        let fn: string
+        try {
+          fn = checkName(msg.string())
+        } catch {
+          return
+        }
+        void this.runner.drainPrestarted(fn)
       },
     })
   }
@@ -311,7 +335,7 @@ class WorkerService implements Worker, AsyncHost {
         err: result.stderr.length,
         error: result.error,
       })
-      this.observe(call, result, queueMs)
+      this.observe(call, result, queueMs, !notRun)
       answering = true
       if (!callerGone) await this.sendResult(call, result, queueMs)
     } catch (error) {
@@ -452,10 +476,11 @@ class WorkerService implements Worker, AsyncHost {
     return result
   }
 
-  private observe(call: CallSettings, result: RunResult, queueMs: number): void {
+  private observe(call: CallSettings, result: RunResult, queueMs: number, ran = true): void {
     const outcome: WorkerCallResult =
       result.outcome === 'exited' ? (result.exitCode === 0 ? 'ok' : 'nonzero_exit') : result.outcome === 'timeout' ? 'timeout' : 'failed'
     this.metrics.calls.inc({function: call.function, result: outcome})
+    if (ran) this.metrics.starts.inc({function: call.function, start: result.warm ? 'warm' : 'cold'})
     if (result.killed) this.metrics.containersKilled.inc({reason: result.killed})
     this.metrics.phases.observe(call.function, {queueMs, startMs: result.startMs, runMs: result.runMs})
   }
@@ -522,7 +547,10 @@ class WorkerService implements Worker, AsyncHost {
     const deadline = this.options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
     this.log.info('worker stopping: no new calls, finishing calls in flight', {inFlight: this.calls.size, deadlineMs: deadline})
     await this.sub?.drain().catch(() => {})
+    this.changesSub?.unsubscribe()
     this.puller?.stop()
+    // Idle pre-started containers go at once (one docker rm), while the calls in flight finish.
+    const pools = this.runner.close()
     let timer: NodeJS.Timeout | undefined
     const finished = await Promise.race([
       Promise.allSettled([...this.calls]).then(() => true),
@@ -535,6 +563,9 @@ class WorkerService implements Worker, AsyncHost {
       this.runner.killAll()
       await Promise.allSettled([...this.calls])
     }
+    // Also waits for the removal of the pre-started containers the last calls used.
+    await pools
+    await this.runner.close()
     await this.nc.drain().catch(() => {})
     for (const stop of this.stopLast) await stop()
     this.log.info('worker stopped')
@@ -545,6 +576,9 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
     throw new TypeError('concurrency must be a whole number of at least 1')
   }
+  if (options.prestartMax !== undefined && !(Number.isInteger(options.prestartMax) && options.prestartMax >= 0)) {
+    throw new TypeError('prestartMax must be a whole number of at least 0')
+  }
   if (options.orphanSweepMs !== undefined && !(Number.isInteger(options.orphanSweepMs) && options.orphanSweepMs > 0)) {
     throw new TypeError('orphanSweepMs must be a whole number of ms above 0')
   }
@@ -554,7 +588,14 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   const starts = deps.runner ? undefined : new ContainerStarts({docker: options.docker, workerId: id, logger: log})
   const runner =
     deps.runner ??
-    new ContainerRunner({docker: options.docker, pull: options.pull, workerId: id, startedAt: (name) => starts!.take(name)})
+    new ContainerRunner({
+      docker: options.docker,
+      pull: options.pull,
+      workerId: id,
+      startedAt: (name) => starts!.take(name),
+      prestartMax: options.prestartMax ?? options.concurrency,
+      prestartIdleMs: options.prestartIdleMs,
+    })
   const engine = await runner.engine()
   if (engine.error) {
     log.warn('docker is not reachable: calls will fail with 502 until it is', {docker: options.docker, error: engine.error})
@@ -593,6 +634,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   log.info('worker ready', {
     nats: redactUrls(options.nats),
     concurrency: options.concurrency,
+    prestartMax: options.prestartMax ?? options.concurrency,
     docker: options.docker,
     engine: engine.version,
     metrics: ops?.url,

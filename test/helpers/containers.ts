@@ -10,6 +10,21 @@ export async function containers(filter: string, options: {running?: boolean} = 
   return stdout.split('\n').filter(Boolean)
 }
 
+/**
+ * Containers matching `filter` but for the idle pre-started ones of live workers (running, labelled
+ * amp.prestarted=true): those stay by design until their worker stops or they go idle. A used
+ * pre-started container has exited by the time its call is answered, so a leaked one still shows.
+ */
+export async function containersBesidesIdle(filter: string): Promise<string[]> {
+  const [all, idle] = await Promise.all([containers(filter), idlePrestarted(filter)])
+  return all.filter((id) => !idle.includes(id))
+}
+
+async function idlePrestarted(filter: string): Promise<string[]> {
+  const {stdout} = await execa(DOCKER, ['ps', '--quiet', '--filter', filter, '--filter', 'label=amp.prestarted=true'])
+  return stdout.split('\n').filter(Boolean)
+}
+
 /** Containers amp started for one call (by label), running or not. */
 export function containersOfCall(callId: string): Promise<string[]> {
   return containers(`label=amp.call=${callId}`)

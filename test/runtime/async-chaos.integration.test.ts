@@ -13,7 +13,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {request} from 'undici'
 
 import type {CallRecord, DeadLetter} from '../../src/runtime/http-contract.js'
-import {containers} from '../helpers/containers.js'
+import {containers, containersBesidesIdle} from '../helpers/containers.js'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
 import {startAmpDaemon, type AmpDaemon} from '../helpers/run-amp-process.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
@@ -258,10 +258,11 @@ describe('asynchronous calls under faults (issue #5)', function () {
     // still have been writing its outcome (its container done, the slot already given to the next).
     expect(twice.length).to.be.at.most(2 * CONCURRENCY)
 
-    // No container left by any of these workers (the survivor sweeps the victim's).
+    // No container left by any of these workers (the survivor sweeps the victim's; its own idle pre-started ones stay).
     const pids = workers.map((worker) => worker.daemon.pid)
     const left = await waitFor('no containers left', async () => {
-      const found = (await Promise.all(pids.map((p) => containers(`label=amp.worker-pid=${p}`)))).flat()
+      // The dead victim's idle pre-started containers must be swept too: only live workers keep theirs.
+      const found = (await Promise.all(pids.map((p) => (p === pid ? containers : containersBesidesIdle)(`label=amp.worker-pid=${p}`)))).flat()
       return found.length === 0 ? found : undefined
     }, 90_000, 1000)
     expect(left).to.deep.equal([])

@@ -19,6 +19,7 @@ const SPEC = {
   envKeys: [],
   fireAndForget: false,
   retries: 2,
+  prestart: 2,
   createdAt: '2025-01-31T14:05:09.123Z',
   updatedAt: '2025-01-31T14:05:09.123Z',
 }

@@ -12,6 +12,8 @@ import {
   dockerFailure,
   dockerRunArgs,
   formatBytes,
+  prestartArgs,
+  prestartKey,
   type ContainerRunnerOptions,
   type RunSpec,
 } from '../../src/runtime/container-runner.js'
@@ -149,6 +151,41 @@ describe('container-runner', () => {
       expect(() => dockerRunArgs(spec({image: '--privileged'}), 'w', 'missing'))
         .to.throw(AmpError)
         .with.property('code', 'bad_request')
+    })
+  })
+
+  describe('prestartArgs and prestartKey', () => {
+    const NAME = 'amp-0e4c2a4e-3c1b-4d5e-9f00-123456789abc'
+
+    it('builds the same hardened command as a call, without --rm and amp.call, under the given random name', () => {
+      const call = dockerRunArgs(spec({env: {A: '1'}}), 'w-1', 'missing')
+      const pooled = prestartArgs(spec({env: {A: '1'}}), 'w-1', 'missing', NAME)
+      expect(pooled).to.not.include('--rm')
+      expect(pooled.join(' ')).to.not.contain('amp.call=')
+      expect(pooled[pooled.indexOf('--name') + 1]).to.equal(NAME)
+      expect(pooled).to.include('amp.prestarted=true')
+      // Everything from the network on (limits, hardening, env file, pull, image) is the same.
+      expect(pooled.slice(pooled.indexOf('--network'))).to.deep.equal(call.slice(call.indexOf('--network')))
+      expect(() => prestartArgs(spec(), 'w-1', 'missing', '--privileged')).to.throw()
+    })
+
+    it('gives equal settings one key, whatever the order of the environment, and any difference another', () => {
+      const key = (overrides: Partial<RunSpec>, pull: 'missing' | 'never' = 'missing') => prestartKey(spec(overrides), pull)
+      expect(key({env: {A: '1', B: '2'}})).to.equal(key({env: {B: '2', A: '1'}}))
+      const base = key({env: {A: '1'}})
+      for (const other of [
+        key({env: {A: '2'}}),
+        key({env: {}}),
+        key({env: {A: '1'}, image: 'busybox:2'}),
+        key({env: {A: '1'}, network: 'bridge'}),
+        key({env: {A: '1'}, memoryBytes: 64 * 1024 * 1024}),
+        key({env: {A: '1'}, cpus: 0.5}),
+        key({env: {A: '1'}, pidsLimit: 64}),
+        key({env: {A: '1'}, function: 'other'}),
+        key({env: {A: '1'}}, 'never'),
+      ]) {
+        expect(other).to.not.equal(base)
+      }
     })
   })
 
@@ -398,6 +435,76 @@ describe('container-runner', () => {
       expect((await other).killed).to.equal('shutdown')
     })
 
+    /** The pre-started container the runner's pool started: its docker run arguments and name. */
+    const prestartedRun = (calls: Invocation[]) => {
+      const run = calls.find((call) => call.args[0] === 'run' && !call.args.includes('--rm'))
+      return run && {args: run.args, name: run.args[run.args.indexOf('--name') + 1]}
+    }
+
+    it('serves the next call from a pre-started container: input to its stdin, the same result as a fresh run, removed after', async () => {
+      const fake = standIn('exit3')
+      const pooled = runner(fake.exec, {prestartMax: 1})
+      try {
+        const cold = await pooled.run(spec({input: Buffer.from('one')}))
+        expect(cold).to.include({outcome: 'exited', exitCode: 3})
+        expect(cold.warm).to.equal(undefined)
+        const started = prestartedRun(fake.calls)
+        expect(started?.name).to.match(/^amp-[0-9a-f-]{36}$/)
+        expect(started?.args).to.include('amp.prestarted=true').and.not.include(`amp.call=${spec().callId}`)
+        const warm = await pooled.run(spec({callId: 'c0ffee-5678', input: Buffer.from('two')}))
+        expect(warm).to.include({outcome: 'exited', exitCode: 3, warm: true})
+        expect(warm.stdout.toString()).to.equal('two')
+        expect(warm.stderr.toString()).to.equal('boom')
+        await pooled.close()
+        expect(fake.calls.filter((call) => call.args[0] === 'rm').map((call) => call.args)).to.deep.include(['rm', '--force', started!.name])
+      } finally {
+        await pooled.close()
+      }
+    })
+
+    it("gives a warm call what its container wrote before the call's input came, stdout and stderr", async () => {
+      const fake = standIn('early')
+      const pooled = runner(fake.exec, {prestartMax: 1})
+      try {
+        await pooled.run(spec({input: Buffer.from('one')}))
+        // Let the pre-started one write its greeting before any call takes it.
+        await sleep(1500)
+        const stdout: Buffer[] = []
+        const warm = await pooled.run(spec({callId: 'c0ffee-5678', input: Buffer.from('two'), onStdout: (chunk) => stdout.push(chunk)}))
+        expect(warm).to.include({outcome: 'exited', exitCode: 0, warm: true})
+        expect(warm.stdout.toString()).to.equal('hello two')
+        expect(Buffer.concat(stdout).toString()).to.equal('hello two')
+        expect(warm.stderr.toString()).to.equal('started\n')
+      } finally {
+        await pooled.close()
+      }
+    })
+
+    it('kills a warm call at its timeout by the name of its pre-started container', async () => {
+      const fake = standIn('sleep')
+      const pooled = runner(fake.exec, {prestartMax: 1})
+      try {
+        expect(await pooled.run(spec({timeoutMs: 200}))).to.include({outcome: 'timeout'})
+        const {name} = prestartedRun(fake.calls)!
+        const warm = await pooled.run(spec({callId: 'c0ffee-5678', timeoutMs: 200}))
+        expect(warm).to.include({outcome: 'timeout', killed: 'timeout', warm: true})
+        expect(fake.calls.filter((call) => call.args[0] === 'kill').map((call) => call.args.at(-1))).to.include(name)
+      } finally {
+        await pooled.close()
+      }
+    })
+
+    it('close() removes the idle pre-started containers and leaves no docker run behind', async () => {
+      const fake = standIn('cat')
+      const pooled = runner(fake.exec, {prestartMax: 1})
+      await pooled.run(spec())
+      const {name} = prestartedRun(fake.calls)!
+      await pooled.close()
+      expect(fake.calls.at(-1)?.args).to.deep.equal(['rm', '--force', name])
+      expect(fake.runExitedAt()).to.be.a('number')
+      expect(pooled.prestarted).to.equal(0)
+    })
+
     it('measures the duration with the injected clock', async () => {
       const times = [1000, 1234]
       const result = await runner(standIn('cat').exec, {now: () => times.shift() ?? 9999}).run(spec())
@@ -489,6 +596,13 @@ if (command === 'run') {
       process.stdout.write(input)
       break
     }
+    case 'early': {
+      // Writes before reading its input: a pre-started container's output from before its call belongs to that call.
+      process.stderr.write('started\n')
+      process.stdout.write('hello ')
+      process.stdout.write(await readAll())
+      break
+    }
     case 'envfile': {
       // What docker does with --env-file /dev/fd/3: open the path and read it (a socket could not be opened).
       const file = args[args.indexOf('--env-file') + 1]
@@ -544,6 +658,12 @@ if (command === 'run') {
   unlinkSync(pidFile(name))
   process.stdout.write(name + '\n')
 } else if (command === 'rm') {
+  // rm --force kills a running container: its attached docker run exits as if killed.
+  for (const name of args.filter((arg) => !arg.startsWith('-'))) {
+    if (!existsSync(pidFile(name))) continue
+    try { process.kill(Number(readFileSync(pidFile(name), 'utf8')), 'SIGTERM') } catch {}
+    unlinkSync(pidFile(name))
+  }
   process.stdout.write(args.at(-1) + '\n')
 } else {
   process.stderr.write('fake docker: unexpected command ' + command + '\n')

@@ -25,6 +25,7 @@ const SPEC: StoredFunction = {
   env: {},
   fireAndForget: false,
   retries: 2,
+  prestart: 2,
   createdAt: '2024-01-01T00:00:00.000Z',
   updatedAt: '2024-01-01T00:00:00.000Z',
 }

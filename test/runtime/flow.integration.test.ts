@@ -4,7 +4,7 @@ import {request} from 'undici'
 
 import type {Listener} from '../../src/runtime/listener.js'
 import type {Worker} from '../../src/runtime/worker.js'
-import {containers, containersOfCall, expectNoContainer} from '../helpers/containers.js'
+import {containersBesidesIdle, containersOfCall, expectNoContainer} from '../helpers/containers.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {createFunction, startTestStack, type StackWithoutWorker, type TestStack} from '../helpers/stack.js'
 
@@ -137,7 +137,7 @@ describe('end to end: listener, NATS, worker, docker', function () {
     const until = Date.now() + 5000
     let left: string[] = []
     do {
-      left = await containers(`label=amp.worker=${worker.id}`)
+      left = await containersBesidesIdle(`label=amp.worker=${worker.id}`)
       if (left.length > 0) await new Promise((resolve) => setTimeout(resolve, 200))
     } while (left.length > 0 && Date.now() < until)
     expect(left).to.deep.equal([])

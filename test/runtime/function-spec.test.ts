@@ -7,6 +7,7 @@ import {
   DEFAULT_CPUS,
   DEFAULT_MEMORY_BYTES,
   DEFAULT_PIDS_LIMIT,
+  DEFAULT_PRESTART,
   DEFAULT_RETRIES,
   envFromFlags,
   envPatch,
@@ -32,7 +33,18 @@ describe('function-spec', () => {
       env: {},
       fireAndForget: false,
       retries: 2,
+      prestart: 2,
     })
+  })
+
+  it('keeps prestart given on create or patch (0 opts out), and refuses values outside 0-16 as 400s', () => {
+    expect(checkFunctionInput('fn', {image: 'busybox', prestart: 0}).prestart).to.equal(0)
+    expect(checkFunctionInput('fn', {image: 'busybox', prestart: 16}).prestart).to.equal(16)
+    expect(checkFunctionPatch({prestart: 5})).to.deep.equal({prestart: 5})
+    for (const bad of [17, -1, 1.5, '2', null]) {
+      badRequest(() => checkFunctionInput('fn', {image: 'busybox', prestart: bad}))
+      badRequest(() => checkFunctionPatch({prestart: bad}))
+    }
   })
 
   it('keeps fireAndForget and retries given on create (PUT), and refuses bad ones as 400s', () => {
@@ -63,6 +75,7 @@ describe('function-spec', () => {
       env: {},
       fireAndForget: false,
       retries: DEFAULT_RETRIES,
+      prestart: DEFAULT_PRESTART,
     })
   })
 
@@ -106,7 +119,7 @@ describe('function-spec', () => {
       badRequest(() => checkFunctionPatch({fireAndForget: 'yes'}))
       badRequest(() => checkFunctionPatch({retries: 1.5}))
       badRequest(() => checkFunctionPatch({retries: 11}))
-      expect(badRequest(() => checkFunctionPatch({retry: 1})).message).to.match(/fireAndForget or retries/)
+      expect(badRequest(() => checkFunctionPatch({retry: 1})).message).to.match(/fireAndForget, retries or prestart/)
     })
 
     it('refuses an environment that the patch makes too large', () => {

@@ -124,9 +124,12 @@ describe('http-api', () => {
   let draining: boolean
   /** Every line the listener logged, debug included. */
   let logged: string[]
+  /** Functions the API reported changed (the listener tells the workers, to drop their pre-started containers). */
+  let changed: string[]
 
   beforeEach(async () => {
     logged = []
+    changed = []
     registry = new MemoryRegistry()
     dispatcher = new ScriptedDispatcher()
     draining = false
@@ -136,6 +139,7 @@ describe('http-api', () => {
       maxBodyBytes: MAX_BODY,
       logger: createLogger({level: 'debug', write: (line) => logged.push(line)}),
       draining: () => draining,
+      functionChanged: (name) => changed.push(name),
     }
     server = createServer(createRequestHandler(ctx))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -309,6 +313,17 @@ describe('http-api', () => {
       expect(removed.json()).to.deep.equal(publicSpec(spec))
       expect(registry.specs.has('echo')).to.equal(false)
       expectError(await send('DELETE', '/_amp/v1/functions/echo'), 404, 'function_not_found')
+    })
+
+    it('reports a function replaced, updated or removed as changed (not one created, nor a failed change)', async () => {
+      expect((await send('PUT', '/_amp/v1/functions/echo', {body: '{"image":"busybox"}'})).status).to.equal(201)
+      expect(changed).to.deep.equal([])
+      expect((await send('PUT', '/_amp/v1/functions/echo?replace=true', {body: '{"image":"busybox:2"}'})).status).to.equal(200)
+      expect((await send('PATCH', '/_amp/v1/functions/echo', {body: '{"prestart":0}'})).status).to.equal(200)
+      expectError(await send('PATCH', '/_amp/v1/functions/echo', {body: '{"prestart":99}'}), 400, 'bad_request')
+      expect((await send('DELETE', '/_amp/v1/functions/echo')).status).to.equal(200)
+      expectError(await send('DELETE', '/_amp/v1/functions/echo'), 404, 'function_not_found')
+      expect(changed).to.deep.equal(['echo', 'echo', 'echo'])
     })
 
     it('answers 405 with Allow for other methods on a function', async () => {

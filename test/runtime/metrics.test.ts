@@ -27,6 +27,7 @@ function workerMetrics() {
       draining: () => state.draining,
       slotsUsed: () => state.slotsUsed,
       inFlight: () => state.inFlight,
+      prestarted: () => 0,
     },
     4,
   )

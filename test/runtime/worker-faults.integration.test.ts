@@ -107,9 +107,9 @@ describe('worker faults (workers as processes)', function () {
       )
       console.log(`      [measured] 502 after kill -9: ${answers.map((a) => a.endedAt - killedAt).join(', ')} ms; orphans removed ${gone - killedAt} ms after it`)
       for (const orphan of orphans) expect(await containers(`id=${orphan}`)).to.deep.equal([])
-      // Removed by the sweep, not by anything else: it names them.
+      // Removed by the sweep, not by anything else: it names them (the calls' three, and the victim's idle pre-started ones).
       const swept = sweeps.filter((line) => line.msg === 'removed containers left by dead workers').flatMap((line) => line.containers.split(','))
-      expect(swept).to.have.length(3)
+      expect(swept.length).to.be.at.least(3)
 
       // Untouched: the live worker's container (its call still runs) and the stranger.
       expect(await containers(`id=${owned}`, {running: true}), 'the live worker container').to.have.length(1)
@@ -168,6 +168,8 @@ describe('worker faults (workers as processes)', function () {
       expect(afterTerm.length, 'calls sent after SIGTERM').to.be.above(0)
       expect(afterTerm.every((record) => record.worker === staying.id), 'calls sent after SIGTERM ran on the other worker').to.equal(true)
       console.log(`      [measured] worker drain after SIGTERM: ${drainedMs} ms; ${records.length} calls, all answered`)
+      // The staying worker keeps idle pre-started containers until it stops too; then none may be left.
+      await staying.close()
       await waitFor('no slow container left', async () => ((await containers('label=amp.function=slow')).length === 0 ? true : undefined), 10_000)
     } finally {
       await stream.stop()

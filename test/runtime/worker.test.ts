@@ -1,8 +1,10 @@
 import {expect} from 'chai'
 
 import {AmpError} from '../../src/runtime/errors.js'
+import {storedFunction} from '../../src/runtime/function-spec.js'
+import {callHeaders, HEADER} from '../../src/runtime/protocol.js'
 import {envLines} from '../../src/runtime/validate.js'
-import {parseEnvHeader} from '../../src/runtime/worker.js'
+import {parseCallSettings, parseEnvHeader} from '../../src/runtime/worker.js'
 
 const header = (text: string) => Buffer.from(text).toString('base64')
 const SECRET = 'hunter2-very-secret'
@@ -37,4 +39,26 @@ describe('worker: the Amp-Env header', () => {
       expect((thrown as Error).message).to.not.contain(SECRET)
     })
   }
+})
+
+describe('worker: the Amp-Prestart header', () => {
+  const CALL = 'c0ffee00-0000-4000-8000-000000000002'
+  const fn = (prestart?: number) => storedFunction({name: 'fn', image: 'busybox', timeoutMs: 5000, ...(prestart === undefined ? {} : {prestart})})
+
+  it("carries the function's prestart to the worker (0 too), and the default for a function stored before it existed", () => {
+    expect(parseCallSettings(callHeaders(CALL, fn(0), 0)).prestart).to.equal(0)
+    expect(parseCallSettings(callHeaders(CALL, fn(7), 0)).prestart).to.equal(7)
+    expect(parseCallSettings(callHeaders(CALL, fn(), 0)).prestart).to.equal(2)
+  })
+
+  it("leaves it out for an older listener's call (the worker's default applies), and refuses a bad one", () => {
+    const h = callHeaders(CALL, fn(3), 0)
+    h.delete(HEADER.prestart)
+    expect(parseCallSettings(h)).to.not.have.property('prestart')
+    for (const bad of ['17', '-1', '1.5', 'x']) {
+      const hostile = callHeaders(CALL, fn(3), 0)
+      hostile.set(HEADER.prestart, bad)
+      expect(() => parseCallSettings(hostile), bad).to.throw()
+    }
+  })
 })

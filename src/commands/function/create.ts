@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {AmpCommand, settingFlag} from '../../base-command.js'
 import type {CreateResult} from '../../runtime/client.js'
-import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits} from '../../function-flags.js'
+import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits, prestartFlag, prestartSetting, prestartSummary} from '../../function-flags.js'
 import {DEFAULT_NETWORK, envFromFlags} from '../../runtime/function-spec.js'
 import {formatDuration} from '../../runtime/validate.js'
 
@@ -17,6 +17,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     {description: 'Point an existing function at a new image', command: '<%= config.bin %> function create test my/image:2 --replace'},
     {description: 'Give it 1 GiB of memory, half a CPU and two environment variables', command: '<%= config.bin %> fn create test my/image:1 --memory 1GiB --cpus 0.5 --env LEVEL=debug --env API_KEY'},
     {description: 'A function whose callers never wait; a failed call is tried 5 more times', command: '<%= config.bin %> fn create notify my/notify:1 --fire-and-forget --retries 5'},
+    {description: 'A function that must not start before its input arrives (no pre-started containers)', command: '<%= config.bin %> fn create clock my/clock:1 --prestart 0'},
   ]
 
   static override args = {
@@ -35,6 +36,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     ...limitFlags(),
     env: envFlag('an environment variable of its containers'),
     ...asyncFlags(),
+    ...prestartFlag(),
   }
 
   async run(): Promise<CreateResult> {
@@ -47,6 +49,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
         network: this.flags.network ?? DEFAULT_NETWORK,
         ...limits(this.flags),
         ...asyncSettings(this.flags),
+        ...prestartSetting(this.flags),
         ...(this.flags.env ? {env: envFromFlags(this.flags.env, process.env)} : {}),
       },
       {replace: this.flags.replace},
@@ -55,7 +58,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     this.log(
       `${result.replaced ? 'Replaced' : 'Created'} function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}${
         spec.network === DEFAULT_NETWORK ? '' : `, network ${spec.network}`
-      }${asyncSummary(spec)})`,
+      }${asyncSummary(spec)}${prestartSummary(spec)})`,
     )
     return result
   }

@@ -34,7 +34,7 @@ export default class FunctionLs extends AmpCommand<typeof FunctionLs> {
       return functions
     }
     const rows = [
-      ['NAME', 'IMAGE', 'TIMEOUT', 'NETWORK', 'CALLS', 'RETRIES', 'UPDATED'],
+      ['NAME', 'IMAGE', 'TIMEOUT', 'NETWORK', 'CALLS', 'RETRIES', 'PRESTART', 'UPDATED'],
       ...functions.map((fn) => [
         fn.name,
         fn.image,
@@ -42,6 +42,7 @@ export default class FunctionLs extends AmpCommand<typeof FunctionLs> {
         fn.network,
         fn.fireAndForget ? 'fire-and-forget' : 'sync',
         String(fn.retries),
+        String(fn.prestart),
         formatTime(fn.updatedAt),
       ]),
     ]

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {AmpCommand} from '../../base-command.js'
-import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits} from '../../function-flags.js'
+import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits, prestartFlag, prestartSetting, prestartSummary} from '../../function-flags.js'
 import {AmpError} from '../../runtime/errors.js'
 import {envPatch, type FunctionPatch, type FunctionSpec} from '../../runtime/function-spec.js'
 import {formatDuration, parseDuration} from '../../runtime/validate.js'
@@ -11,7 +11,7 @@ export default class FunctionUpdate extends AmpCommand<typeof FunctionUpdate> {
   static override description = `Changes only the settings given; the function keeps its name, its other settings and its creation time.
 Calls already running finish with the settings they started with (the old image, timeout and network); every call that starts after the update uses the new ones.
 --env sets or replaces one environment variable and --unset-env removes one; the others are kept.
-With --json, prints the function as stored after the change: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, createdAt, updatedAt}.`
+With --json, prints the function as stored after the change: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, createdAt, updatedAt}.`
   static override aliases = ['fn:update']
   static override examples = [
     {description: 'Roll "test" forward to a new image', command: '<%= config.bin %> function update test --image my/image:2'},
@@ -34,6 +34,7 @@ With --json, prints the function as stored after the change: {name, image, timeo
     env: envFlag('set an environment variable'),
     'unset-env': Flags.string({description: 'remove an environment variable, by NAME (repeatable)', multiple: true, multipleNonGreedy: true}),
     ...asyncFlags(true),
+    ...prestartFlag(true),
   }
 
   async run(): Promise<FunctionSpec> {
@@ -44,16 +45,17 @@ With --json, prints the function as stored after the change: {name, image, timeo
       timeoutMs: timeout === undefined ? undefined : parseDuration(timeout),
       ...limits(this.flags),
       ...asyncSettings(this.flags),
+      ...prestartSetting(this.flags),
       env: envPatch(this.flags.env ?? [], this.flags['unset-env'] ?? [], process.env),
     }
     if (Object.values(patch).every((value) => value === undefined)) {
-      throw new AmpError('bad_request', 'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget or --retries', {
+      throw new AmpError('bad_request', 'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget, --retries or --prestart', {
         suggestions: [`See the current settings with: amp function inspect ${this.args.name}`],
       })
     }
     const spec = await this.createClient().updateFunction(this.args.name, patch)
     this.log(
-      `Updated function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}, network ${spec.network}${asyncSummary(spec)}); calls already running finish with the previous settings`,
+      `Updated function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}, network ${spec.network}${asyncSummary(spec)}${prestartSummary(spec)}); calls already running finish with the previous settings`,
     )
     return spec
   }

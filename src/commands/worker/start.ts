@@ -15,6 +15,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     {description: 'Run up to 4 containers at once, with local NATS', command: '<%= config.bin %> worker start'},
     {description: 'Use a NATS cluster and run 16 at once', command: '<%= config.bin %> worker start --nats nats://n1:4222,nats://n2:4222 --concurrency 16'},
     {description: 'Never pull images: use only those already on this machine', command: '<%= config.bin %> worker start --pull never'},
+    {description: 'Start no container ahead of its call', command: '<%= config.bin %> worker start --prestart-max 0'},
   ]
 
   static override flags = {
@@ -33,6 +34,12 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       min: 0,
       max: 65_535,
     }),
+    'prestart-max': Flags.integer({
+      ...settingFlag('prestart-max', 'most containers started ahead of calls, across all functions (0: none, every call starts its own)'),
+      min: 0,
+      max: 1024,
+    }),
+    'prestart-idle': Flags.string(settingFlag('prestart-idle', "a function's pre-started containers are removed after this long without a call, e.g. 60s")),
     'metrics-host': Flags.string(settingFlag('metrics-host', 'address of the metrics port (0.0.0.0 for all interfaces)')),
     ...natsCredentialFlags,
     ...asyncFlags,
@@ -46,6 +53,8 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       docker: settings.docker,
       pull: settings.pull,
       drainTimeoutMs: settings.drainTimeoutMs,
+      prestartMax: settings.prestartMax,
+      prestartIdleMs: settings.prestartIdleMs,
       metricsPort: settings.metricsPort,
       metricsHost: settings.metricsHost,
       natsAuth: natsAuthOf(settings),

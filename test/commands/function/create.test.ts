@@ -62,7 +62,20 @@ describe('amp function create', () => {
     expect(sent.retries).to.equal(0)
   })
 
+  it('sends --prestart (0 opts out of pre-started containers) and says so in its line; leaves it to the listener when not given', async () => {
+    const {stdout, exitCode} = await runAmp(['fn', 'create', 'clock', 'my/image:1', '--prestart', '0', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.equal('Created function clock (image my/image:1, timeout 30s, prestart 0)\n')
+    expect(JSON.parse(fake.requests[0].body.toString())).to.include({prestart: 0})
+    expect(fake.functions.get('clock')).to.include({prestart: 0})
+    await runAmp(['fn', 'create', 'plain', 'my/image:1', '--server', fake.url])
+    expect(JSON.parse(fake.requests[1].body.toString())).to.not.have.property('prestart')
+  })
+
   const refused: Array<[string[], RegExp]> = [
+    [['--prestart', '17'], /^prestart must be a whole number from 0 to 16$/],
+    [['--prestart', '-1'], /^invalid prestart "-1": give a whole number from 0 to 16$/],
+    [['--prestart', 'some'], /^invalid prestart "some"/],
     [['--retries', '11'], /^retries must be a whole number from 0 to 10$/],
     [['--retries', '-1'], /^invalid retries "-1": give a whole number from 0 to 10$/],
     [['--retries', '2.5'], /^invalid retries "2.5"/],

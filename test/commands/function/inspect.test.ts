@@ -18,19 +18,20 @@ describe('amp function inspect', () => {
     expect(exitCode).to.equal(0)
     expect(stdout).to.equal(
       [
-        'Name:     test',
-        'Image:    ghcr.io/acme/fn:1',
-        'Timeout:  90s',
-        'Network:  none',
-        'Memory:   256MiB',
-        'CPUs:     1',
-        'Pids:     256',
-        'Env:      LEVEL, TOKEN (values hidden)',
-        'Calls:    synchronous (asynchronous with --async)',
-        'Retries:  2 (a failed async call runs at most 3 times)',
-        'Created:  2025-01-31 14:05:09Z',
-        'Updated:  2025-01-31 14:05:09Z',
-        `Call:     POST ${fake.url}/test`,
+        'Name:      test',
+        'Image:     ghcr.io/acme/fn:1',
+        'Timeout:   90s',
+        'Network:   none',
+        'Memory:    256MiB',
+        'CPUs:      1',
+        'Pids:      256',
+        'Env:       LEVEL, TOKEN (values hidden)',
+        'Calls:     synchronous (asynchronous with --async)',
+        'Retries:   2 (a failed async call runs at most 3 times)',
+        'Prestart:  up to 2 containers started ahead of calls, per worker',
+        'Created:   2025-01-31 14:05:09Z',
+        'Updated:   2025-01-31 14:05:09Z',
+        `Call:      POST ${fake.url}/test`,
         '',
       ].join('\n'),
     )
@@ -43,8 +44,8 @@ describe('amp function inspect', () => {
     fake.functions.get('test')!.retries = 0
     const {stdout, exitCode} = await runAmp(['fn', 'inspect', 'test', '--server', fake.url])
     expect(exitCode).to.equal(0)
-    expect(stdout).to.contain('\nCalls:    fire-and-forget (every call is asynchronous)\n')
-    expect(stdout).to.contain('\nRetries:  0 (a failed async call runs at most 1 times)\n')
+    expect(stdout).to.contain('\nCalls:     fire-and-forget (every call is asynchronous)\n')
+    expect(stdout).to.contain('\nRetries:   0 (a failed async call runs at most 1 times)\n')
     const json = await runAmp(['fn', 'inspect', 'test', '--json', '--server', fake.url])
     expect(JSON.parse(json.stdout)).to.include({fireAndForget: true, retries: 0})
   })

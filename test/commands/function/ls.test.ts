@@ -27,9 +27,9 @@ describe('amp function ls', () => {
     expect(exitCode).to.equal(0)
     expect(stdout).to.equal(
       [
-        'NAME   IMAGE                TIMEOUT  NETWORK  CALLS            RETRIES  UPDATED',
-        'alpha  busybox:1.36         500ms    none     sync             2        2025-01-31 14:05:09Z',
-        'zeta   ghcr.io/acme/zeta:2  2m       none     fire-and-forget  5        2025-01-31 14:05:09Z',
+        'NAME   IMAGE                TIMEOUT  NETWORK  CALLS            RETRIES  PRESTART  UPDATED',
+        'alpha  busybox:1.36         500ms    none     sync             2        2         2025-01-31 14:05:09Z',
+        'zeta   ghcr.io/acme/zeta:2  2m       none     fire-and-forget  5        2         2025-01-31 14:05:09Z',
         '',
       ].join('\n'),
     )

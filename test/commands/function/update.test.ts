@@ -82,7 +82,7 @@ describe('amp function update', () => {
     const {error, exitCode} = await runAmp(['fn', 'update', 'test', '--server', fake.url])
     expect(exitCode).to.equal(2)
     expect(error?.message).to.equal(
-      'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget or --retries',
+      'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget, --retries or --prestart',
     )
     expect(error?.suggestions).to.deep.equal(['See the current settings with: amp function inspect test'])
     expect(fake.requests).to.deep.equal([])
