@@ -37,6 +37,8 @@ export interface RunSpec {
   input: Uint8Array
   /** Gets the container's stderr as it arrives (the worker publishes it as the call's log); must not throw. */
   onStderr?: (chunk: Buffer) => void
+  /** Gets the container's stdout as it arrives (streamed calls); must not throw. */
+  onStdout?: (chunk: Buffer) => void
 }
 
 export interface RunResult {
@@ -251,7 +253,10 @@ export class ContainerRunner {
       // drains; killing the docker CLI would not stop the container anyway. Shutdown is handled by close().
       cleanup: false,
     })
-    child.stdout?.on('data', (chunk: Buffer) => stdout.add(chunk))
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout.add(chunk)
+      spec.onStdout?.(chunk)
+    })
     child.stderr?.on('data', (chunk: Buffer) => {
       stderr.add(chunk)
       spec.onStderr?.(chunk)
