@@ -70,15 +70,17 @@ export interface CreateResult {
 /** How a call was answered: its result, or (asynchronous, fire-and-forget) its id to follow. */
 export type CallOutcome = {kind: 'result'; result: InvokeResult} | {kind: 'accepted'; accepted: CallAccepted}
 
-/** A streamed call as it ended: stdout went to the sink; stderr only when the answer was not streamed (see callStreamed). */
+/** A streamed call whose container exited: its stdout went to the sink; the answer carries no stderr. */
 export interface StreamedCall {
   callId: string
   exitCode: number
-  /** True when stdout came as it was written (a chunked answer with trailers). */
-  streamed: boolean
-  /** The whole result, when the call ended before its first stdout byte (a buffered answer). */
-  result?: InvokeResult
 }
+
+/**
+ * How a call with `Prefer: stream` was answered: streamed; a whole result (it ended before its
+ * first stdout byte, which then went to the sink too); or queued (a fire-and-forget function).
+ */
+export type StreamOutcome = {kind: 'streamed'; call: StreamedCall} | CallOutcome
 
 /** A sink for streamed stdout: the next chunk is read once the returned promise resolves. */
 export type StdoutSink = (chunk: Buffer) => Promise<void> | void
@@ -315,9 +317,9 @@ export class AmpClient {
    * Calls a function with `Prefer: stream` (README "Streaming"): its stdout goes to `sink` as the
    * function writes it, and the outcome comes from the answer's trailers once the body ended.
    * A call that ends before writing any stdout is answered as a buffered one: its whole result
-   * (stdout, sent to the sink too, and stderr) is in `result`. A streamed answer carries no stderr.
+   * (stdout, sent to the sink too, and stderr) comes back. A streamed answer carries no stderr.
    */
-  async callStreamed(name: string, input: Buffer, sink: StdoutSink): Promise<StreamedCall> {
+  async callStreamed(name: string, input: Buffer, sink: StdoutSink): Promise<StreamOutcome> {
     checkName(name)
     const url = new URL(this.base.pathname.replace(/\/+$/, '') + `/${name}`, this.base)
     // Between chunks a function may be silent up to its own timeout (at most 24h).
@@ -339,9 +341,8 @@ export class AmpClient {
     if (response.statusCode !== 200 || !applied.split(',').some((item) => item.trim() === PREFER_STREAM)) {
       const answer = {status: response.statusCode, contentType: contentTypeOf(response), body: await this.readBody(response, 'POST', url)}
       const outcome = this.outcome(answer, name)
-      const result = outcome.kind === 'result' ? outcome.result : await this.waitForResult(outcome.accepted.callId)
-      await sink(result.stdout)
-      return {callId: result.callId, exitCode: result.exitCode, streamed: false, result}
+      if (outcome.kind === 'result') await sink(outcome.result.stdout)
+      return outcome
     }
     const callId = String(response.headers['amp-call-id'] ?? '')
     try {
@@ -349,7 +350,7 @@ export class AmpClient {
     } catch (error) {
       throw new AmpError('bad_answer', `the listener at ${this.server} broke off the streamed answer of call ${callId} (${errorCode(error) ?? 'incomplete body'})`, {cause: error})
     }
-    return {callId, exitCode: this.streamExit(response.trailers ?? {}, callId, name), streamed: true}
+    return {kind: 'streamed', call: {callId, exitCode: this.streamExit(response.trailers ?? {}, callId, name)}}
   }
 
   /** The exit code a streamed answer's trailers give, or the AmpError of the call's failure (README "Streaming"). */
@@ -368,11 +369,6 @@ export class AmpClient {
     throw new AmpError('bad_answer', `the streamed answer of call ${callId} from ${this.server} ended without a valid outcome trailer (Amp-Outcome, Amp-Exit-Code)`, {
       suggestions: ['A proxy between amp and the listener may drop HTTP trailers: call the listener directly'],
     })
-  }
-
-  /** A fire-and-forget function answered 202: wait for the call's result as invoke() does. */
-  private async waitForResult(callId: string): Promise<InvokeResult> {
-    return finalResult(await this.waitForCall(callId, {timeoutMs: MAX_TIMEOUT_MS + 60_000}))
   }
 
   /**

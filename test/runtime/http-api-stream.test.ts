@@ -63,8 +63,8 @@ describe('http-api: streamed calls (Prefer: stream)', () => {
       logger: createLogger({level: 'error', write: () => {}}),
       draining: () => false,
       asyncCalls: {
-        enqueue: async (callId, fn) => ({callId, function: fn.name, state: 'queued', statusUrl: `/_amp/v1/calls/${callId}`}),
-      } as ApiContext['asyncCalls'],
+        enqueue: async (callId: string, fn: StoredFunction) => ({callId, function: fn.name, state: 'queued', statusUrl: `/_amp/v1/calls/${callId}`}),
+      } as unknown as ApiContext['asyncCalls'],
     }
     server = createServer(createRequestHandler(ctx))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

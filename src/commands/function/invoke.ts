@@ -6,7 +6,7 @@ import {AmpCommand} from '../../base-command.js'
 import {renderResult} from '../../render.js'
 import {type CallAccepted, checkCallbackUrl, type ResultEnvelope, toEnvelope} from '../../runtime/http-contract.js'
 import {checkName} from '../../runtime/validate.js'
-import type {AmpClient, StreamedCall} from '../../runtime/client.js'
+import type {StreamedCall} from '../../runtime/client.js'
 
 /** The --json form of a call: outputs in base64, so any bytes survive; the 202 body for an asynchronous call. */
 export type InvokeJson = CallAccepted | ResultEnvelope | StreamedCall
@@ -48,8 +48,15 @@ With --stream, the function's stdout is written as the function writes it, and a
     }
     if (process.stdin.isTTY) process.stderr.write('amp: reading the input from the terminal until Ctrl-D\n')
     const input = await buffer(process.stdin)
-    if (this.flags.stream) return this.streamCall(client, input)
-    const outcome = await client.call(this.args.name, input, {async: this.flags.async, callbackUrl: this.flags['callback-url']})
+    const outcome = this.flags.stream
+      ? await client.callStreamed(this.args.name, input, writeStdout)
+      : await client.call(this.args.name, input, {async: this.flags.async, callbackUrl: this.flags['callback-url']})
+    if (outcome.kind === 'streamed') {
+      const {callId, exitCode} = outcome.call
+      if (this.flags.verbose) process.stderr.write(`amp: call ${callId} exited ${exitCode}; its stderr: amp function logs ${this.args.name} --call ${callId}\n`)
+      if (exitCode !== 0) process.exitCode = exitCode
+      return outcome.call
+    }
     if (outcome.kind === 'accepted') {
       // Also a fire-and-forget function called without --async: queued, which is not an error.
       const {callId} = outcome.accepted
@@ -59,24 +66,14 @@ With --stream, the function's stdout is written as the function writes it, and a
       }
       return outcome.accepted
     }
-    renderResult(outcome.result, {json: this.jsonEnabled(), verbose: this.flags.verbose})
+    // With --stream, a result that came whole had its stdout written already (by writeStdout).
+    const result = this.flags.stream ? {...outcome.result, stdout: Buffer.alloc(0)} : outcome.result
+    renderResult(result, {json: this.jsonEnabled(), verbose: this.flags.verbose})
     return toEnvelope(outcome.result)
   }
+}
 
-  /** --stream: stdout as it arrives (respecting the terminal's or pipe's pace), then the exit code. */
-  private async streamCall(client: AmpClient, input: Buffer): Promise<StreamedCall> {
-    const call = await client.callStreamed(this.args.name, input, async (chunk) => {
-      if (!process.stdout.write(chunk)) await once(process.stdout, 'drain')
-    })
-    if (call.result) {
-      // Not streamed: everything came at once, so show it as a buffered call (stdout is written already).
-      renderResult({...call.result, stdout: Buffer.alloc(0)}, {json: false, verbose: this.flags.verbose})
-      return call
-    }
-    if (this.flags.verbose) {
-      process.stderr.write(`amp: call ${call.callId} exited ${call.exitCode}; its stderr: amp function logs ${this.args.name} --call ${call.callId}\n`)
-    }
-    if (call.exitCode !== 0) process.exitCode = call.exitCode
-    return call
-  }
+/** --stream's sink: each chunk as it arrives, at the pace stdout (a terminal, a pipe) takes it. */
+async function writeStdout(chunk: Buffer): Promise<void> {
+  if (!process.stdout.write(chunk)) await once(process.stdout, 'drain')
 }
