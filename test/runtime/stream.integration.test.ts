@@ -96,6 +96,15 @@ describe('streamed calls end to end (Prefer: stream): listener, NATS, worker, do
     await expectNoContainer(String(res.headers['amp-call-id']))
   })
 
+  it('still enforces the 8 MiB stdout limit: what came is at most 8 MiB, and the trailer says failed', async () => {
+    const res = await streamCall(`${listener.url}/sh`, 'head -c 9000000 /dev/zero; sleep 30\n')
+    expect(res.status).to.equal(200)
+    expect(res.body.length).to.be.at.most(8 * 1024 * 1024)
+    expect(res.trailers['amp-outcome']).to.equal('failed')
+    expect(res.trailers['amp-error']).to.match(/exceeded the 8 MiB limit/)
+    await expectNoContainer(String(res.headers['amp-call-id']))
+  })
+
   it('answers exactly as a buffered call when the call fails before any output (unknown image: 502)', async () => {
     const res = await streamCall(`${listener.url}/missing`, 'x')
     expect(res.status).to.equal(502)
