@@ -135,6 +135,15 @@ describe('streamed calls end to end (Prefer: stream): listener, NATS, worker, do
     expect(body.equals(streamed.body)).to.equal(true)
   })
 
+  it("gives the CLI's client the streamed stdout and the trailer's exit code", async () => {
+    const got: Buffer[] = []
+    const outcome = await stack.client.callStreamed('sh', Buffer.from('echo a; sleep 1; echo b; exit 3\n'), (chunk) => void got.push(chunk))
+    expect(outcome.kind).to.equal('streamed')
+    expect(outcome.kind === 'streamed' && outcome.call.exitCode).to.equal(3)
+    expect(Buffer.concat(got).toString()).to.equal('a\nb\n')
+    expect(got.length).to.be.at.least(2)
+  })
+
   it('stops the container when the caller hangs up mid-stream', async () => {
     const res = await request(`${listener.url}/sh`, {method: 'POST', body: 'echo started; sleep 60\n', headers: {prefer: 'stream'}})
     const callId = String(res.headers['amp-call-id'])
