@@ -7,14 +7,20 @@
  * and then sleeps, so the byte is alone on the wire; the client notes when it arrives
  * (performance.timeOrigin + now(), the same host clock). The clock is read just before the write,
  * so the figure is a slight over-estimate. For scale, the same is measured on a bare
- * `docker run -i --rm` (container -> dockerd -> docker CLI), the part amp cannot go below.
- * Starts its own nats-server, etcd, listener and worker (test/helpers/stack.ts).
+ * `docker run -i --rm` (container -> dockerd -> docker CLI), the part amp cannot go below, and
+ * amp's own part alone: a second worker whose runner starts no container but hands the worker a
+ * chunk holding the clock (worker -> NATS -> listener -> HTTP client).
+ * Starts its own nats-server, etcd, listener and workers (test/helpers/stack.ts).
  */
 import {performance} from 'node:perf_hooks'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {parseArgs} from 'node:util'
 import {execa} from 'execa'
 import {request} from 'undici'
 
+import {ContainerRunner, type RunResult, type RunSpec} from '../src/runtime/container-runner.js'
+import {silentLogger} from '../src/runtime/logger.js'
+import {startWorker} from '../src/runtime/worker.js'
 import {TEST_IMAGES} from '../test/helpers/images.js'
 import {DOCKER} from '../test/helpers/services.js'
 import {createFunction, startTestStack} from '../test/helpers/stack.js'
@@ -37,6 +43,25 @@ function printedClock(text: string): number {
   const usec = /time\.tv_usec:\s*(\d+)/.exec(text)?.[1]
   if (sec === undefined || usec === undefined) throw new Error(`the function did not print its clock: ${JSON.stringify(text.slice(0, 200))}`)
   return Number(sec) * 1000 + Number(usec) / 1000
+}
+
+/** Runs no container: writes the clock as adjtimex would, as the first stdout chunk, then "exits" 0. */
+class ClockRunner extends ContainerRunner {
+  override async run(spec: RunSpec): Promise<RunResult> {
+    const ms = nowMs()
+    const text = `    time.tv_sec:  ${Math.floor(ms / 1000)}\n    time.tv_usec: ${Math.round((ms % 1000) * 1000)}\n`
+    spec.onStdout?.(Buffer.from(text))
+    await sleep(50)
+    return {outcome: 'exited', exitCode: 0, stdout: Buffer.from(text), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 50}
+  }
+
+  override async engine(): Promise<{version?: string}> {
+    return {version: 'none'}
+  }
+
+  override async removeOrphans(): Promise<string[]> {
+    return []
+  }
 }
 
 /** One streamed call through amp: ms from the function's write to the client's first chunk. */
@@ -77,6 +102,7 @@ function row(name: string, samples: number[]): string {
 }
 
 const stack = await startTestStack()
+let pipelineWorker: Awaited<ReturnType<typeof startWorker>> | undefined
 try {
   await createFunction(stack.listener, 'stream-latency', {image: TEST_IMAGES.sh})
   const url = `${stack.listener.url}/stream-latency`
@@ -87,16 +113,26 @@ try {
     amp.push(await throughAmp(url))
     docker.push(await throughDocker())
   }
+  // Now the pipeline alone: the docker worker leaves (workers take every function), the clock worker comes.
+  await stack.worker.close()
+  pipelineWorker = await startWorker(
+    {concurrency: 4, docker: DOCKER, logger: silentLogger, nats: stack.nats.url, async: false},
+    {runner: new ClockRunner({workerId: 'bench-clock'})},
+  )
+  const pipeline: number[] = []
+  for (let i = 0; i < calls; i++) pipeline.push(await throughAmp(url))
   process.stdout.write(
     [
       `first-byte latency over ${calls} calls, ms (function writes -> client receives)`,
       `${''.padEnd(28)}${['p50', 'p99', 'min', 'max'].map((h) => h.padStart(8)).join('')}`,
       row('docker run -i --rm (floor)', docker),
       row('amp, Prefer: stream', amp),
+      row('amp pipeline alone', pipeline),
       '',
     ].join('\n'),
   )
 } finally {
+  await pipelineWorker?.close()
   await stack.stop()
 }
 process.exit(0)
