@@ -37,6 +37,7 @@ import {
   isCallAccepted,
   isCallRecord,
   isDeadLetter,
+  PREFER_STREAM,
   RESPOND_ASYNC,
   RESULT_MEDIA_TYPE,
 } from './http-contract.js'
@@ -70,6 +71,21 @@ export interface CreateResult {
 
 /** How a call was answered: its result, or (asynchronous, fire-and-forget) its id to follow. */
 export type CallOutcome = {kind: 'result'; result: InvokeResult} | {kind: 'accepted'; accepted: CallAccepted}
+
+/** A streamed call whose container exited: its stdout went to the sink; the answer carries no stderr. */
+export interface StreamedCall {
+  callId: string
+  exitCode: number
+}
+
+/**
+ * How a call with `Prefer: stream` was answered: streamed; a whole result (it ended before its
+ * first stdout byte, which then went to the sink too); or queued (a fire-and-forget function).
+ */
+export type StreamOutcome = {kind: 'streamed'; call: StreamedCall} | CallOutcome
+
+/** A sink for streamed stdout: the next chunk is read once the returned promise resolves. */
+export type StdoutSink = (chunk: Buffer) => Promise<void> | void
 
 /** The longest one GET of a call record is held by the listener (the contract's cap is 60s). */
 export const CALL_WAIT_MS = 30_000
@@ -284,6 +300,11 @@ export class AmpClient {
       // The listener answers every sync call by the function's own timeout (at most 24h); do not cut it short.
       timeoutMs: MAX_TIMEOUT_MS + 60_000,
     })
+    return this.outcome(answer, name)
+  }
+
+  /** How the listener answered a call: result, accepted (202), or the AmpError of its failure. */
+  private outcome(answer: Answer, name: string): CallOutcome {
     if ((answer.status === 200 || answer.status === 500) && answer.contentType === RESULT_MEDIA_TYPE) {
       return {kind: 'result', result: this.result(answer)}
     }
@@ -293,6 +314,64 @@ export class AmpClient {
       return {kind: 'accepted', accepted}
     }
     throw this.failure(answer, {name, call: true})
+  }
+
+  /**
+   * Calls a function with `Prefer: stream` (README "Streaming"): its stdout goes to `sink` as the
+   * function writes it, and the outcome comes from the answer's trailers once the body ended.
+   * A call that ends before writing any stdout is answered as a buffered one: its whole result
+   * (stdout, sent to the sink too, and stderr) comes back. A streamed answer carries no stderr.
+   */
+  async callStreamed(name: string, input: Buffer, sink: StdoutSink): Promise<StreamOutcome> {
+    checkName(name)
+    const url = new URL(this.base.pathname.replace(/\/+$/, '') + `/${name}`, this.base)
+    // Between chunks a function may be silent up to its own timeout (at most 24h).
+    const timeout = MAX_TIMEOUT_MS + 60_000
+    let response: Dispatcher.ResponseData
+    try {
+      response = await request(url, {
+        method: 'POST',
+        body: input,
+        headers: {'content-type': 'application/octet-stream', accept: RESULT_MEDIA_TYPE, prefer: PREFER_STREAM, ...this.auth},
+        dispatcher: this.dispatcher,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+      })
+    } catch (error) {
+      throw this.unreachable(error, input.length)
+    }
+    const applied = String(response.headers['preference-applied'] ?? '').toLowerCase()
+    if (response.statusCode !== 200 || !applied.split(',').some((item) => item.trim() === PREFER_STREAM)) {
+      const answer = {status: response.statusCode, contentType: contentTypeOf(response), body: await this.readBody(response, 'POST', url)}
+      const outcome = this.outcome(answer, name)
+      if (outcome.kind === 'result') await sink(outcome.result.stdout)
+      return outcome
+    }
+    const callId = String(response.headers['amp-call-id'] ?? '')
+    try {
+      for await (const chunk of response.body) await sink(chunk as Buffer)
+    } catch (error) {
+      throw new AmpError('bad_answer', `the listener at ${this.server} broke off the streamed answer of call ${callId} (${errorCode(error) ?? 'incomplete body'})`, {cause: error})
+    }
+    return {kind: 'streamed', call: {callId, exitCode: this.streamExit(response.trailers ?? {}, callId, name)}}
+  }
+
+  /** The exit code a streamed answer's trailers give, or the AmpError of the call's failure (README "Streaming"). */
+  private streamExit(trailers: Record<string, string | string[] | undefined>, callId: string, name: string): number {
+    const get = (key: string) => String(trailers[key.toLowerCase()] ?? '')
+    const outcome = get('Amp-Outcome')
+    const why = `${oneLine(get('Amp-Error')) || 'no reason given'} (call ${callId})`
+    if (outcome === 'exited') {
+      const exitCode = Number(get('Amp-Exit-Code') || Number.NaN)
+      if (Number.isInteger(exitCode) && exitCode >= 0 && exitCode <= 255) return exitCode
+    } else if (outcome === 'timeout') {
+      throw new AmpError('function_timeout', why, {suggestions: suggestionsFor('function_timeout', name)})
+    } else if (outcome === 'failed' || outcome === 'lost') {
+      throw new AmpError('function_failed_to_run', why, {suggestions: suggestionsFor('function_failed_to_run', name)})
+    }
+    throw new AmpError('bad_answer', `the streamed answer of call ${callId} from ${this.server} ended without a valid outcome trailer (Amp-Outcome, Amp-Exit-Code)`, {
+      suggestions: ['A proxy between amp and the listener may drop HTTP trailers: call the listener directly'],
+    })
   }
 
   /**
@@ -443,9 +522,15 @@ export class AmpClient {
     } catch (error) {
       throw this.unreachable(error, Buffer.byteLength(options.body ?? ''))
     }
-    let body: Buffer
+    const body = await this.readBody(response, method, url)
+    const contentType = contentTypeOf(response)
+    this.logger.debug('http', {method, path: url.pathname, status: response.statusCode, ms: Date.now() - started})
+    return {status: response.statusCode, contentType, body}
+  }
+
+  private async readBody(response: Dispatcher.ResponseData, method: string, url: URL): Promise<Buffer> {
     try {
-      body = Buffer.from(await response.body.arrayBuffer())
+      return Buffer.from(await response.body.arrayBuffer())
     } catch (error) {
       // The answer began and then broke off: the listener died, or a proxy cut it.
       throw new AmpError(
@@ -454,12 +539,6 @@ export class AmpClient {
         {cause: error},
       )
     }
-    const contentType = String(response.headers['content-type'] ?? '')
-      .split(';')[0]
-      .trim()
-      .toLowerCase()
-    this.logger.debug('http', {method, path: url.pathname, status: response.statusCode, ms: Date.now() - started})
-    return {status: response.statusCode, contentType, body}
   }
 
   private unreachable(error: unknown, sent: number): AmpError {
@@ -602,6 +681,14 @@ export function finalResult(record: CallRecord): InvokeResult {
   throw new AmpError(code, `call ${record.callId} failed after ${attempts}: ${record.error ?? 'it left no result'}`, {
     suggestions: suggestionsFor(code, record.function),
   })
+}
+
+/** The media type of an answer, lower case, without parameters. */
+function contentTypeOf(response: Dispatcher.ResponseData): string {
+  return String(response.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase()
 }
 
 function isLogLine(value: unknown): value is LogLine {

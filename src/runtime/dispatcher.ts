@@ -41,6 +41,25 @@ const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: 8, workerSilenceMs: WORKER
 const CHUNK_TIMEOUT_MS = 10_000
 const LOST_NATS = 'this listener has lost NATS and is reconnecting: try again shortly'
 
+/**
+ * The call's fate is unknown: its worker went silent, or output went missing on the way. Still a
+ * 502 (function_failed_to_run); a streamed answer says `Amp-Outcome: lost` in its trailer.
+ */
+export class CallLost extends AmpError {
+  constructor(message: string) {
+    super('function_failed_to_run', message)
+  }
+}
+
+export interface CallOptions {
+  /**
+   * Streams stdout (the call carries Amp-Stream): each chunk goes here as it arrives instead of
+   * into the result, whose stdout is then empty. The ack to the worker, its flow control, waits
+   * for the returned promise. `worker` is the id of the worker that runs the call. Must not throw.
+   */
+  onStdout?: (chunk: Uint8Array, worker: string) => Promise<void> | void
+}
+
 /** One call waiting for its worker: collects the output chunks and the final result event. */
 class PendingCall {
   readonly stdout: Uint8Array[] = []
@@ -51,6 +70,9 @@ class PendingCall {
   /** Set once the call ended either way: an offer still under way stops there. */
   settled = false
   worker = ''
+  /** Bytes given to the stdout sink (streamed calls). */
+  streamed = 0
+  private streamedSeq = 0
   resolve!: (result: Msg) => void
   reject!: (error: Error) => void
   readonly done = new Promise<Msg>((resolve, reject) => {
@@ -64,7 +86,7 @@ class PendingCall {
     }
   })
 
-  constructor() {
+  constructor(readonly onStdout?: CallOptions['onStdout']) {
     // Rejections are read through `done`; this keeps one that lands before anyone awaits from being "unhandled".
     this.done.catch(() => {})
   }
@@ -73,16 +95,33 @@ class PendingCall {
     this.lastHeard = Date.now()
     const h = msg.headers
     const event = h?.get(HEADER.event)
+    if (event === 'stdout' && this.onStdout) {
+      this.stream(msg)
+      return
+    }
     if (event === 'stdout' || event === 'stderr') {
       const parts = this[event]
-      if (Number(h?.get(HEADER.seq)) !== parts.length) {
-        this.reject(new AmpError('function_failed_to_run', `output of the call arrived out of order (${event})`))
-      }
+      if (Number(h?.get(HEADER.seq)) !== parts.length) this.reject(new CallLost(`output of the call arrived out of order (${event})`))
       parts.push(msg.data)
     } else if (event === 'result') {
       this.resolve(msg)
     }
     if (msg.reply) msg.respond()
+  }
+
+  /** A stdout chunk of a streamed call: to the sink, acked once the sink has taken it. */
+  private stream(msg: Msg): void {
+    if (Number(msg.headers?.get(HEADER.seq)) !== this.streamedSeq++) {
+      this.reject(new CallLost('output of the call arrived out of order (stdout)'))
+    }
+    this.streamed += msg.data.length
+    const ack = () => {
+      this.lastHeard = Date.now()
+      if (msg.reply) msg.respond()
+    }
+    // Chunks after the call settled (caller gone) are acked at once; the heartbeat tells the worker to stop.
+    if (this.settled) return ack()
+    Promise.resolve(this.onStdout!(msg.data, msg.headers?.get(HEADER.worker) || this.worker)).then(ack, ack)
   }
 }
 
@@ -113,14 +152,12 @@ export class Dispatcher {
     })
   }
 
-  async call(callId: string, spec: StoredFunction, input: Uint8Array): Promise<CallResult> {
-    const pending = new PendingCall()
+  async call(callId: string, spec: StoredFunction, input: Uint8Array, options: CallOptions = {}): Promise<CallResult> {
+    const pending = new PendingCall(options.onStdout)
     this.pending.set(callId, pending)
     const watchdog = setInterval(() => {
       if (pending.accepted && Date.now() - pending.lastHeard > this.options.workerSilenceMs) {
-        pending.reject(
-          new AmpError('function_failed_to_run', `worker ${pending.worker || '?'} stopped responding during the call`),
-        )
+        pending.reject(new CallLost(`worker ${pending.worker || '?'} stopped responding during the call`))
       }
     }, 250)
     const cap = setTimeout(
@@ -146,6 +183,7 @@ export class Dispatcher {
     const size = chunkSizeFor(this.nc.info?.max_payload ?? 1024 * 1024)
     const h = callHeaders(callId, spec, input.length)
     h.set(HEADER.replyTo, replySubject(this.listenerId, callId))
+    if (pending.onStdout) h.set(HEADER.stream, 'true')
     // The environment header (up to 43 KiB) takes its room from the first chunk, so the message stays under max_payload.
     const firstSize = Math.max(0, size - (h.get(HEADER.env)?.length ?? 0))
     const first = input.subarray(0, firstSize)
@@ -227,8 +265,9 @@ export class Dispatcher {
     }
     const stdout = Buffer.concat(pending.stdout)
     const stderr = Buffer.concat(pending.stderr)
-    if (stdout.length !== Number(h?.get(HEADER.stdoutSize)) || stderr.length !== Number(h?.get(HEADER.stderrSize))) {
-      throw new AmpError('function_failed_to_run', 'part of the output was lost between worker and listener')
+    const stdoutSize = pending.onStdout ? pending.streamed : stdout.length
+    if (stdoutSize !== Number(h?.get(HEADER.stdoutSize)) || stderr.length !== Number(h?.get(HEADER.stderrSize))) {
+      throw new CallLost('part of the output was lost between worker and listener')
     }
     return {
       callId,

@@ -15,6 +15,7 @@ import type {ListenerMetrics} from './metrics.js'
 import {answerOps} from './ops-server.js'
 import type {CallLogReader} from './call-logs.js'
 import {serveLogs} from './logs-route.js'
+import {outcomeOf, PREFER_STREAM, StreamedAnswer} from './stream-answer.js'
 import type {Registry} from './registry.js'
 import {checkName, formatDuration, parseDuration} from './validate.js'
 
@@ -205,11 +206,12 @@ async function invoke(
   calls.inFlight++
   res.once('close', () => calls.inFlight--)
   const started = Date.now()
+  let stream: StreamedAnswer | undefined
   const log = ctx.logger.child({call: callId, fn: name.slice(0, 63)})
   try {
     const spec = await findFunction(ctx, name)
     fn = spec.name
-    const asked = prefersAsync(req)
+    const asked = prefers(req, RESPOND_ASYNC)
     if (asked || spec.fireAndForget) {
       const callbackUrl = checkCallbackUrl(req.headers[CALLBACK_URL_HEADER])
       const input = await readBody(req, ctx.maxBodyBytes, 'input')
@@ -225,8 +227,12 @@ async function invoke(
     // A caller that hangs up before its answer: stop the call, so its container does not run on for nobody.
     const hungUp = () => ctx.dispatcher.abandon?.(callId)
     res.once('close', hungUp)
-    const result = await ctx.dispatcher.call(callId, spec, input).finally(() => res.off('close', hungUp))
-    sendResult(req, res, result)
+    // Streamed (async and fire-and-forget won above): the head waits for the first stdout byte.
+    stream = prefers(req, PREFER_STREAM) ? new StreamedAnswer(res) : undefined
+    const options = stream ? {onStdout: stream.write.bind(stream)} : {}
+    const result = await ctx.dispatcher.call(callId, spec, input, options).finally(() => res.off('close', hungUp))
+    if (stream?.streaming) stream.end(result)
+    else sendResult(req, res, result)
     counted?.(fn, res.statusCode)
     log.info('call answered', {
       status: res.statusCode,
@@ -234,9 +240,17 @@ async function invoke(
       ms: Date.now() - started,
       worker: result.worker,
       in: input.length,
-      out: result.stdout.length,
+      out: stream?.streaming ? stream.bytes : result.stdout.length,
+      ...(stream?.streaming ? {streamed: true} : {}),
     })
   } catch (error) {
+    if (stream?.streaming) {
+      // The head is out: the failure can only go in the trailers (or nowhere, when the caller hung up).
+      stream.fail(error)
+      counted?.(fn, res.statusCode)
+      log.info('streamed call failed', {outcome: outcomeOf(error), error: (error as Error).message, ms: Date.now() - started, out: stream.bytes})
+      return
+    }
     const code = isAmpError(error) ? error.code : 'internal'
     counted?.(fn, HTTP_STATUS[code])
     log.info('call failed', {status: HTTP_STATUS[code], error: code, ms: Date.now() - started})
@@ -257,13 +271,18 @@ async function findFunction(ctx: ApiContext, name: string): Promise<StoredFuncti
   return mustGet(ctx, name)
 }
 
-/** RFC 7240: `Prefer: respond-async`, alone or among other preferences, in any case. */
-export function prefersAsync(req: IncomingMessage): boolean {
+/** RFC 7240: a preference such as `respond-async` or `stream`, alone or among others, in any case. */
+export function prefers(req: IncomingMessage, token: string): boolean {
   const prefer = req.headers.prefer as string | string[] | undefined
   if (prefer === undefined) return false
   return (Array.isArray(prefer) ? prefer.join(',') : prefer)
     .split(',')
-    .some((item) => item.split(';')[0].trim().toLowerCase() === RESPOND_ASYNC)
+    .some((item) => item.split(';')[0].trim().toLowerCase() === token)
+}
+
+/** `Prefer: respond-async`. */
+export function prefersAsync(req: IncomingMessage): boolean {
+  return prefers(req, RESPOND_ASYNC)
 }
 
 /**

@@ -60,6 +60,8 @@ function isBase64(value: unknown): value is string {
 
 /** The Prefer token (RFC 7240) that makes a call asynchronous. */
 export const RESPOND_ASYNC = 'respond-async'
+/** The Prefer token (RFC 7240) that asks for stdout as the function writes it (README "Streaming"). */
+export const PREFER_STREAM = 'stream'
 /** Request header: where the listener POSTs the result when an asynchronous call ends. */
 export const CALLBACK_URL_HEADER = 'amp-callback-url'
 

@@ -15,7 +15,9 @@
  *    get "no responders" a few times in a row knows the listener died and kills the container.
  * 5. The worker sends `stdout` and `stderr` chunks as requests to `Amp-Reply-To` (each answered
  *    by the listener) and finally a `result` event that carries the outcome and the sizes, so
- *    the listener can tell that no chunk was lost.
+ *    the listener can tell that no chunk was lost. With `Amp-Stream: true` on the call, `stdout`
+ *    chunks go while the container runs, one request in flight at a time (the ack is the flow
+ *    control); otherwise all of them go once it has exited.
  */
 
 import {headers, type MsgHdrs} from '@nats-io/transport-node'
@@ -56,6 +58,8 @@ export const HEADER = {
   env: 'Amp-Env',
   inputSize: 'Amp-Input-Size',
   replyTo: 'Amp-Reply-To',
+  /** `true`: the caller streams stdout, so send `stdout` events as the container writes (docs/protocol.md). Sync calls only. */
+  stream: 'Amp-Stream',
   status: 'Amp-Status',
   inputSubject: 'Amp-Input-Subject',
   worker: 'Amp-Worker',
@@ -94,6 +98,11 @@ export const WORKER_SILENCE_MS = 3500
 /** Room left in each NATS message for headers. */
 export const HEADER_ROOM = 8192
 export const MAX_CHUNK = 512 * 1024
+
+/** Header values (and HTTP trailers) must be one line of printable ASCII. */
+export function headerValue(text: string): string {
+  return text.replace(/[^\x20-\x7e]+/g, ' ').slice(0, 1000)
+}
 
 export function chunkSizeFor(maxPayload: number): number {
   return Math.max(1024, Math.min(MAX_CHUNK, maxPayload - HEADER_ROOM))

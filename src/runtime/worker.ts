@@ -6,13 +6,14 @@ import {AsyncPuller, type AsyncHost, type AsyncWorkerOptions} from './async-work
 import {type AsyncSettings, AsyncStore, DEFAULT_ASYNC_SETTINGS} from './async-store.js'
 import {CallLogPublisher} from './call-logs.js'
 import {ContainerStarts} from './container-events.js'
-import {ContainerRunner, type PullPolicy, type RunResult} from './container-runner.js'
+import {ContainerRunner, DEFAULT_MAX_OUTPUT, type PullPolicy, type RunResult} from './container-runner.js'
 import {cachedCheck, checkReadiness, type ReadinessReport, trackNats} from './health.js'
 import {daemonRegistry, Registry, WorkerMetrics, type WorkerCallResult} from './metrics.js'
 import {type OpsServer, startOpsServer} from './ops-server.js'
 import {type NatsAuth, redactUrls} from './credentials.js'
 import {connectNats, isNoResponders, type NatsConnection} from './nats.js'
 import {createLogger, type Logger} from './logger.js'
+import {StdoutStreamer} from './stdout-streamer.js'
 import {
   type AcceptStatus,
   CALL_ID,
@@ -21,6 +22,7 @@ import {
   chunkSizeFor,
   GONE_STATUS,
   HEADER,
+  headerValue,
   HEARTBEAT_INTERVAL_MS,
   FUNCTIONS_CHANGED_SUBJECT,
   inputSubject,
@@ -90,6 +92,11 @@ const DEFAULT_MAX_INPUT = 64 * 1024 * 1024
 /** A listener that stops sending input for this long is gone. */
 const INPUT_IDLE_MS = 10_000
 const REPLY_TIMEOUT_MS = 10_000
+/**
+ * A streamed call's stdout event waits for its ack while the HTTP client reads (the listener acks
+ * once its socket drained): a client that takes nothing for this long fails the call.
+ */
+export const STREAM_ACK_TIMEOUT_MS = 60_000
 /** Heartbeats in a row that NATS answers "no responders" before the worker drops the call (a listener reconnecting to NATS resubscribes within that). */
 const LISTENER_GONE_AFTER = 3
 
@@ -107,6 +114,8 @@ interface CallRequest {
   prestart?: number
   inputSize: number
   replyTo: string
+  /** The listener streams stdout to its caller (Amp-Stream): send it as the container writes. */
+  stream: boolean
 }
 
 export function newWorkerId(): string {
@@ -114,13 +123,11 @@ export function newWorkerId(): string {
   return `${host}-${process.pid}-${randomBytes(3).toString('hex')}`
 }
 
-/** Header values must be one line of printable ASCII. */
-export function headerValue(text: string): string {
-  return text.replace(/[^\x20-\x7e]+/g, ' ').slice(0, 1000)
-}
+// Moved to protocol.ts (the listener's trailers need it too); still exported here for async-worker.ts.
+export {headerValue} from './protocol.js'
 
 /** What a call's headers say about the container to run (protocol.ts callHeaders); nothing from NATS is trusted. */
-export type CallSettings = Omit<CallRequest, 'replyTo' | 'inputSize'>
+export type CallSettings = Omit<CallRequest, 'replyTo' | 'inputSize' | 'stream'>
 
 export function parseCallSettings(h: MsgHdrs | undefined): CallSettings {
   if (!h) throw new TypeError('call without headers')
@@ -154,7 +161,7 @@ function parseCall(msg: Msg): CallRequest {
   if (!/^[A-Za-z0-9._-]+$/.test(replyTo)) throw new TypeError('invalid reply subject')
   const inputSize = parseInputSize(msg.headers)
   if (inputSize < msg.data.length) throw new TypeError('invalid input size')
-  return {...settings, inputSize, replyTo}
+  return {...settings, inputSize, replyTo, stream: msg.headers!.get(HEADER.stream) === 'true'}
 }
 
 /**
@@ -319,10 +326,16 @@ class WorkerService implements Worker, AsyncHost {
       if (!notRun) this.metrics.containersStarted.inc()
       let result: RunResult
       const callLog = this.callLogs.forCall(call)
+      const streamer = call.stream ? this.streamer(call, log) : undefined
       try {
         result = notRun
           ? {outcome: 'failed', error: notRun, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
-          : await this.runner.run({...call, input, onStderr: (chunk) => callLog.write(chunk)})
+          : await this.runner.run({
+              ...call,
+              input,
+              onStderr: (chunk) => callLog.write(chunk),
+              ...(streamer ? {onStdout: (chunk: Buffer) => streamer.push(chunk)} : {}),
+            })
       } finally {
         callLog.end()
         if (gotSlot) this.release()
@@ -337,7 +350,9 @@ class WorkerService implements Worker, AsyncHost {
       })
       this.observe(call, result, queueMs, !notRun)
       answering = true
-      if (!callerGone) await this.sendResult(call, result, queueMs)
+      // The stdout still coalescing goes before the result; a failed send shows in Amp-Stdout-Size.
+      await streamer?.finish().catch(() => {})
+      if (!callerGone) await this.sendResult(call, result, queueMs, streamer?.taken)
     } catch (error) {
       log.warn('call abandoned', {error: (error as Error).message})
     } finally {
@@ -415,6 +430,27 @@ class WorkerService implements Worker, AsyncHost {
     })
   }
 
+  /**
+   * Sends a streamed call's stdout as the container writes it. When the listener cannot take it
+   * (gone, or no ack in time) the container is stopped: its output could not reach anyone.
+   */
+  private streamer(call: CallRequest, log: Logger): StdoutStreamer {
+    return new StdoutStreamer({
+      chunkSize: this.chunkSize,
+      maxBytes: DEFAULT_MAX_OUTPUT,
+      send: async (chunk, seq) => {
+        const h = this.eventHeaders(call, 'stdout')
+        h.set(HEADER.seq, String(seq))
+        const ack = await this.nc.request(call.replyTo, chunk, {headers: h, timeout: STREAM_ACK_TIMEOUT_MS})
+        if (ack.headers?.get(HEADER.status) === GONE_STATUS) throw new Error('the listener no longer waits for the call')
+      },
+      onError: (error) => {
+        log.warn('could not stream stdout: stopping the call', {error: error.message})
+        this.runner.cancel(call.callId)
+      },
+    })
+  }
+
   private eventHeaders(call: CallRequest, event: string): MsgHdrs {
     const h = headers()
     h.set(HEADER.event, event)
@@ -485,8 +521,10 @@ class WorkerService implements Worker, AsyncHost {
     this.metrics.phases.observe(call.function, {queueMs, startMs: result.startMs, runMs: result.runMs})
   }
 
-  private async sendResult(call: CallRequest, result: RunResult, queueMs: number): Promise<void> {
-    for (const [event, data] of [['stdout', result.stdout], ['stderr', result.stderr]] as const) {
+  /** `streamed`: the stdout bytes already sent while the container ran (streamed call); none go again. */
+  private async sendResult(call: CallRequest, result: RunResult, queueMs: number, streamed?: number): Promise<void> {
+    const outputs = [['stdout', streamed === undefined ? result.stdout : Buffer.alloc(0)], ['stderr', result.stderr]] as const
+    for (const [event, data] of outputs) {
       let seq = 0
       for (const chunk of chunks(data, this.chunkSize)) {
         const h = this.eventHeaders(call, event)
@@ -497,7 +535,7 @@ class WorkerService implements Worker, AsyncHost {
     const h = this.eventHeaders(call, 'result')
     h.set(HEADER.outcome, result.outcome)
     h.set(HEADER.durationMs, String(result.durationMs))
-    h.set(HEADER.stdoutSize, String(result.stdout.length))
+    h.set(HEADER.stdoutSize, String(streamed ?? result.stdout.length))
     h.set(HEADER.stderrSize, String(result.stderr.length))
     if (result.stderrTruncated) h.set(HEADER.stderrTruncated, 'true')
     if (result.exitCode !== undefined) h.set(HEADER.exitCode, String(result.exitCode))

@@ -21,6 +21,8 @@ export type FakeCallAnswer =
   | {exitCode: number; stdout?: Buffer | string; stderr?: Buffer | string; stderrTruncated?: boolean}
   | {status: number; code: string; message: string}
   | {raw: {status: number; contentType?: string; body: string}}
+  /** A streamed answer (Prefer: stream): 200, chunked, these body chunks, then these trailers. */
+  | {stream: {chunks: Array<Buffer | string>; trailers: Record<string, string>}}
 
 export interface FakeRequest {
   method: string
@@ -183,6 +185,17 @@ export async function startFakeListener(): Promise<FakeListener> {
         return res.end(answer.raw.body)
       }
       if ('code' in answer) return error(res, answer.status, answer.code, answer.message, callId)
+      if ('stream' in answer) {
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'amp-call-id': callId,
+          'preference-applied': 'stream',
+          trailer: 'Amp-Exit-Code, Amp-Outcome, Amp-Error, Amp-Duration-Ms',
+        })
+        for (const chunk of answer.stream.chunks) res.write(chunk)
+        res.addTrailers(answer.stream.trailers)
+        return res.end()
+      }
       const stdout = Buffer.from(answer.stdout ?? '')
       const stderr = Buffer.from(answer.stderr ?? '')
       res.writeHead(answer.exitCode === 0 ? 200 : 500, {

@@ -7,7 +7,7 @@ import {connect, headers, type Msg, type MsgHdrs, type NatsConnection, type Subs
 import {expect} from 'chai'
 import {randomBytes, randomUUID} from 'node:crypto'
 
-import {Dispatcher, type DispatcherOptions} from '../../src/runtime/dispatcher.js'
+import {CallLost, Dispatcher, type DispatcherOptions} from '../../src/runtime/dispatcher.js'
 import {isNoResponders} from '../../src/runtime/nats.js'
 import type {StoredFunction} from '../../src/runtime/function-spec.js'
 import {callSubject, chunks, chunkSizeFor, HEADER, replySubject, WORKER_QUEUE} from '../../src/runtime/protocol.js'
@@ -636,6 +636,69 @@ describe('Dispatcher against nats-server (integration)', function () {
       expect(error.code).to.equal('function_failed_to_run')
       expect(error.message).to.contain('stopped taking input')
       expect(Date.now() - started).to.be.below(3000)
+    })
+  })
+
+  describe('streamed calls (onStdout: Amp-Stream)', () => {
+    it('marks the call Amp-Stream: true only when streaming, and gives each stdout chunk to the sink, not the result', async () => {
+      await setUp(nats.url)
+      const stdout = randomBytes(1536 * 1024) // several chunks at the default 1 MiB max_payload
+      // A worker that sends everything after the exit, as one that does not know Amp-Stream does: still streamed to the sink.
+      const worker = await fakeWorker(async (call) => {
+        call.answer('accepted')
+        await call.finish(stdout, Buffer.from('log'), 3)
+      })
+      const plain = await dispatcher.call(randomUUID(), SPEC, Buffer.from('in'))
+      const got: Array<{chunk: Buffer; worker: string}> = []
+      const streamed = await dispatcher.call(randomUUID(), SPEC, Buffer.from('in'), {
+        onStdout: (chunk, id) => void got.push({chunk: Buffer.from(chunk), worker: id}),
+      })
+      expect(worker.offers.map((offer) => offer.msg.headers?.get(HEADER.stream) ?? '')).to.deep.equal(['', 'true'])
+      expect(plain.stdout.equals(stdout)).to.equal(true)
+      expect(streamed.stdout.length).to.equal(0)
+      expect(streamed).to.include({exitCode: 3, worker: 'fake-worker'})
+      expect(streamed.stderr.toString()).to.equal('log')
+      expect(got.length).to.be.above(1)
+      expect(Buffer.concat(got.map((item) => item.chunk)).equals(stdout)).to.equal(true)
+      expect(got.every((item) => item.worker === 'fake-worker')).to.equal(true)
+      expect(worker.failures).to.deep.equal([])
+    })
+
+    it('acks a stdout chunk only once the sink has taken it (flow control)', async () => {
+      await setUp(nats.url)
+      const order: string[] = []
+      let release!: () => void
+      const held = new Promise<void>((resolve) => (release = resolve))
+      await fakeWorker(async (call) => {
+        call.answer('accepted')
+        await call.chunk('stdout', 0, Buffer.from('first'))
+        order.push('acked')
+        await call.result({[HEADER.outcome]: 'exited', [HEADER.exitCode]: '0', [HEADER.durationMs]: '1', [HEADER.stdoutSize]: '5', [HEADER.stderrSize]: '0'})
+      })
+      const done = dispatcher.call(randomUUID(), SPEC, Buffer.from('in'), {
+        onStdout: async () => {
+          order.push('sink')
+          await held
+          order.push('sink done')
+        },
+      })
+      while (!order.includes('sink')) await sleep(10)
+      await sleep(200) // room for a premature ack to show
+      release()
+      await done
+      expect(order).to.deep.equal(['sink', 'sink done', 'acked'])
+    })
+
+    it('fails with CallLost when the result counts more stdout than arrived', async () => {
+      await setUp(nats.url)
+      await fakeWorker(async (call) => {
+        call.answer('accepted')
+        await call.chunk('stdout', 0, Buffer.from('abc'))
+        await call.result({[HEADER.outcome]: 'exited', [HEADER.exitCode]: '0', [HEADER.durationMs]: '1', [HEADER.stdoutSize]: '10', [HEADER.stderrSize]: '0'})
+      })
+      const error = await dispatcher.call(randomUUID(), SPEC, Buffer.from('in'), {onStdout: () => {}}).catch((failure: unknown) => failure)
+      expect(error).to.be.instanceOf(CallLost)
+      expect((error as Error).message).to.equal('part of the output was lost between worker and listener')
     })
   })
 })

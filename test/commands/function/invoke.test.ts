@@ -224,4 +224,74 @@ describe('amp function invoke', () => {
       expect(error?.message).to.match(/^cannot queue the call: JetStream is unavailable \(call c\d+\)$/)
     })
   })
+
+  describe('--stream', () => {
+    const exited = (code: number) => ({'Amp-Outcome': 'exited', 'Amp-Exit-Code': String(code), 'Amp-Duration-Ms': '7'})
+
+    it('sends Prefer: stream, writes the streamed stdout byte for byte and exits with the trailer exit code', async () => {
+      for (const code of [0, 3]) {
+        fake.requests.length = 0
+        const chunks = [Buffer.from([0, 255, 10]), Buffer.from('second\n')]
+        fake.onInvoke = () => ({stream: {chunks, trailers: exited(code)}})
+        restoreStdin = stdinFrom(Buffer.from('in'))
+        const run = await runRaw(['function', 'invoke', 'test', '--stream', '--server', fake.url])
+        restoreStdin()
+        restoreStdin = undefined
+        expect(run.exitCode).to.equal(code)
+        expect(run.rawStdout.equals(Buffer.concat(chunks))).to.equal(true)
+        expect(run.rawStderr.length).to.equal(0)
+        expect(fake.requests[0].headers.prefer).to.equal('stream')
+        expect(fake.requests[0].body.toString()).to.equal('in')
+      }
+    })
+
+    for (const [outcome, exit, message] of [
+      ['timeout', 105, 'function test timed out after 1s; its container was killed'],
+      ['failed', 106, 'function output exceeded the 8 MiB limit'],
+      ['lost', 106, 'worker w1 stopped responding during the call'],
+    ] as const) {
+      it(`exits ${exit} when the trailer says ${outcome}, after writing the stdout that came`, async () => {
+        fake.onInvoke = () => ({stream: {chunks: ['partial'], trailers: {'Amp-Outcome': outcome, 'Amp-Error': message}}})
+        restoreStdin = stdinFrom(Buffer.alloc(0))
+        const run = await runRaw(['fn', 'invoke', 'test', '--stream', '--server', fake.url])
+        expect(run.exitCode).to.equal(exit)
+        expect(run.rawStdout.toString()).to.equal('partial')
+        expect(run.error?.message).to.match(new RegExp(`^${message}.* \\(call c\\d+\\)$`))
+      })
+    }
+
+    it('exits 109 when the streamed answer ends without an outcome trailer (a proxy dropped them)', async () => {
+      fake.onInvoke = () => ({stream: {chunks: ['x'], trailers: {}}})
+      restoreStdin = stdinFrom(Buffer.alloc(0))
+      const run = await runRaw(['fn', 'invoke', 'test', '--stream', '--server', fake.url])
+      expect(run.exitCode).to.equal(109)
+      expect(run.error?.message).to.match(/ended without a valid outcome trailer/)
+    })
+
+    it('shows a call answered whole (it ended before any stdout) as without --stream, stderr included', async () => {
+      fake.onInvoke = () => ({exitCode: 4, stdout: 'out', stderr: 'err'})
+      restoreStdin = stdinFrom(Buffer.alloc(0))
+      const run = await runRaw(['fn', 'invoke', 'test', '--stream', '--server', fake.url])
+      expect(run.exitCode).to.equal(4)
+      expect(run.rawStdout.toString()).to.equal('out')
+      expect(run.rawStderr.toString()).to.equal('err')
+    })
+
+    it('exits with the listener error code as without --stream (unknown function: 102)', async () => {
+      restoreStdin = stdinFrom(Buffer.alloc(0))
+      const run = await runRaw(['fn', 'invoke', 'nope', '--stream', '--server', fake.url])
+      expect(run.exitCode).to.equal(102)
+    })
+
+    for (const extra of [['--json'], ['--async'], ['--callback-url', 'https://hooks.example/done']]) {
+      it(`refuses --stream with ${extra[0]}: exit 2, nothing sent`, async () => {
+        restoreStdin = stdinFrom(Buffer.alloc(0))
+        const {error, stdout, exitCode} = await runAmp(['fn', 'invoke', 'test', '--stream', ...extra, '--server', fake.url])
+        expect(exitCode).to.equal(2)
+        // Under --json the error is printed as JSON on stdout.
+        expect(error?.message ?? stdout).to.match(/--stream cannot go with --json, --async or --callback-url/)
+        expect(fake.requests).to.deep.equal([])
+      })
+    }
+  })
 })
