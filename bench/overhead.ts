@@ -50,13 +50,12 @@ const starts = new ContainerStarts({docker: DOCKER, workerId: runnerId})
 starts.start()
 const nameOf = (args: readonly string[]) => String(args[args.indexOf('--name') + 1]).replace(/^amp-/, '')
 const exec = ((file: string, args: readonly string[], options: object) => {
+  if (args[0] !== 'run') return execa(file, args, options)
+  const m = marks.get(nameOf(args)) ?? {}
+  marks.set(nameOf(args), m)
+  m['docker run called'] = performance.now()
   const child = execa(file, args, options)
-  if (args[0] === 'run') {
-    const m = marks.get(nameOf(args)) ?? {}
-    m['docker run spawned'] = performance.now()
-    marks.set(nameOf(args), m)
-    void child.then(() => (m['docker run exited'] = performance.now()))
-  }
+  void child.then(() => (m['docker run exited'] = performance.now()))
   return child
 }) as unknown as typeof execa
 const runner = new ContainerRunner({
@@ -74,8 +73,8 @@ const worker = await startWorker({nats: stack.nats.url, concurrency: 4, docker: 
 
 const steps: Array<[string, string, string]> = [
   ['HTTP in, function lookup, NATS offer, worker accepts', 'client sent', 'call accepted'],
-  ['worker: slot, log stream, docker args', 'call accepted', 'docker run spawned'],
-  ['docker run -i --rm (the CLI, start to exit)', 'docker run spawned', 'docker run exited'],
+  ['worker: slot, log stream, docker args', 'call accepted', 'docker run called'],
+  ['docker run -i --rm (execa called to exit, as the raw rows time it)', 'docker run called', 'docker run exited'],
   ['worker: after docker exits, until the result is ready', 'docker run exited', 'call done'],
   ['  of which: waiting for the container start event', 'docker run exited', 'start event taken'],
   ['NATS result to the listener, HTTP answer sent', 'call done', 'call answered'],

@@ -11,7 +11,7 @@ const LINE = 26
 const TOP = 56
 const LABEL_W = 290
 const PANEL_W = 280
-const GAP = 40
+const GAP = 90
 
 export function escapeXml(text: string): string {
   return text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`)
@@ -47,7 +47,7 @@ export function perfChart(report: PerfReport): string {
       }
       const w = Math.max(1, (value / max) * PANEL_W)
       out.push(`<rect x="${x0}" y="${y + 3}" width="${w.toFixed(1)}" height="${LINE - 8}" fill="${COLORS[row.kind]}"/>`)
-      out.push(text(x0 + w + 4, y + 16, panel.format(value)))
+      out.push(text(Math.round(x0 + w + 4), y + 16, panel.format(value)))
     })
   })
   rows.forEach((row, i) => out.push(text(10, TOP + i * LINE + 16, `${SHORT[row.kind]}, ${shortLoad(row)}`)))
