@@ -126,7 +126,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 }
 
 /** Waits for the run's containers to be gone, and returns those still there after CONTAINERS_GONE_MS. */
-async function containersGone(fn: string): Promise<string[]> {
+export async function containersGone(fn: string): Promise<string[]> {
   const until = Date.now() + CONTAINERS_GONE_MS
   for (;;) {
     const left = await containers(`label=amp.function=${fn}`)

@@ -33,6 +33,8 @@ export const TEST_IMAGES = {
   drip: 'amp-test/drip:1',
   /** runs its input as a shell script (busybox sh -s) */
   sh: 'amp-test/sh:1',
+  /** stdin -> stdout in upper case (busybox tr a-z A-Z): the benchmark's function */
+  upper: 'amp-test/upper:1',
 } as const
 
 export type TestImage = keyof typeof TEST_IMAGES
