@@ -36,6 +36,12 @@ export interface PoolOptions {
 }
 
 export const DEMAND_WINDOW_MS = 30_000
+/**
+ * Containers a called function keeps at least (within its prestart): a call's replacement takes a
+ * whole container start (about 0.3 s), so with one, calls coming back to back would find it still
+ * starting; with two, one is ready while the other starts.
+ */
+export const MIN_WARM = 2
 /** --prestart-idle by default. */
 export const DEFAULT_PRESTART_IDLE_MS = 60_000
 /** After a container exits before use, its key starts no other one for this long, doubled at each failure in a row. */
@@ -176,7 +182,7 @@ export class ContainerPool<C extends Prestarted, S extends {function: string}> {
     const now = this.now()
     let peak = 0
     for (const sample of pool.samples) if (now - sample.at < this.windowMs) peak = Math.max(peak, sample.running)
-    return Math.min(pool.prestart, this.options.max, Math.max(1, peak))
+    return Math.min(pool.prestart, this.options.max, Math.max(MIN_WARM, peak))
   }
 
   /** Starts containers until the pool reaches its target, within the worker-wide cap, unless it backs off. */

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {BACKOFF_BASE_MS, ContainerPool, DEMAND_WINDOW_MS, type Prestarted} from '../../src/runtime/container-pool.js'
+import {BACKOFF_BASE_MS, ContainerPool, DEMAND_WINDOW_MS, MIN_WARM, type Prestarted} from '../../src/runtime/container-pool.js'
 
 interface Settings {
   function: string
@@ -57,17 +57,24 @@ const B: Settings = {function: 'b', env: ''}
 const settle = () => new Promise((resolve) => setImmediate(resolve))
 
 describe('ContainerPool', () => {
-  it('starts one container after the first call (which runs cold), and gives it to the next call', () => {
+  it('starts two containers after the first call (which runs cold), and gives the oldest to the next call', () => {
     const {pool, started} = setup()
     const first = pool.take('ka', A, 2)
     expect(first.container).to.equal(undefined)
-    expect(started).to.have.length(1)
+    expect(started).to.have.length(2)
     first.done()
     const second = pool.take('ka', A, 2)
     expect(second.container).to.equal(started[0])
-    // Its replacement is on its way.
-    expect(started).to.have.length(2)
-    expect(pool.idleOf('ka')).to.equal(1)
+    // Its replacement is on its way: one ready, one starting.
+    expect(started).to.have.length(3)
+    expect(pool.idleOf('ka')).to.equal(2)
+  })
+
+  it('keeps one container for a function whose prestart is 1', () => {
+    const {pool, started} = setup()
+    pool.take('ka', A, 1).done()
+    expect(started).to.have.length(1)
+    expect(pool.target('ka')).to.equal(1)
   })
 
   it('gives each container to exactly one call: two calls at once never share one', () => {
@@ -95,13 +102,13 @@ describe('ContainerPool', () => {
     for (const call of held) call.done()
   })
 
-  it('shrinks its target back to one when the burst is older than the demand window', () => {
+  it('shrinks its target back to two when the burst is older than the demand window', () => {
     const {pool, tick} = setup({max: 8})
     const burst = [pool.take('ka', A, 8), pool.take('ka', A, 8), pool.take('ka', A, 8)]
     for (const call of burst) call.done()
     expect(pool.target('ka')).to.equal(3)
     tick(DEMAND_WINDOW_MS + 1)
-    expect(pool.target('ka')).to.equal(1)
+    expect(pool.target('ka')).to.equal(MIN_WARM)
   })
 
   it('keeps the cap across keys: idle containers of all functions together stay within --prestart-max', () => {
@@ -111,12 +118,13 @@ describe('ContainerPool', () => {
     expect(pool.idleOf('k3')).to.equal(0)
   })
 
+  // prestart 1 below: one container per key keeps the counts simple.
   it('never gives a call a container started for other settings (keys are separate)', () => {
     const {pool, started} = setup()
-    pool.take('ka', A, 2).done()
-    const other = pool.take('kb', B, 2)
+    pool.take('ka', A, 1).done()
+    const other = pool.take('kb', B, 1)
     expect(other.container).to.equal(undefined)
-    const again = pool.take('kb', B, 2)
+    const again = pool.take('kb', B, 1)
     expect(again.container?.settings).to.deep.equal(B)
     expect(started.filter((container) => container.settings === A)).to.have.length(1)
   })
@@ -125,7 +133,7 @@ describe('ContainerPool', () => {
     const {pool, started, removed} = setup()
     pool.take('ka', A, 0).done()
     expect(started).to.have.length(0)
-    pool.take('kb', B, 2).done()
+    pool.take('kb', B, 1).done()
     expect(pool.idleOf('kb')).to.equal(1)
     const call = pool.take('kb', B, 0)
     expect(call.container).to.equal(undefined)
@@ -142,27 +150,27 @@ describe('ContainerPool', () => {
 
   it('drops and removes a container that exits before use, backs off that key, and lets calls run fresh', async () => {
     const {pool, started, removed, tick} = setup()
-    pool.take('ka', A, 2).done()
+    pool.take('ka', A, 1).done()
     started[0].exit()
     await settle()
     expect(removed()).to.deep.equal([started[0].name])
     expect(pool.idleOf('ka')).to.equal(0)
     // Backing off: the next call runs fresh and no container is started for it.
-    const fresh = pool.take('ka', A, 2)
+    const fresh = pool.take('ka', A, 1)
     expect(fresh.container).to.equal(undefined)
     fresh.done()
     expect(started).to.have.length(1)
     tick(BACKOFF_BASE_MS)
-    pool.take('ka', A, 2).done()
+    pool.take('ka', A, 1).done()
     expect(started).to.have.length(2)
     // Failing again doubles the pause.
     started[1].exit()
     await settle()
     tick(BACKOFF_BASE_MS)
-    pool.take('ka', A, 2).done()
+    pool.take('ka', A, 1).done()
     expect(started).to.have.length(2)
     tick(BACKOFF_BASE_MS)
-    pool.take('ka', A, 2).done()
+    pool.take('ka', A, 1).done()
     expect(started).to.have.length(3)
   })
 
@@ -174,10 +182,10 @@ describe('ContainerPool', () => {
 
   it('removes the containers of a key without a call for --prestart-idle', async () => {
     const {pool, started, removed, tick} = setup({idleMs: 60_000})
-    pool.take('ka', A, 2).done()
-    pool.take('kb', B, 2).done()
+    pool.take('ka', A, 1).done()
+    pool.take('kb', B, 1).done()
     tick(30_000)
-    pool.take('kb', B, 2).done()
+    pool.take('kb', B, 1).done()
     tick(30_000)
     await pool.sweep()
     expect(removed()).to.deep.equal([started[0].name])
@@ -187,8 +195,8 @@ describe('ContainerPool', () => {
 
   it('drains the pools of a changed function at once, and no other', async () => {
     const {pool, started, removed} = setup()
-    pool.take('ka-old', A, 2).done()
-    pool.take('kb', B, 2).done()
+    pool.take('ka-old', A, 1).done()
+    pool.take('kb', B, 1).done()
     await pool.drain('a')
     expect(removed()).to.deep.equal([started[0].name])
     expect(pool.idleOf('ka-old')).to.equal(0)
