@@ -62,6 +62,8 @@ describe('hostile values against a real listener and worker', function () {
       const callId = randomUUID()
       const valid: Record<string, string> = {
         callId, function: 'ok', image: TEST_IMAGES.cat, network: 'none', timeoutMs: '5000', inputSize: '0', replyTo: `amp.v1.reply.forger.${callId}`,
+        // No pre-started containers: the control call must start exactly one container, its own.
+        prestart: '0',
       }
       const h = headers()
       try {

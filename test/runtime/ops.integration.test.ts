@@ -55,7 +55,8 @@ describe('health and metrics (integration)', function () {
       ['hang', TEST_IMAGES.sleep, 1000],
       ['slow', TEST_IMAGES.slow, 30_000],
     ] as const) {
-      await createFunction(listener, name, {image, timeoutMs})
+      // prestart 0: every call starts its own container, so each has a container start phase to count.
+      await createFunction(listener, name, {image, timeoutMs, prestart: 0})
     }
   })
 

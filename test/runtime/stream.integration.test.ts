@@ -39,7 +39,8 @@ describe('streamed calls end to end (Prefer: stream): listener, NATS, worker, do
     stack = await startTestStack()
     ;({listener} = stack)
     // `sh` runs its input as a shell script.
-    await createFunction(listener, 'sh', {image: TEST_IMAGES.sh, timeoutMs: 30_000})
+    // prestart 0: the hang-up test finds the call's container by its amp.call label, which a pre-started one lacks.
+    await createFunction(listener, 'sh', {image: TEST_IMAGES.sh, timeoutMs: 30_000, prestart: 0})
     await createFunction(listener, 'sh-short', {image: TEST_IMAGES.sh, timeoutMs: 1500})
     await createFunction(listener, 'cat', {image: TEST_IMAGES.cat})
     await createFunction(listener, 'missing', {image: 'amp-test/does-not-exist:1'})
