@@ -12,6 +12,8 @@ export interface Prestarted {
   readonly name: string
   /** Settles once the container's docker CLI has exited (used, killed, removed or failed). */
   readonly exited: Promise<unknown>
+  /** Settles once the container runs (Docker's start event); until then its start still costs the engine work. Absent: counted as started. */
+  readonly ready?: Promise<unknown>
   /** Ends the docker CLI itself: the last resort when removing the container does not end it (the engine does not answer). */
   abandon(): void
 }
@@ -33,6 +35,14 @@ export interface PoolOptions {
   windowMs?: number
   /** How long a removal waits for a container's docker CLI to exit before it removes again (see discard). */
   removeRetryMs?: number
+  /**
+   * Whether the engine has room for one more container start, given the pool's own starts in
+   * progress (the worker: a free call slot beyond them and no call waiting). A start costs Docker as
+   * much as a cold call, so a saturated worker starts none: they would slow the calls running now.
+   */
+  canStart?: (starting: number) => boolean
+  /** Runs a top-up after a call ends, once its slot is free (setImmediate; tests pass a synchronous one). */
+  defer?: (task: () => void) => void
 }
 
 export const DEMAND_WINDOW_MS = 30_000
@@ -80,19 +90,26 @@ export class ContainerPool<C extends Prestarted, S extends {function: string}> {
   private readonly now: () => number
   private readonly windowMs: number
   private readonly removeRetryMs: number
+  private readonly canStart: (starting: number) => boolean
+  private readonly defer: (task: () => void) => void
+  /** Containers started and not yet running (see Prestarted.ready). */
+  private starting = 0
   private closed = false
 
   constructor(private readonly deps: PoolDeps<C, S>, private readonly options: PoolOptions) {
     this.now = deps.now ?? Date.now
     this.windowMs = options.windowMs ?? DEMAND_WINDOW_MS
     this.removeRetryMs = options.removeRetryMs ?? REMOVE_RETRY_MS
+    this.canStart = options.canStart ?? (() => true)
+    this.defer = options.defer ?? ((task) => void setImmediate(task))
   }
 
   /**
    * A call of `key` starts: it gets the oldest container of the pool if there is one (one still
-   * starting too: better than a second cold start), and the pool is topped up in the background.
-   * `prestart` is the function's setting (0: never pooled). Synchronous on purpose: no await
-   * between a call starting and its container being known.
+   * starting too: better than a second cold start). The pool is topped up once the call is over
+   * (done), not now: a start now would compete with the call for the engine. `prestart` is the
+   * function's setting (0: never pooled). Synchronous on purpose: no await between a call starting
+   * and its container being known.
    */
   take(key: string, settings: S, prestart: number): Ticket<C> {
     if (this.closed || this.options.max === 0) return {done: () => {}}
@@ -115,7 +132,6 @@ export class ContainerPool<C extends Prestarted, S extends {function: string}> {
     // Alive when taken: whatever made earlier ones fail is over.
     if (container) pool.failures = 0
     this.trim(pool)
-    this.fill(pool)
     const owner = pool
     let done = false
     return {
@@ -124,8 +140,18 @@ export class ContainerPool<C extends Prestarted, S extends {function: string}> {
         if (done) return
         done = true
         owner.running--
+        this.defer(() => this.topUp())
       },
     }
+  }
+
+  /**
+   * Starts containers where pools are below their target, the most recently called function first,
+   * while the engine has room (canStart). Run after each call and by the owner's timer.
+   */
+  topUp(): void {
+    const pools = [...this.pools.values()].sort((a, b) => b.lastCallAt - a.lastCallAt)
+    for (const pool of pools) if (!this.fill(pool)) return
   }
 
   /** How many containers the pool of `key` aims to hold: 0 when it has none. */
@@ -185,21 +211,41 @@ export class ContainerPool<C extends Prestarted, S extends {function: string}> {
     return Math.min(pool.prestart, this.options.max, Math.max(MIN_WARM, peak))
   }
 
-  /** Starts containers until the pool reaches its target, within the worker-wide cap, unless it backs off. */
-  private fill(pool: Pool<C, S>): void {
-    if (this.closed || this.now() < pool.retryAt) return
+  /**
+   * Starts containers until the pool reaches its target, within the worker-wide cap, unless it backs
+   * off. False when the engine has no room left (the caller stops topping up other pools too).
+   */
+  private fill(pool: Pool<C, S>): boolean {
+    if (this.closed) return false
+    if (this.now() < pool.retryAt) return true
     const target = this.targetOf(pool)
     while (pool.idle.length < target && this.idle < this.options.max) {
+      if (!this.canStart(this.starting)) return false
       let container: C
       try {
         container = this.deps.start(pool.settings)
       } catch {
         this.failed(pool)
-        return
+        return true
       }
       pool.idle.push(container)
+      if (container.ready) this.countStart(container)
       void container.exited.then(() => this.onExit(pool, container), () => this.onExit(pool, container))
     }
+    return true
+  }
+
+  /** Counts a container as starting until it runs or exits; its end of start frees room for the next. */
+  private countStart(container: C): void {
+    this.starting++
+    let counted = true
+    const started = () => {
+      if (!counted) return
+      counted = false
+      this.starting--
+      this.defer(() => this.topUp())
+    }
+    void Promise.race([container.ready, container.exited]).then(started, started)
   }
 
   /** A lower prestart (the function changed) or a smaller demand than before: remove the surplus. */

@@ -80,8 +80,10 @@ export interface ContainerRunnerOptions {
   /** Injected for tests; execa by default. */
   exec?: typeof execa
   now?: () => number
-  /** When the named container started (epoch ms), if known: see container-events.ts. */
-  startedAt?: (containerName: string) => Promise<number | undefined>
+  /** When the named container started (epoch ms), if known, waiting up to waitMs for it: see container-events.ts. */
+  startedAt?: (containerName: string, waitMs?: number) => Promise<number | undefined>
+  /** Whether the engine has room to pre-start one more container, given `starting` starts in progress (the worker's slots). */
+  prestartAllowed?: (starting: number) => boolean
   /** Most idle pre-started containers across all functions; 0 or absent: no pools, every call starts its own. */
   prestartMax?: number
   /** A function's pool with no call for this long is removed; DEFAULT_PRESTART_IDLE_MS when absent. */
@@ -91,6 +93,8 @@ export interface ContainerRunnerOptions {
 export const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
 export const DEFAULT_MAX_STDERR = 1024 * 1024
 const KILL_RETRY_MS = 250
+/** A pre-started container counts as starting until its start event, or this long when none is seen. */
+const PRESTART_READY_WAIT_MS = 10_000
 
 export const containerName = (callId: string): string => `amp-${callId}`
 
@@ -261,7 +265,7 @@ export class ContainerRunner {
   private readonly maxStderr: number
   private readonly exec: typeof execa
   private readonly now: () => number
-  private readonly startedAt?: (containerName: string) => Promise<number | undefined>
+  private readonly startedAt?: (containerName: string, waitMs?: number) => Promise<number | undefined>
   private readonly running = new Map<string, (why: KillReason) => void>()
   private readonly pool?: ContainerPool<PrestartedContainer<CliResult>, ContainerSettings>
   private readonly removals = new Set<Promise<void>>()
@@ -280,8 +284,15 @@ export class ContainerRunner {
     if (!(Number.isInteger(max) && max >= 0)) throw new TypeError('prestartMax must be a whole number of at least 0')
     if (max > 0) {
       const idleMs = options.prestartIdleMs ?? DEFAULT_PRESTART_IDLE_MS
-      this.pool = new ContainerPool({start: (settings) => this.prestart(settings), remove: (names) => this.remove(names), now: this.now}, {max, idleMs})
-      this.poolSweep = setInterval(() => void this.pool?.sweep(), Math.max(100, Math.min(5000, idleMs / 4)))
+      this.pool = new ContainerPool(
+        {start: (settings) => this.prestart(settings), remove: (names) => this.remove(names), now: this.now},
+        {max, idleMs, canStart: options.prestartAllowed},
+      )
+      // Also tops pools up once the engine has room again (after a burst of calls, a start that failed).
+      this.poolSweep = setInterval(() => {
+        void this.pool?.sweep()
+        this.pool?.topUp()
+      }, Math.max(100, Math.min(1000, idleMs / 4)))
       this.poolSweep.unref()
     }
   }
@@ -365,7 +376,8 @@ export class ContainerRunner {
     const args = prestartArgs(settings, this.workerId, this.pull, name)
     // A throw (no room for the environment file) counts as a failed start for the pool.
     const envFd = args.includes(ENV_FD_PATH) ? envFile(settings.env) : undefined
-    return new PrestartedContainer(name, this.spawn(args, envFd))
+    // Docker's start event ends its start for the pool's count of starts in progress.
+    return new PrestartedContainer(name, this.spawn(args, envFd), this.startedAt?.(name, PRESTART_READY_WAIT_MS))
   }
 
   /** `docker rm --force` of containers that need not exist; never throws. */

@@ -23,7 +23,11 @@ export class PrestartedContainer<R> implements Prestarted {
   private earlyBytes = 0
   private sinks?: {stdout: Sink; stderr: Sink}
 
-  constructor(readonly name: string, private readonly child: CliProcess & Promise<R>) {
+  constructor(
+    readonly name: string,
+    private readonly child: CliProcess & Promise<R>,
+    readonly ready?: Promise<unknown>,
+  ) {
     this.exited = child
     child.stdout?.on('data', (chunk: Buffer) => this.write('stdout', chunk))
     child.stderr?.on('data', (chunk: Buffer) => this.write('stderr', chunk))

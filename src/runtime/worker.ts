@@ -471,6 +471,11 @@ class WorkerService implements Worker, AsyncHost {
     return this.running < this.concurrency && this.waiting.length === 0 && !this.closing
   }
 
+  /** A container start costs the engine as much as a call: pre-start one only within the slots calls leave free. */
+  hasRoomToPrestart(starting: number): boolean {
+    return this.running + starting < this.concurrency && this.waiting.length === 0 && !this.closing
+  }
+
   slotFreed(): Promise<void> {
     // The timer is a safety net: a slot may free without a release (a sync call that left the queue).
     return new Promise((resolve) => {
@@ -624,13 +629,16 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   const log = (options.logger ?? createLogger()).child({worker: id})
   // Docker's start events tell when each container really started (the "container start" metric).
   const starts = deps.runner ? undefined : new ContainerStarts({docker: options.docker, workerId: id, logger: log})
+  let service: WorkerService | undefined
   const runner =
     deps.runner ??
     new ContainerRunner({
       docker: options.docker,
       pull: options.pull,
       workerId: id,
-      startedAt: (name) => starts!.take(name),
+      startedAt: (name, waitMs) => starts!.take(name, waitMs),
+      // The service exists once calls arrive; before that there is nothing to pre-start for.
+      prestartAllowed: (starting) => service?.hasRoomToPrestart(starting) ?? false,
       prestartMax: options.prestartMax ?? options.concurrency,
       prestartIdleMs: options.prestartIdleMs,
     })
@@ -641,6 +649,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   await removeOrphans(runner, log)
   const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`, options.natsAuth))
   const worker = new WorkerService(nc, runner, options, log, id)
+  service = worker
   if (starts) {
     starts.start()
     worker.stopLast.push(() => starts.stop())

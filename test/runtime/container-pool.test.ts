@@ -10,6 +10,8 @@ interface Settings {
 class FakeContainer implements Prestarted {
   readonly exited: Promise<void>
   exit!: () => void
+  ready?: Promise<void>
+  run?: () => void
   abandoned = false
   abandon(): void {
     this.abandoned = true
@@ -22,8 +24,11 @@ class FakeContainer implements Prestarted {
 }
 
 /** A pool over fake containers and a clock the test moves; removing a container ends it, as docker rm --force does. */
-function setup(options: {max?: number; idleMs?: number; failStart?: boolean} = {}) {
+function setup(options: {max?: number; idleMs?: number; failStart?: boolean; withReady?: boolean} = {}) {
   let clock = 1_000_000
+  // The engine's room as the worker would report it: the pool's own starts in progress are passed in.
+  let room = (starting: number) => starting < 100
+  const asked: number[] = []
   let count = 0
   const started: FakeContainer[] = []
   const removals: string[][] = []
@@ -32,6 +37,7 @@ function setup(options: {max?: number; idleMs?: number; failStart?: boolean} = {
       start: (settings) => {
         if (options.failStart) throw new Error('no room')
         const container = new FakeContainer(`amp-${++count}`, settings)
+        if (options.withReady) container.ready = new Promise((resolve) => (container.run = resolve))
         started.push(container)
         return container
       },
@@ -41,10 +47,22 @@ function setup(options: {max?: number; idleMs?: number; failStart?: boolean} = {
       },
       now: () => clock,
     },
-    {max: options.max ?? 4, idleMs: options.idleMs ?? 60_000, removeRetryMs: 5},
+    {
+      max: options.max ?? 4,
+      idleMs: options.idleMs ?? 60_000,
+      removeRetryMs: 5,
+      canStart: (starting) => {
+        asked.push(starting)
+        return room(starting)
+      },
+      // Synchronous: a top-up after a call is visible as soon as done() returns.
+      defer: (task) => task(),
+    },
   )
   return {
     pool,
+    asked,
+    setRoom: (next: (starting: number) => boolean) => (room = next),
     started,
     removals,
     removed: () => removals.flat(),
@@ -57,15 +75,19 @@ const B: Settings = {function: 'b', env: ''}
 const settle = () => new Promise((resolve) => setImmediate(resolve))
 
 describe('ContainerPool', () => {
-  it('starts two containers after the first call (which runs cold), and gives the oldest to the next call', () => {
+  it('starts two containers once the first call (which runs cold) is over, and gives the oldest to the next call', () => {
     const {pool, started} = setup()
     const first = pool.take('ka', A, 2)
     expect(first.container).to.equal(undefined)
-    expect(started).to.have.length(2)
+    // Nothing starts while the call runs: a start would compete with it for the engine.
+    expect(started).to.have.length(0)
     first.done()
+    expect(started).to.have.length(2)
     const second = pool.take('ka', A, 2)
     expect(second.container).to.equal(started[0])
-    // Its replacement is on its way: one ready, one starting.
+    expect(started).to.have.length(2)
+    second.done()
+    // Its replacement once it is over: one ready, one starting.
     expect(started).to.have.length(3)
     expect(pool.idleOf('ka')).to.equal(2)
   })
@@ -92,14 +114,14 @@ describe('ContainerPool', () => {
     const calls = [pool.take('ka', A, 16), pool.take('ka', A, 16), pool.take('ka', A, 16), pool.take('ka', A, 16)]
     // Peak 4 at once, but the cap is 3.
     expect(pool.target('ka')).to.equal(3)
-    expect(pool.idle).to.equal(3)
     for (const call of calls) call.done()
+    expect(pool.idle).to.equal(3)
 
     const small = setup({max: 8})
     const held = [small.pool.take('ka', A, 2), small.pool.take('ka', A, 2), small.pool.take('ka', A, 2)]
     expect(small.pool.target('ka')).to.equal(2)
-    expect(small.pool.idle).to.equal(2)
     for (const call of held) call.done()
+    expect(small.pool.idle).to.equal(2)
   })
 
   it('shrinks its target back to two when the burst is older than the demand window', () => {
@@ -124,6 +146,7 @@ describe('ContainerPool', () => {
     pool.take('ka', A, 1).done()
     const other = pool.take('kb', B, 1)
     expect(other.container).to.equal(undefined)
+    other.done()
     const again = pool.take('kb', B, 1)
     expect(again.container?.settings).to.deep.equal(B)
     expect(started.filter((container) => container.settings === A)).to.have.length(1)
@@ -175,9 +198,43 @@ describe('ContainerPool', () => {
   })
 
   it('backs off when a container cannot even be started', () => {
-    const {pool} = setup({failStart: true})
-    expect(() => pool.take('ka', A, 2)).to.not.throw()
+    const {pool, asked} = setup({failStart: true})
+    expect(() => pool.take('ka', A, 2).done()).to.not.throw()
     expect(pool.idle).to.equal(0)
+    // Backing off: a second call's end does not try again at once.
+    const tries = asked.length
+    pool.take('ka', A, 2).done()
+    expect(asked).to.have.length(tries)
+  })
+
+  it('starts nothing while the engine has no room (a saturated worker), and tops up once it has', () => {
+    const {pool, started, setRoom, tick} = setup()
+    setRoom(() => false)
+    pool.take('ka', A, 2).done()
+    tick(10)
+    pool.take('kb', B, 2).done()
+    expect(started).to.have.length(0)
+    setRoom(() => true)
+    // The owner's timer; the most recently called function comes first.
+    pool.topUp()
+    expect(started.map((container) => container.settings.function)).to.deep.equal(['b', 'b', 'a', 'a'])
+  })
+
+  it('counts its own starts in progress against the room, until each container runs', async () => {
+    const {pool, started, asked, setRoom} = setup({withReady: true})
+    // Room for one start at a time.
+    setRoom((starting) => starting < 1)
+    pool.take('ka', A, 2).done()
+    expect(started).to.have.length(1)
+    expect(asked).to.deep.equal([0, 1])
+    // Running: its start is over, and the next one begins.
+    started[0].run!()
+    await settle()
+    expect(started).to.have.length(2)
+    // A container that exits before it ever ran frees its place too.
+    started[1].exit()
+    await settle()
+    expect(asked.at(-1)).to.equal(0)
   })
 
   it('removes the containers of a key without a call for --prestart-idle', async () => {
@@ -232,7 +289,7 @@ describe('ContainerPool', () => {
           created = true
         },
       },
-      {max: 2, idleMs: 60_000, removeRetryMs: 5},
+      {max: 2, idleMs: 60_000, removeRetryMs: 5, defer: (task) => task()},
     )
     pool.take('ka', A, 2).done()
     await pool.close()
@@ -246,7 +303,7 @@ describe('ContainerPool', () => {
     let container!: FakeContainer
     const pool = new ContainerPool<FakeContainer, Settings>(
       {start: (settings) => (container = new FakeContainer('amp-stuck', settings)), remove: async (names) => void removals.push(names)},
-      {max: 2, idleMs: 60_000, removeRetryMs: 1},
+      {max: 2, idleMs: 60_000, removeRetryMs: 1, defer: (task) => task()},
     )
     pool.take('ka', A, 2).done()
     await pool.close()
