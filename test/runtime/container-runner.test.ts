@@ -448,6 +448,8 @@ describe('container-runner', () => {
         const cold = await pooled.run(spec({input: Buffer.from('one')}))
         expect(cold).to.include({outcome: 'exited', exitCode: 3})
         expect(cold.warm).to.equal(undefined)
+        // Started once the cold call is over, not while it ran.
+        await until(() => prestartedRun(fake.calls) !== undefined)
         const started = prestartedRun(fake.calls)
         expect(started?.name).to.match(/^amp-[0-9a-f-]{36}$/)
         expect(started?.args).to.include('amp.prestarted=true').and.not.include(`amp.call=${spec().callId}`)
@@ -485,6 +487,7 @@ describe('container-runner', () => {
       const pooled = runner(fake.exec, {prestartMax: 1})
       try {
         expect(await pooled.run(spec({timeoutMs: 200}))).to.include({outcome: 'timeout'})
+        await until(() => prestartedRun(fake.calls) !== undefined)
         const {name} = prestartedRun(fake.calls)!
         const warm = await pooled.run(spec({callId: 'c0ffee-5678', timeoutMs: 200}))
         expect(warm).to.include({outcome: 'timeout', killed: 'timeout', warm: true})
@@ -498,6 +501,7 @@ describe('container-runner', () => {
       const fake = standIn('cat')
       const pooled = runner(fake.exec, {prestartMax: 1})
       await pooled.run(spec())
+      await until(() => prestartedRun(fake.calls) !== undefined)
       const {name} = prestartedRun(fake.calls)!
       await pooled.close()
       expect(fake.calls.at(-1)?.args).to.deep.equal(['rm', '--force', name])
