@@ -15,6 +15,9 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 /** On the hot path of every command: bundled. */
 const BUNDLED = new Set(['@oclif/core', 'undici', 'yaml'])
 
+/** A file of undici's own, for the plugin below that reroutes some of its requires. */
+const UNDICI_FILE = /[\\/]node_modules[\\/]undici[\\/]lib[\\/]/
+
 const pjson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {dependencies: Record<string, string>}
 const external = Object.keys(pjson.dependencies).filter((name) => !BUNDLED.has(name))
 
@@ -41,8 +44,24 @@ await build({
   sourcemap: true,
   minify: true,
   external,
-  // `undici` itself (not its files) is request and Agent only, not undici's whole index (see the file).
-  plugins: [{name: 'undici-lean', setup: (b) => b.onResolve({filter: /^undici$/}, () => ({path: join(root, 'scripts/undici-lean.cjs')}))}],
+  plugins: [
+    {
+      name: 'undici-lean',
+      setup(b) {
+        // `undici` itself (not its files) is request and Agent only, not undici's whole index (see the file).
+        b.onResolve({filter: /^undici$/}, () => ({path: join(root, 'scripts/undici-lean.cjs')}))
+        // HTTP/2 loaded when first used (see the file).
+        b.onResolve({filter: /^\.\/client-h2\.js$/}, ({importer}) =>
+          UNDICI_FILE.test(importer) ? {path: join(root, 'scripts/undici-h2-lazy.cjs')} : undefined,
+        )
+        // llhttp as WebAssembly without SIMD is undici's fallback for CPUs without it: 72 KB of
+        // base64 that every command would read, so it stays in node_modules until needed.
+        b.onResolve({filter: /\/llhttp-wasm\.js$/}, ({importer}) =>
+          UNDICI_FILE.test(importer) ? {path: 'undici/lib/llhttp/llhttp-wasm.js', external: true} : undefined,
+        )
+      },
+    },
+  ],
   // Bundled CommonJS (oclif, undici) calls require() for node's own modules; ESM has none.
   banner: {js: "import {createRequire as __ampCreateRequire} from 'node:module';\nconst require = __ampCreateRequire(import.meta.url);"},
   logLevel: 'warning',

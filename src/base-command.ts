@@ -2,7 +2,12 @@
  * The base of every amp command: shared flags, the config file, settings resolution and the one
  * place where failures become exit codes (README "Exit codes").
  */
-import {Command, Errors, Flags, type Interfaces} from '@oclif/core'
+// oclif's subpaths, here and in every command, not '@oclif/core': its index loads all of oclif at
+// once, with semver for a Node version check that cannot run in the bundle (bench:cli).
+import {Command} from '@oclif/core/command'
+import * as Errors from '@oclif/core/errors'
+import * as Flags from '@oclif/core/flags'
+import type * as Interfaces from '@oclif/core/interfaces'
 import {setFlagsFromString} from 'node:v8'
 
 import {AmpClient} from './runtime/client.js'

@@ -1,5 +1,5 @@
 /** Flags of a function's container settings, shared by `function create` and `function update`. */
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {formatSize} from './runtime/config.js'
 import {AmpError} from './runtime/errors.js'

@@ -6,7 +6,6 @@
  */
 import {readFile} from 'node:fs/promises'
 import {isIP} from 'node:net'
-import {connect as tlsConnect} from 'node:tls'
 
 import {AmpError} from './errors.js'
 
@@ -196,7 +195,10 @@ const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', '
  * certificate refused), or undefined when it succeeds or the server is simply not reachable. For
  * clear errors where a client library only says "no connection" (grpc, etcd3).
  */
-export function tlsProblem(url: string, tls: TlsMaterial, timeoutMs = 3000): Promise<string | undefined> {
+export async function tlsProblem(url: string, tls: TlsMaterial, timeoutMs = 3000): Promise<string | undefined> {
+  // Loaded here, not at the top: every CLI command loads this file, and node:tls (with crypto) is
+  // a good part of a short command's startup (bench:cli); only the daemons check TLS.
+  const {connect: tlsConnect} = await import('node:tls')
   const parsed = new URL(url)
   const host = parsed.hostname.replace(/^\[|\]$/g, '')
   return new Promise((resolve) => {

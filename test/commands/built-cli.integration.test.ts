@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
-import {mkdtempSync, readdirSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -33,9 +34,9 @@ describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
   let stack: StackWithoutWorker
   let home: string
 
-  /** `server`: AMP_SERVER, the test listener's unless given; null for none. */
-  const amp = async (args: string[], server: string | null = stack.listener.url) => {
-    const res = await execa('node', [RUN, ...args], {
+  /** `server`: AMP_SERVER, the test listener's unless given; null for none. `node`: node's own options. */
+  const amp = async (args: string[], server: string | null = stack.listener.url, node: string[] = []) => {
+    const res = await execa('node', [...node, RUN, ...args], {
       reject: false,
       extendEnv: false,
       env: {PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, NODE_EXTRA_CA_CERTS: '', ...(server === null ? {} : {AMP_SERVER: server})},
@@ -71,6 +72,27 @@ describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
     expect(table.stdout).to.match(/^NAME +IMAGE/).and.match(/^shout +amp-test\/cat:1/m)
     const json = await amp(['fn', 'ls', '--json'])
     expect(JSON.parse(json.stdout).map((fn: {name: string}) => fn.name)).to.deep.equal(['shout'])
+  })
+
+  it("lists functions without loading node's TLS or HTTP/2 (the bundle loads them when used)", async () => {
+    // Prints the node modules the process loaded, on stderr, as it exits.
+    const preload = path.join(home, 'loaded.cjs')
+    writeFileSync(preload, "process.on('exit', () => process.stderr.write('\\nloaded: ' + JSON.stringify(process.moduleLoadList) + '\\n'))\n")
+    const {exitCode, stdout, stderr} = await amp(['function', 'ls'], stack.listener.url, ['--require', preload])
+    expect(exitCode, stderr).to.equal(0)
+    expect(stdout).to.match(/^shout +amp-test\/cat:1/m)
+    const loaded = JSON.parse(stderr.slice(stderr.indexOf('loaded: ') + 'loaded: '.length)) as string[]
+    expect(loaded).to.include('NativeModule http').and.not.include('NativeModule tls').and.not.include('NativeModule http2')
+  })
+
+  it("finds undici's llhttp without SIMD in node_modules, where the bundle leaves it", () => {
+    const chunks = path.join(ROOT, 'dist/chunks')
+    const users = readdirSync(chunks).filter((name) => name.endsWith('.js') && readFileSync(path.join(chunks, name), 'utf8').includes('undici/lib/llhttp/llhttp-wasm.js'))
+    expect(users).to.have.length.greaterThan(0)
+    for (const name of users) {
+      const wasm: unknown = createRequire(path.join(chunks, name))('undici/lib/llhttp/llhttp-wasm.js')
+      expect(Buffer.isBuffer(wasm), name).to.equal(true)
+    }
   })
 
   it('creates, shows and removes a function (requests with a method and a JSON body, through the bundled undici)', async () => {

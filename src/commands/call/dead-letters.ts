@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand} from '../../base-command.js'
 import {formatTable, formatTime} from '../../render.js'

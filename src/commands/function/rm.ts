@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 
 import {AmpCommand} from '../../base-command.js'
 import type {RemoveResult} from '../../runtime/client.js'

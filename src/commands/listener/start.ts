@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand, asyncFlags, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../../base-command.js'
 import {etcdAuthOf, natsAuthOf, redactUrls} from '../../runtime/credentials.js'

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand, asyncFlags, natsCredentialFlags, settingFlag} from '../../base-command.js'
 import {natsAuthOf, redactUrls} from '../../runtime/credentials.js'
