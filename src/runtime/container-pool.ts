@@ -41,7 +41,7 @@ export interface PoolOptions {
    * much as a cold call, so a saturated worker starts none: they would slow the calls running now.
    */
   canStart?: (starting: number) => boolean
-  /** Runs a top-up after a call ends, once its slot is free (setImmediate; tests pass a synchronous one). */
+  /** Runs a top-up after a call ends, once its answer is out (AFTER_ANSWER_MS; tests pass a synchronous one). */
   defer?: (task: () => void) => void
 }
 
@@ -58,6 +58,12 @@ export const DEFAULT_PRESTART_IDLE_MS = 60_000
 export const BACKOFF_BASE_MS = 1000
 export const BACKOFF_MAX_MS = 60_000
 const REMOVE_RETRY_MS = 250
+/**
+ * Docker work that follows a call (its container's removal, its replacement's start) waits this
+ * long: spawning a docker CLI blocks the event loop for milliseconds, and the call's answer (and a
+ * listener in the same process answering its caller) goes first. Nothing waits for that work.
+ */
+export const AFTER_ANSWER_MS = 50
 /** Removals tried before giving up on a container (an engine that does not answer): the orphan sweep of the next worker start takes it. */
 const REMOVE_ROUNDS = 20
 
@@ -101,7 +107,7 @@ export class ContainerPool<C extends Prestarted, S extends {function: string}> {
     this.windowMs = options.windowMs ?? DEMAND_WINDOW_MS
     this.removeRetryMs = options.removeRetryMs ?? REMOVE_RETRY_MS
     this.canStart = options.canStart ?? (() => true)
-    this.defer = options.defer ?? ((task) => void setImmediate(task))
+    this.defer = options.defer ?? ((task) => void setTimeout(task, AFTER_ANSWER_MS).unref())
   }
 
   /**

@@ -6,7 +6,7 @@ import {hostname, tmpdir} from 'node:os'
 import path from 'node:path'
 
 import type {KillReason} from './metrics.js'
-import {ContainerPool, DEFAULT_PRESTART_IDLE_MS} from './container-pool.js'
+import {AFTER_ANSWER_MS, ContainerPool, DEFAULT_PRESTART_IDLE_MS} from './container-pool.js'
 import {DEFAULT_PRESTART} from './function-spec.js'
 import {PrestartedContainer} from './prestarted-container.js'
 import {CALL_ID, type Outcome} from './protocol.js'
@@ -385,9 +385,9 @@ export class ContainerRunner {
     await this.exec(this.docker, ['rm', '--force', ...names], {reject: false, stdin: 'ignore', cleanup: false})
   }
 
-  /** Removes a used pre-started container after its call has its result (docker run had no --rm). */
+  /** Removes a used pre-started container once its call's answer is out (docker run had no --rm). */
   private removeLater(name: string): void {
-    const task = this.remove([name])
+    const task = sleep(AFTER_ANSWER_MS).then(() => this.remove([name]))
     this.removals.add(task)
     void task.finally(() => this.removals.delete(task))
   }
