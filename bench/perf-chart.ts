@@ -5,8 +5,14 @@
  */
 import type {PerfReport, Row, RowKind} from './perf-run.js'
 
-const COLORS: Record<RowKind, string> = {raw: '#7f8c8d', plain: '#bdc3c7', amp: '#2980b9', prestart: '#27ae60'}
-const SHORT: Record<RowKind, string> = {raw: 'docker run (amp flags)', plain: 'docker run (plain)', amp: 'amp', prestart: 'amp prestart'}
+const COLORS: Record<RowKind, string> = {raw: '#7f8c8d', plain: '#bdc3c7', amp: '#2980b9', warm: '#95a5a6', prestart: '#27ae60'}
+const SHORT: Record<RowKind, string> = {
+  raw: 'docker run (amp flags)',
+  plain: 'docker run (plain)',
+  amp: 'amp',
+  warm: 'pre-started docker run',
+  prestart: 'amp prestart',
+}
 const LINE = 26
 const TOP = 56
 const LABEL_W = 290

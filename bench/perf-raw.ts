@@ -57,6 +57,14 @@ export async function runRaw(row: RawRow): Promise<Measured> {
     if (result.exitCode !== 0) tally.answered(ms, `exit ${result.exitCode ?? result.signal}: ${String(result.stderr).trim().slice(0, 160)}`)
     else tally.answered(ms, wrongAnswer(input, String(result.stdout)))
   }
+  return measureRow(row, oneCall)
+}
+
+/** Runs `warmup` calls not counted, then the row's calls paced by its plan, and tallies them. */
+export async function measureRow(
+  row: {calls: number; connections: number; rate?: number; warmup: number},
+  oneCall: (tally: Tally) => Promise<void>,
+): Promise<Measured> {
   const warm = new Tally()
   for (let i = 0; i < row.warmup; i++) await oneCall(warm)
   const tally = new Tally()

@@ -11,6 +11,7 @@ import {cpus} from 'node:os'
 import {execa} from 'execa'
 import {request} from 'undici'
 
+import {MIN_WARM} from '../src/runtime/container-pool.js'
 import {newWorkerId} from '../src/runtime/worker.js'
 import {ensureTestImages, TEST_IMAGES} from '../test/helpers/images.js'
 import {DOCKER, requireDocker} from '../test/helpers/services.js'
@@ -18,6 +19,7 @@ import {startTestStack} from '../test/helpers/stack.js'
 import {containersGone} from './load-run.js'
 import {runHttp} from './perf-http.js'
 import {ampRunArgs, plainRunArgs, runRaw} from './perf-raw.js'
+import {runRawWarm} from './perf-raw-warm.js'
 import type {Measured} from './perf-tally.js'
 
 export interface PerfOptions {
@@ -40,7 +42,7 @@ export interface PerfOptions {
 
 export const DEFAULT_PERF_OPTIONS = {calls: 40, rate: 2, connections: 4, warmup: 3, prestart: 4, concurrency: 4} as const
 
-export type RowKind = 'raw' | 'plain' | 'amp' | 'prestart'
+export type RowKind = 'raw' | 'plain' | 'amp' | 'warm' | 'prestart'
 
 export interface Row extends Partial<Measured> {
   kind: RowKind
@@ -68,6 +70,7 @@ export const ROW_NAMES: Record<RowKind, string> = {
   raw: 'raw docker run -i --rm',
   plain: 'plain docker run -i --rm --network none',
   amp: 'amp',
+  warm: 'raw pre-started docker run -i',
   prestart: 'amp prestart',
 }
 
@@ -78,7 +81,7 @@ export async function runPerf(settings: Partial<PerfOptions> = {}): Promise<Perf
   await ensureTestImages()
   const image = options.image ?? TEST_IMAGES.upper
   const id = randomBytes(3).toString('hex')
-  const names = {raw: `perf-${id}-raw`, amp: `perf-${id}`, prestart: `perf-${id}-pre`}
+  const names = {raw: `perf-${id}-raw`, warm: `perf-${id}-warm`, amp: `perf-${id}`, prestart: `perf-${id}-pre`}
   const workerId = newWorkerId()
   const commands = {
     raw: `${DOCKER} ${ampRunArgs(image, names.raw, workerId).join(' ')}`,
@@ -102,6 +105,9 @@ export async function runPerf(settings: Partial<PerfOptions> = {}): Promise<Perf
       await row('raw', () => runRaw({...common, docker: DOCKER, args: () => ampRunArgs(image, names.raw, workerId), tag: names.raw}))
       await row('plain', () => runRaw({...common, docker: DOCKER, args: () => plainRunArgs(image), tag: 'plain'}))
       await row('amp', () => runHttp({...common, url: stack.listener.url, fn: names.amp, tag: names.amp}))
+      // As deep as amp's pool of one function at its floor (MIN_WARM) or at this load, within prestart.
+      const depth = Math.min(options.prestart, Math.max(MIN_WARM, load.connections))
+      await row('warm', () => runRawWarm({...common, docker: DOCKER, image, fn: names.warm, workerId, depth, tag: names.warm}))
       if (prestart) {
         await row('prestart', () => runHttp({...common, url: stack.listener.url, fn: names.prestart, tag: names.prestart}))
       } else {

@@ -24,10 +24,12 @@ const full = report([
   row('raw', 1, 2, 280, 1.9),
   row('plain', 1, 2, 250, 1.9),
   row('amp', 1, 2, 294, 1.8),
+  row('warm', 1, 2, 120, 2),
   {kind: 'prestart', name: ROW_NAMES.prestart, connections: 1, rate: 2, skipped: 'no prestart support'},
   row('raw', 4, undefined, 560, 6.7),
   row('plain', 4, undefined, 500, 7),
   row('amp', 4, undefined, 600, 6.2, 1),
+  row('warm', 4, undefined, 300, 12),
   row('prestart', 4, undefined, 280, 13.4),
 ])
 
@@ -36,12 +38,13 @@ describe('benchmark report (bench/perf-report.ts, perf-chart.ts)', () => {
     const cells = tableCells(full)
     expect(cells[0]).to.deep.equal(['raw docker run -i --rm', '1, 2 calls/s', '280 ms', '560 ms', '1.9', '1.00x', '1.00x', '0/40'])
     expect(cells[2].slice(5)).to.deep.equal(['1.05x', '0.95x', '0/40'])
-    expect(cells[6].slice(5)).to.deep.equal(['1.07x', '0.93x', '1/40'])
-    expect(cells[7].slice(1, 7)).to.deep.equal(['4, closed loop', '280 ms', '560 ms', '13.4', '0.50x', '2.00x'])
+    expect(cells[7].slice(5)).to.deep.equal(['1.07x', '0.93x', '1/40'])
+    expect(cells[3].slice(5, 7)).to.deep.equal(['0.43x', '1.05x'])
+    expect(cells[9].slice(1, 7)).to.deep.equal(['4, closed loop', '280 ms', '560 ms', '13.4', '0.50x', '2.00x'])
   })
 
   it('shows a row that could not run as n/a, with why', () => {
-    expect(tableCells(full)[3][2]).to.equal('n/a (no prestart support)')
+    expect(tableCells(full)[4][2]).to.equal('n/a (no prestart support)')
     expect(formatText(full)).to.include('n/a (no prestart support)')
   })
 
@@ -53,7 +56,7 @@ describe('benchmark report (bench/perf-report.ts, perf-chart.ts)', () => {
     expect(text).to.include('! amp (4 connections, closed loop): 500: boom <x>')
     const md = formatMarkdown(full).split('\n')
     expect(md[0]).to.equal('| row | connections | p50 | p99 | calls/s | p50 vs raw | calls/s vs raw | errors |')
-    expect(md.filter((line) => line.startsWith('| '))).to.have.length(2 + 8)
+    expect(md.filter((line) => line.startsWith('| '))).to.have.length(2 + 10)
   })
 
   it('fails the run on any error or container left, not on a skipped row', () => {
@@ -67,7 +70,8 @@ describe('benchmark report (bench/perf-report.ts, perf-chart.ts)', () => {
     const svg = perfChart({...full, image: 'a<b>&c'})
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).to.equal(true)
     expect(svg.trimEnd().endsWith('</svg>')).to.equal(true)
-    expect(svg.match(/<rect x=/g)).to.have.length(2 * 7)
+    // Two panels (p50, calls/s), a bar for each of the 9 rows that ran.
+    expect(svg.match(/<rect x=/g)).to.have.length(2 * 9)
     expect(svg).to.include('n/a (no prestart support)')
     expect(svg).to.include('a&#60;b&#62;&#38;c').and.not.include('a<b>')
   })

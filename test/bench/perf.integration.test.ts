@@ -24,8 +24,8 @@ describe('performance benchmark (bench/perf.ts at CI size)', function () {
   it('runs every row at 1 connection paced and at 4 connections closed loop', () => {
     const seen = report.rows.map((row) => `${row.kind} ${row.connections} ${row.rate ?? 'closed'}`)
     expect(seen).to.deep.equal([
-      'raw 1 2', 'plain 1 2', 'amp 1 2', 'prestart 1 2',
-      'raw 4 closed', 'plain 4 closed', 'amp 4 closed', 'prestart 4 closed',
+      'raw 1 2', 'plain 1 2', 'amp 1 2', 'warm 1 2', 'prestart 1 2',
+      'raw 4 closed', 'plain 4 closed', 'amp 4 closed', 'warm 4 closed', 'prestart 4 closed',
     ])
   })
 
