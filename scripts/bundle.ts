@@ -50,8 +50,10 @@ await build({
       setup(b) {
         // `undici` itself (not its files) is request and Agent only, not undici's whole index (see the file).
         b.onResolve({filter: /^undici$/}, () => ({path: join(root, 'scripts/undici-lean.cjs')}))
-        // Not undici's HTTP/2 half: loaded from node_modules it would not share the bundled undici's
-        // internal symbols, and break the day HTTP/2 (allowH2) is turned on.
+        // HTTP/2 loaded when first used (see the file).
+        b.onResolve({filter: /^\.\/client-h2\.js$/}, ({importer}) =>
+          UNDICI_FILE.test(importer) ? {path: join(root, 'scripts/undici-h2-lazy.cjs')} : undefined,
+        )
         // llhttp as WebAssembly without SIMD is undici's fallback for CPUs without it: 72 KB of
         // base64 that every command would read, so it stays in node_modules until needed.
         b.onResolve({filter: /\/llhttp-wasm\.js$/}, ({importer}) =>
