@@ -85,6 +85,13 @@ describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
     expect(loaded).to.include('NativeModule http').and.not.include('NativeModule tls').and.not.include('NativeModule http2')
   })
 
+  it("bundles undici's HTTP/2 half (loaded on first use) instead of requiring a node_modules copy that would not share undici's internals", () => {
+    const built = [path.join(ROOT, 'dist/cli.js'), ...readdirSync(path.join(ROOT, 'dist/chunks')).map((name) => path.join(ROOT, 'dist/chunks', name))]
+    const code = built.filter((file) => file.endsWith('.js')).map((file) => readFileSync(file, 'utf8'))
+    expect(code.some((text) => text.includes('undici/lib/dispatcher/client-h2'))).to.equal(false)
+    expect(code.some((text) => text.includes('HTTP2_HEADER_AUTHORITY'))).to.equal(true)
+  })
+
   it("finds undici's llhttp without SIMD in node_modules, where the bundle leaves it", () => {
     const chunks = path.join(ROOT, 'dist/chunks')
     const users = readdirSync(chunks).filter((name) => name.endsWith('.js') && readFileSync(path.join(chunks, name), 'utf8').includes('undici/lib/llhttp/llhttp-wasm.js'))
