@@ -223,7 +223,8 @@ export class ContainerPool<C extends Prestarted, S extends {function: string}> {
    */
   private fill(pool: Pool<C, S>): boolean {
     if (this.closed) return false
-    if (this.now() < pool.retryAt) return true
+    // Backing off, or idle: the sweep would remove what this starts (a pool lives on while a call runs past --prestart-idle).
+    if (this.now() < pool.retryAt || this.now() - pool.lastCallAt >= this.options.idleMs) return true
     const target = this.targetOf(pool)
     while (pool.idle.length < target && this.idle < this.options.max) {
       if (!this.canStart(this.starting)) return false

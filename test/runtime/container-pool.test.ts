@@ -250,6 +250,20 @@ describe('ContainerPool', () => {
     expect(pool.idleOf('kb')).to.equal(1)
   })
 
+  it('starts nothing for a key idle past --prestart-idle, even while one of its calls still runs', async () => {
+    const {pool, started, tick} = setup({idleMs: 60_000})
+    const long = pool.take('ka', A, 2)
+    tick(60_000)
+    await pool.sweep()
+    pool.topUp()
+    expect(started).to.have.length(0)
+    long.done()
+    expect(started).to.have.length(0)
+    // A new call makes it live again.
+    pool.take('ka', A, 2).done()
+    expect(started).to.have.length(2)
+  })
+
   it('drains the pools of a changed function at once, and no other', async () => {
     const {pool, started, removed} = setup()
     pool.take('ka-old', A, 1).done()
