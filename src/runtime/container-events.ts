@@ -129,6 +129,8 @@ export class ContainerStarts {
         this.waiters.delete(name)
         resolve(undefined)
       }, waitMs)
+      // A wait of a pre-started container (seconds) must not hold up a worker's exit.
+      timer.unref()
       this.waiters.set(name, (at) => {
         clearTimeout(timer)
         this.waiters.delete(name)
