@@ -11,8 +11,8 @@ import {type AsyncStore, CALL_STREAM, SinglePull, type StoredCall, WORKER_CONSUM
 import type {RunResult} from './container-runner.js'
 import type {Logger} from './logger.js'
 import {FINAL_STATES} from './http-contract.js'
-import {HEADER} from './protocol.js'
-import {type CallSettings, headerValue, parseCallSettings, parseInputSize} from './worker.js'
+import {HEADER, headerValue} from './protocol.js'
+import {type CallSettings, parseCallSettings, parseInputSize} from './call-headers.js'
 
 export interface AsyncHost {
   readonly id: string

@@ -16,7 +16,6 @@ import {createLogger, type Logger} from './logger.js'
 import {StdoutStreamer} from './stdout-streamer.js'
 import {
   type AcceptStatus,
-  CALL_ID,
   CALL_SUBJECT_PREFIX,
   chunks,
   chunkSizeFor,
@@ -28,19 +27,8 @@ import {
   inputSubject,
   WORKER_QUEUE,
 } from './protocol.js'
-import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS_LIMIT} from './function-spec.js'
-import {
-  checkCpus,
-  checkEnv,
-  checkImage,
-  checkMemoryBytes,
-  checkName,
-  checkNetwork,
-  checkPidsLimit,
-  checkPrestart,
-  checkTimeoutMs,
-  MAX_ENV_BYTES,
-} from './validate.js'
+import {type CallSettings, parseCallSettings, parseInputSize} from './call-headers.js'
+import {checkName} from './validate.js'
 
 export interface WorkerOptions {
   nats: string
@@ -100,18 +88,8 @@ export const STREAM_ACK_TIMEOUT_MS = 60_000
 /** Heartbeats in a row that NATS answers "no responders" before the worker drops the call (a listener reconnecting to NATS resubscribes within that). */
 const LISTENER_GONE_AFTER = 3
 
-interface CallRequest {
-  callId: string
-  function: string
-  image: string
-  network: string
-  timeoutMs: number
-  memoryBytes: number
-  cpus: number
-  pidsLimit: number
-  env: Record<string, string>
-  /** Absent from calls of older listeners: the runner's default applies. */
-  prestart?: number
+/** A sync call as its NATS message gives it: the container's settings, and how to answer. */
+interface CallRequest extends CallSettings {
   inputSize: number
   replyTo: string
   /** The listener streams stdout to its caller (Amp-Stream): send it as the container writes. */
@@ -123,38 +101,6 @@ export function newWorkerId(): string {
   return `${host}-${process.pid}-${randomBytes(3).toString('hex')}`
 }
 
-// Moved to protocol.ts (the listener's trailers need it too); still exported here for async-worker.ts.
-export {headerValue} from './protocol.js'
-
-/** What a call's headers say about the container to run (protocol.ts callHeaders); nothing from NATS is trusted. */
-export type CallSettings = Omit<CallRequest, 'replyTo' | 'inputSize' | 'stream'>
-
-export function parseCallSettings(h: MsgHdrs | undefined): CallSettings {
-  if (!h) throw new TypeError('call without headers')
-  const callId = h.get(HEADER.callId)
-  if (!CALL_ID.test(callId)) throw new TypeError('invalid call id')
-  return {
-    callId,
-    function: checkName(h.get(HEADER.function)),
-    image: checkImage(h.get(HEADER.image)),
-    network: checkNetwork(h.get(HEADER.network)),
-    timeoutMs: checkTimeoutMs(Number(h.get(HEADER.timeoutMs))),
-    // Absent from calls of older listeners: those get the default limits.
-    memoryBytes: h.has(HEADER.memoryBytes) ? checkMemoryBytes(Number(h.get(HEADER.memoryBytes))) : DEFAULT_MEMORY_BYTES,
-    cpus: h.has(HEADER.cpus) ? checkCpus(Number(h.get(HEADER.cpus))) : DEFAULT_CPUS,
-    pidsLimit: h.has(HEADER.pidsLimit) ? checkPidsLimit(Number(h.get(HEADER.pidsLimit))) : DEFAULT_PIDS_LIMIT,
-    env: h.has(HEADER.env) ? parseEnvHeader(h.get(HEADER.env)) : {},
-    ...(h.has(HEADER.prestart) ? {prestart: checkPrestart(Number(h.get(HEADER.prestart)))} : {}),
-  }
-}
-
-/** The announced size of a call's input: digits only (Number() would take a missing or empty header for 0). */
-export function parseInputSize(h: MsgHdrs | undefined): number {
-  const text = h?.get(HEADER.inputSize) ?? ''
-  if (!/^\d{1,15}$/.test(text)) throw new TypeError('invalid input size')
-  return Number(text)
-}
-
 function parseCall(msg: Msg): CallRequest {
   const settings = parseCallSettings(msg.headers)
   const replyTo = msg.headers!.get(HEADER.replyTo)
@@ -162,25 +108,6 @@ function parseCall(msg: Msg): CallRequest {
   const inputSize = parseInputSize(msg.headers)
   if (inputSize < msg.data.length) throw new TypeError('invalid input size')
   return {...settings, inputSize, replyTo, stream: msg.headers!.get(HEADER.stream) === 'true'}
-}
-
-/**
- * Decodes Amp-Env (base64 of KEY=VALUE lines) and checks every name and value again: what arrives
- * over NATS is not trusted. Errors name no value (values may be secrets).
- */
-export function parseEnvHeader(text: string): Record<string, string> {
-  if (text.length > Math.ceil(MAX_ENV_BYTES / 3) * 4 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) {
-    throw new TypeError('invalid Amp-Env header: expected base64')
-  }
-  const lines = Buffer.from(text, 'base64').toString('utf8')
-  if (!lines.endsWith('\n')) throw new TypeError('invalid Amp-Env header: expected KEY=VALUE lines')
-  const entries = lines.slice(0, -1).split('\n').map((line) => {
-    const eq = line.indexOf('=')
-    if (eq <= 0) throw new TypeError('invalid Amp-Env header: expected KEY=VALUE lines')
-    return [line.slice(0, eq), line.slice(eq + 1)] as const
-  })
-  if (new Set(entries.map(([key]) => key)).size !== entries.length) throw new TypeError('invalid Amp-Env header: a name given twice')
-  return checkEnv(Object.fromEntries(entries))
 }
 
 class WorkerService implements Worker, AsyncHost {

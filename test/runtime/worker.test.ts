@@ -4,7 +4,7 @@ import {AmpError} from '../../src/runtime/errors.js'
 import {storedFunction} from '../../src/runtime/function-spec.js'
 import {callHeaders, HEADER} from '../../src/runtime/protocol.js'
 import {envLines} from '../../src/runtime/validate.js'
-import {parseCallSettings, parseEnvHeader} from '../../src/runtime/worker.js'
+import {parseCallSettings, parseEnvHeader} from '../../src/runtime/call-headers.js'
 
 const header = (text: string) => Buffer.from(text).toString('base64')
 const SECRET = 'hunter2-very-secret'
