@@ -4,13 +4,12 @@ import {execa, type ResultPromise} from 'execa'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {request} from 'undici'
 
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
+import {DAEMON_KILL_AFTER_MS, DEV} from '../helpers/run-amp-process.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
 
-const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 const SECRET = 'TOP-SECRET-INPUT-4711'
 
 interface Daemon {
@@ -21,7 +20,7 @@ interface Daemon {
 
 /** `amp <args>` as its own process; resolves once a stderr line matches `ready`. */
 async function daemon(args: string[], env: Record<string, string>, ready: RegExp): Promise<Daemon> {
-  const child = execa('node', [DEV, ...args], {reject: false, stdin: 'ignore', env: {NODE_EXTRA_CA_CERTS: '', ...env}, forceKillAfterDelay: 35_000})
+  const child = execa('node', [DEV, ...args], {reject: false, stdin: 'ignore', env: {NODE_EXTRA_CA_CERTS: '', ...env}, forceKillAfterDelay: DAEMON_KILL_AFTER_MS})
   let stderr = ''
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`amp ${args.join(' ')} did not get ready:\n${stderr}`)), 30_000)

@@ -7,7 +7,7 @@ import {execa} from 'execa'
 import {request} from 'undici'
 
 import {freePort} from '../../src/runtime/servers.js'
-import {DEV} from '../helpers/run-amp-process.js'
+import {DAEMON_KILL_AFTER_MS, DEV} from '../helpers/run-amp-process.js'
 import {startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
 import {waitFor} from '../helpers/wait.js'
 
@@ -34,7 +34,7 @@ describe('daemons with a token and NATS credentials (processes)', function () {
       env: env({AMP_TOKEN: TOKEN}),
       stdin: 'ignore',
       // A draining listener may need longer than execa's 5 s before SIGKILL.
-      forceKillAfterDelay: 35_000,
+      forceKillAfterDelay: DAEMON_KILL_AFTER_MS,
     })
     const base = `http://127.0.0.1:${port}`
     const get = async (path: string, token?: string) => {

@@ -9,6 +9,13 @@ import {fileURLToPath} from 'node:url'
 
 export const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
+/**
+ * How long a daemon stopped with SIGTERM may drain before execa's SIGKILL: the worker's drain
+ * deadline (DEFAULT_DRAIN_TIMEOUT_MS, 30 s) and a margin. execa's own 5 s would kill a slow but
+ * clean drain and report it as a crash.
+ */
+export const DAEMON_KILL_AFTER_MS = 35_000
+
 /** ANSI escape sequences: colour, cursor movement, line erasing (what a spinner needs). */
 export const ANSI_ESCAPE = /\u001B\[/
 

@@ -1,6 +1,5 @@
 import {expect} from 'chai'
 import {execa, type ResultPromise} from 'execa'
-import {fileURLToPath} from 'node:url'
 import {request} from 'undici'
 
 import {mkdtempSync, rmSync} from 'node:fs'
@@ -11,11 +10,11 @@ import type {Listener} from '../../src/runtime/listener.js'
 import {freePort, probeEtcd, probeNats} from '../../src/runtime/servers.js'
 import {containers} from '../helpers/containers.js'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
+import {DAEMON_KILL_AFTER_MS, DEV} from '../helpers/run-amp-process.js'
 import {DOCKER, requireDocker, type ServiceHandle} from '../helpers/services.js'
 import {createFunction, startTestStack, type StackWithoutWorker} from '../helpers/stack.js'
 import {waitFor} from '../helpers/wait.js'
 
-const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
 /** `amp <args>` as its own process, the way systemd runs it. Resolves once it logs that it is ready. */
 async function daemon(
@@ -23,7 +22,7 @@ async function daemon(
   env: Record<string, string> = {},
   ready = /ready/,
 ): Promise<{child: ResultPromise; stderr: () => string; stdout: () => string}> {
-  const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore', forceKillAfterDelay: 35_000})
+  const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore', forceKillAfterDelay: DAEMON_KILL_AFTER_MS})
   let stderr = ''
   let stdout = ''
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()))

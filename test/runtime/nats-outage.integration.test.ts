@@ -2,10 +2,10 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa, type ResultPromise} from 'execa'
 import {createInterface} from 'node:readline'
-import {fileURLToPath} from 'node:url'
 import {request} from 'undici'
 
 import {TEST_IMAGES} from '../helpers/images.js'
+import {DAEMON_KILL_AFTER_MS, DEV} from '../helpers/run-amp-process.js'
 import {DOCKER} from '../helpers/services.js'
 import {createFunction, startTestStack, type StackWithoutWorker, type TestStack} from '../helpers/stack.js'
 import {waitFor} from '../helpers/wait.js'
@@ -92,12 +92,11 @@ describe('NATS stopped and restarted under a stream of calls', function () {
   })
 })
 
-const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
 /** `amp <args> --json` as its own process; resolves with its ready line (the daemons print one on stdout). */
 async function daemon(args: string[]): Promise<{child: ResultPromise; ready: Record<string, unknown>}> {
   // SIGKILL only past the daemons' 30 s drain deadline (execa's default is 5 s after a kill()).
-  const child = execa('node', [DEV, ...args, '--json'], {reject: false, env: {NODE_EXTRA_CA_CERTS: ''}, stdin: 'ignore', forceKillAfterDelay: 35_000})
+  const child = execa('node', [DEV, ...args, '--json'], {reject: false, env: {NODE_EXTRA_CA_CERTS: ''}, stdin: 'ignore', forceKillAfterDelay: DAEMON_KILL_AFTER_MS})
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({input: child.stdout!}).once('line', resolve)
     child.once('exit', () => reject(new Error(`amp ${args.join(' ')} exited before it was ready`)))

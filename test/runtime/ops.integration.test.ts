@@ -4,7 +4,6 @@
  */
 import {expect} from 'chai'
 import {execa, type ResultPromise} from 'execa'
-import {fileURLToPath} from 'node:url'
 import {request} from 'undici'
 
 import type {Listener} from '../../src/runtime/listener.js'
@@ -13,11 +12,11 @@ import type {Worker} from '../../src/runtime/worker.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {startNotifySocket} from '../helpers/notify-socket.js'
 import {sample} from '../helpers/prometheus.js'
+import {DAEMON_KILL_AFTER_MS, DEV} from '../helpers/run-amp-process.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
 import {createFunction, startTestStack, type TestStack} from '../helpers/stack.js'
 import {waitFor as eventually} from '../helpers/wait.js'
 
-const DEV = fileURLToPath(new URL('../../bin/dev.js', import.meta.url))
 
 async function get(url: string) {
   const res = await request(url)
@@ -192,7 +191,7 @@ describe('daemons under a fake systemd (Type=notify)', function () {
 
   /** Runs `amp <args>` as its own process with NOTIFY_SOCKET, as systemd does. */
   function spawn(args: string[], env: Record<string, string>): {child: ResultPromise; output: () => string} {
-    const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore', forceKillAfterDelay: 35_000})
+    const child = execa('node', [DEV, ...args], {reject: false, env: {NODE_EXTRA_CA_CERTS: '', ...env}, stdin: 'ignore', forceKillAfterDelay: DAEMON_KILL_AFTER_MS})
     let output = ''
     child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
     child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
