@@ -209,7 +209,7 @@ export async function parseConfig(text: string, path: string): Promise<Partial<S
   try {
     data = YAML.parse(text)
   } catch (error) {
-    const reason = (error instanceof Error ? error.message : String(error)).split('\n')[0]
+    const reason = (error instanceof Error ? error.message : String(error)).split(/[\r\n]/)[0]
     throw new AmpError('config_invalid', `config file ${path} is not valid YAML: ${reason}`, {cause: error})
   }
   if (data === null || data === undefined) return {}
@@ -221,14 +221,15 @@ export async function parseConfig(text: string, path: string): Promise<Partial<S
     if (!(CONFIG_KEYS as readonly string[]).includes(key)) {
       throw new AmpError(
         'config_invalid',
-        `config file ${path}: unknown key "${key}" (known keys: ${CONFIG_KEYS.join(', ')})`,
+        // Quoted as JSON: a key from the file may hold newlines or control characters, the message stays one line.
+        `config file ${path}: unknown key ${JSON.stringify(key)} (known keys: ${CONFIG_KEYS.join(', ')})`,
       )
     }
     try {
       Object.assign(settings, {[FIELD[key as ConfigKey]]: fileValue(key as ConfigKey, value)})
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error)
-      throw new AmpError('config_invalid', `config file ${path}: key "${key}": ${reason}`, {cause: error})
+      throw new AmpError('config_invalid', `config file ${path}: key ${JSON.stringify(key)}: ${reason}`, {cause: error})
     }
   }
   return settings

@@ -103,6 +103,8 @@ describe('config', () => {
 
     const broken: Array<[string, string, RegExp]> = [
       ['an unknown key', 'sever: http://x', /config file \/etc\/amp\.yaml: unknown key "sever" \(known keys: server, host/],
+      // A key with a newline and a control character (as a fuzzed file had): shown escaped, on one line.
+      ['an unknown key with a newline in it', '"se\\nver\\u0007": 1', /: unknown key "se\\nver\\u0007" \(known keys: /],
       ['a string port', 'port: "4242"', /key "port": must be a whole number from 0 to 65535, got "4242"/],
       ['a port out of range', 'port: 70000', /key "port": must be a whole number/],
       ['a fractional concurrency', 'concurrency: 1.5', /key "concurrency": must be a whole number from 1 to 1024/],
