@@ -250,16 +250,28 @@ export async function findExecutable(name: string): Promise<string | undefined> 
   return undefined
 }
 
-/** Asks the OS for a free TCP port on host. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
+/** A free TCP port on host: `preferred` when it is free, else any the OS gives (a race remains: it is free now, not reserved). */
+export async function freePort(host = '127.0.0.1', preferred = 0): Promise<number> {
+  if (preferred > 0 && preferred <= 65535) {
+    try {
+      return await listenOnce(host, preferred)
+    } catch {
+      // Taken (or not ours to take): any free one.
+    }
+  }
+  return listenOnce(host, 0)
+}
+
+/** Listens on host:port (0: any) and closes again; the port it got. */
+function listenOnce(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.unref()
     server.once('error', reject)
-    server.listen({host, port: 0}, () => {
+    server.listen({host, port}, () => {
       const address = server.address()
-      const port = typeof address === 'object' && address ? address.port : 0
-      server.close(() => (port ? resolve(port) : reject(new Error('no free port'))))
+      const got = typeof address === 'object' && address ? address.port : 0
+      server.close(() => (got ? resolve(got) : reject(new Error('no free port'))))
     })
   })
 }

@@ -13,6 +13,7 @@ import type {Logger} from './logger.js'
 import {daemonRegistry} from './metrics.js'
 import {
   etcdAddress,
+  freePort,
   isLoopback,
   natsAddress,
   probeEtcd,
@@ -221,8 +222,8 @@ async function ensureEtcd(urls: string, options: StackOptions, deps: StackDeps):
   await mkdir(dataDir, {recursive: true, mode: 0o700})
   const server = await (deps.startEtcdServer ?? defaultStartEtcd)({
     ...address,
-    // etcd's own convention: peers one port above clients (2379 -> 2380).
-    peerPort: address.port + 1,
+    // etcd's own convention, peers one port above clients (2379 -> 2380), unless that one is taken.
+    peerPort: await freePort(address.host, address.port + 1),
     dataDir,
     name: 'amp',
     logFile: path.join(options.dataDir, 'etcd.log'),

@@ -63,6 +63,19 @@ describe('servers', () => {
     expect(['0.0.0.0', '10.0.0.1', 'example.com'].map(isLoopback)).to.deep.equal([false, false, false])
   })
 
+  it('gives the preferred port when it is free, and another free one when it is taken (etcd peers of amp up)', async () => {
+    const wanted = await freePort()
+    expect(await freePort('127.0.0.1', wanted)).to.equal(wanted)
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen({host: '127.0.0.1', port: wanted}, resolve))
+    try {
+      const other = await freePort('127.0.0.1', wanted)
+      expect(other).to.be.a('number').and.not.equal(wanted)
+    } finally {
+      taken.close()
+    }
+  })
+
   it('does not take a closed port, or a TCP server that is not NATS or etcd, for one', async () => {
     const closed = await freePort()
     expect(await probeNats(`nats://127.0.0.1:${closed}`)).to.equal(false)
