@@ -394,12 +394,11 @@ class WorkerService implements Worker, AsyncHost {
     return true
   }
 
-  hasFreeSlot(): boolean {
-    return this.running < this.concurrency && this.waiting.length === 0 && !this.closing
-  }
-
-  /** A container start costs the engine as much as a call: pre-start one only within the slots calls leave free. */
-  hasRoomToPrestart(starting: number): boolean {
+  /**
+   * A slot free beyond `starting` (pre-started containers still starting: a start costs the engine
+   * as much as a call), no call waiting, and not shutting down.
+   */
+  hasFreeSlot(starting = 0): boolean {
     return this.running + starting < this.concurrency && this.waiting.length === 0 && !this.closing
   }
 
@@ -565,7 +564,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
       workerId: id,
       startedAt: (name, waitMs) => starts!.take(name, waitMs),
       // The service exists once calls arrive; before that there is nothing to pre-start for.
-      prestartAllowed: (starting) => service?.hasRoomToPrestart(starting) ?? false,
+      prestartAllowed: (starting) => service?.hasFreeSlot(starting) ?? false,
       prestartMax: options.prestartMax ?? options.concurrency,
       prestartIdleMs: options.prestartIdleMs,
     })
