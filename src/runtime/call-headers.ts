@@ -4,6 +4,7 @@
  */
 import type {MsgHdrs} from '@nats-io/transport-node'
 
+import type {RunSpec} from './container-runner.js'
 import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS_LIMIT} from './function-spec.js'
 import {CALL_ID, HEADER} from './protocol.js'
 import {
@@ -19,20 +20,8 @@ import {
   MAX_ENV_BYTES,
 } from './validate.js'
 
-/** What a call's headers say about the container to run (protocol.ts callHeaders); nothing from NATS is trusted. */
-export interface CallSettings {
-  callId: string
-  function: string
-  image: string
-  network: string
-  timeoutMs: number
-  memoryBytes: number
-  cpus: number
-  pidsLimit: number
-  env: Record<string, string>
-  /** Absent from calls of older listeners: the runner's default applies. */
-  prestart?: number
-}
+/** What a call's headers say about the container to run (protocol.ts callHeaders): a RunSpec but for the input and the stream sinks. */
+export type CallSettings = Omit<RunSpec, 'input' | 'onStdout' | 'onStderr'>
 
 export function parseCallSettings(h: MsgHdrs | undefined): CallSettings {
   if (!h) throw new TypeError('call without headers')
