@@ -2,7 +2,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {hostname, tmpdir} from 'node:os'
 import path from 'node:path'
 
@@ -287,7 +287,9 @@ describe('container-runner', () => {
         if (args[0] === 'run') child.finally(() => (runExitedAt = Date.now())).catch(() => {})
         return child
       }) as unknown as ContainerRunnerOptions['exec']
-      return {calls, exec, runExitedAt: () => runExitedAt, commands: () => calls.map((call) => call.args[0])}
+      // The stand-in writes its pid file once it is ready to be killed as docker run is.
+      const started = (name: string) => existsSync(path.join(state, `${name}.pid`))
+      return {calls, exec, started, runExitedAt: () => runExitedAt, commands: () => calls.map((call) => call.args[0])}
     }
 
     const runner = (exec: ContainerRunnerOptions['exec'], options: Partial<ContainerRunnerOptions> = {}) =>
@@ -402,8 +404,7 @@ describe('container-runner', () => {
       const fake = standIn('sleep')
       const r = runner(fake.exec)
       const running = r.run(spec({timeoutMs: 60_000}))
-      await until(() => r.active === 1 && fake.calls.length === 1)
-      await sleep(200) // let the stand-in start
+      await until(() => r.active === 1 && fake.started('amp-c0ffee-1234'))
       r.killAll()
       const result = await running
       expect(result.outcome).to.equal('failed')
@@ -420,8 +421,7 @@ describe('container-runner', () => {
       const r = runner(fake.exec)
       const running = r.run(spec({timeoutMs: 60_000}))
       const other = r.run(spec({callId: 'other-call', timeoutMs: 60_000}))
-      await until(() => r.active === 2 && fake.calls.length === 2)
-      await sleep(200) // let the stand-ins start
+      await until(() => r.active === 2 && fake.started('amp-c0ffee-1234') && fake.started('amp-other-call'))
       expect(r.cancel('unknown-call')).to.equal(false)
       expect(r.cancel('c0ffee-1234')).to.equal(true)
       const result = await running
@@ -469,8 +469,12 @@ describe('container-runner', () => {
       const pooled = runner(fake.exec, {prestartMax: 1})
       try {
         await pooled.run(spec({input: Buffer.from('one')}))
-        // Let the pre-started one write its greeting before any call takes it.
-        await sleep(1500)
+        // Let the pre-started one start and write its greeting before any call takes it.
+        await until(() => {
+          const prestarted = prestartedRun(fake.calls)
+          return prestarted !== undefined && fake.started(prestarted.name)
+        })
+        await sleep(200)
         const stdout: Buffer[] = []
         const warm = await pooled.run(spec({callId: 'c0ffee-5678', input: Buffer.from('two'), onStdout: (chunk) => stdout.push(chunk)}))
         expect(warm).to.include({outcome: 'exited', exitCode: 0, warm: true})
@@ -590,9 +594,9 @@ function readAll() {
 
 if (command === 'run') {
   const name = args[args.indexOf('--name') + 1]
-  writeFileSync(pidFile(name), String(process.pid))
-  // What the docker CLI does when its container is killed.
+  // What the docker CLI does when its container is killed; set before the pid file says it can be.
   process.on('SIGTERM', () => process.exit(137))
+  writeFileSync(pidFile(name), String(process.pid))
   switch (process.env.FAKE_RUN) {
     case 'cat': {
       const input = await readAll()

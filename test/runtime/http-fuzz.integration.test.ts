@@ -85,6 +85,8 @@ describe('HTTP API fuzzing (fast-check)', function () {
     stack = await startTestStack({worker: false, listener: {maxBodyBytes: 64 * 1024, http: {headersTimeoutMs: 1500}}})
     url = stack.listener.url
     await createFunction(stack.listener, 'fz', {image: 'amp-test/cat:1'})
+    // A PATCH of an unknown function is a 404 whatever its body; with fz2 there, every PATCH body is judged.
+    await createFunction(stack.listener, 'fz2', {image: 'amp-test/cat:1'})
   })
   after(async () => {
     await stack?.stop()
