@@ -13,8 +13,6 @@
  */
 import {
   AckPolicy,
-  type Consumer,
-  type ConsumerMessages,
   DeliverPolicy,
   DiscardPolicy,
   type JetStreamClient,
@@ -23,7 +21,6 @@ import {
   JetStreamApiError,
   jetstream,
   jetstreamManager,
-  type JsMsg,
   RetentionPolicy,
   StorageType,
   type StreamConfig,
@@ -246,34 +243,5 @@ async function ensureConsumer(jsm: JetStreamManager, stream: string, name: strin
       max_ack_pending: 10_000,
     })
     return info.config.ack_wait ?? ackWaitMs * NANOS_PER_MS
-  }
-}
-
-/**
- * Pulls messages one at a time, like Consumer.next(), but a daemon shutting down can end the
- * wait at once instead of after the pull's expiry. A message that reaches an ended pull stays
- * unacked, and JetStream delivers it again after the consumer's ack wait.
- */
-export class SinglePull {
-  private batch?: ConsumerMessages
-  private aborted = false
-
-  async next(consumer: Consumer, expiresMs: number): Promise<JsMsg | null> {
-    if (this.aborted) return null
-    const batch = await consumer.fetch({max_messages: 1, expires: expiresMs})
-    this.batch = batch
-    // Aborted while the pull was being set up: end it now, not at its expiry.
-    if (this.aborted) void batch.close()
-    try {
-      for await (const msg of batch) return msg
-      return null
-    } finally {
-      this.batch = undefined
-    }
-  }
-
-  abort(): void {
-    this.aborted = true
-    void this.batch?.close()
   }
 }

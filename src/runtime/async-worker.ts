@@ -5,13 +5,14 @@
  * limit, then go to the dead letters.
  */
 import {setTimeout as sleep} from 'node:timers/promises'
-import type {Consumer, JsMsg} from '@nats-io/jetstream'
+import type {JsMsg} from '@nats-io/jetstream'
 
-import {type AsyncStore, CALL_STREAM, SinglePull, type StoredCall, WORKER_CONSUMER} from './async-store.js'
+import {type AsyncStore, CALL_STREAM, type StoredCall, WORKER_CONSUMER} from './async-store.js'
 import type {RunResult} from './container-runner.js'
 import type {Logger} from './logger.js'
 import {FINAL_STATES} from './http-contract.js'
 import {HEADER, headerValue} from './protocol.js'
+import {PullLoop} from './pull-loop.js'
 import {type CallSettings, parseCallSettings, parseInputSize} from './call-headers.js'
 
 export interface AsyncHost {
@@ -55,17 +56,12 @@ export function retryDelayMs(attempt: number, baseMs: number): number {
 }
 
 export class AsyncPuller {
-  private stopped = false
-  private loop?: Promise<void>
-  private readonly pulling = new SinglePull()
-  /** Ends the pause between tries at once on stop(). */
-  private readonly pause = new AbortController()
+  private readonly loop: PullLoop
   /** Calls running here: JetStream redelivers one when its lease lapsed (NATS away), and it must not run twice. */
   private readonly running = new Set<string>()
   /** Calls whose record the lease timer still renews: none once their outcome is being written. */
   private readonly beating = new Set<string>()
   private readonly retryBaseMs: number
-  private readonly pullExpiresMs: number
   private readonly onOutcome: (fn: string, outcome: AsyncOutcome) => void
 
   constructor(
@@ -75,62 +71,42 @@ export class AsyncPuller {
     options: AsyncWorkerOptions = {},
   ) {
     this.retryBaseMs = options.retryBaseMs ?? 1000
-    this.pullExpiresMs = options.pullExpiresMs ?? 5000
     this.onOutcome = options.onOutcome ?? (() => {})
+    this.loop = new PullLoop({
+      consumer: () => this.store.js.consumers.get(CALL_STREAM, WORKER_CONSUMER),
+      hasRoom: () => this.host.hasFreeSlot(),
+      // Short naps while full as well: a slot may free without a release (a sync call left the queue).
+      roomFreed: () => Promise.race([this.host.slotFreed(), sleep(200)]),
+      take: (msg) => this.take(msg),
+      onPullError: (error) => this.log.debug('pulling asynchronous calls failed; trying again', {error: error.message}),
+      expiresMs: options.pullExpiresMs ?? 5000,
+      retryMs: 1000,
+    })
   }
 
   start(): void {
-    this.loop ??= this.pull()
+    this.loop.start()
+  }
+
+  /** Stops pulling; calls already pulled go on (the worker drains them). */
+  stop(): void {
+    this.loop.stop()
   }
 
   /**
-   * Stops pulling; calls already pulled go on (the worker drains them). Not waiting for the pull loop:
-   * after a NATS restart it may sit in a JetStream request (up to its 5 s timeout), and once stopped it
-   * takes no more calls (one that arrives is handed back).
+   * The next pull waits until this call holds its container slot (or is done): until then the slot
+   * still looks free, and the worker would take more calls than it has slots, to run them late and,
+   * if it dies, run them again elsewhere.
    */
-  stop(): void {
-    this.stopped = true
-    this.pause.abort()
-    this.pulling.abort()
-  }
-
-  private async pull(): Promise<void> {
-    let consumer: Consumer | undefined
-    while (!this.stopped) {
-      if (!this.host.hasFreeSlot()) {
-        // Short naps while full: the loop must also notice a stop.
-        await Promise.race([this.host.slotFreed(), sleep(200)])
-        continue
-      }
-      let msg: JsMsg | null = null
-      try {
-        consumer ??= await this.store.js.consumers.get(CALL_STREAM, WORKER_CONSUMER)
-        msg = await this.pulling.next(consumer, this.pullExpiresMs)
-      } catch (error) {
-        if (this.stopped) break
-        this.log.debug('pulling asynchronous calls failed; trying again', {error: (error as Error).message})
-        consumer = undefined
-        await sleep(1000, undefined, {signal: this.pause.signal}).catch(() => {})
-        continue
-      }
-      if (!msg) continue
-      // Pulled as the worker began to stop: give it straight back, for another worker.
-      if (this.stopped) {
-        msg.nak()
-        break
-      }
-      // The next pull waits until this call holds its container slot (or is done): until then the slot
-      // still looks free, and the worker would take more calls than it has slots, to run them late
-      // and, if it dies, run them again elsewhere.
-      let admit!: () => void
-      const admitted = new Promise<void>((resolve) => (admit = resolve))
-      this.host.track(
-        this.handle(msg, admit)
-          .catch((error: Error) => this.log.error('asynchronous call failed in worker', {error: error.message}))
-          .finally(admit),
-      )
-      await admitted
-    }
+  private take(msg: JsMsg): Promise<void> {
+    let admit!: () => void
+    const admitted = new Promise<void>((resolve) => (admit = resolve))
+    this.host.track(
+      this.handle(msg, admit)
+        .catch((error: Error) => this.log.error('asynchronous call failed in worker', {error: error.message}))
+        .finally(admit),
+    )
+    return admitted
   }
 
   private async handle(msg: JsMsg, admitted: () => void = () => {}): Promise<void> {

@@ -4,13 +4,13 @@
  * from the shared consumer, so each callback is sent by one listener, and again (with backoff) until
  * the receiver answers 2xx or CALLBACK_ATTEMPTS are spent.
  */
-import {setTimeout as sleep} from 'node:timers/promises'
-import type {Consumer, JsMsg} from '@nats-io/jetstream'
+import type {JsMsg} from '@nats-io/jetstream'
 import {request} from 'undici'
 
 import type {AsyncCalls} from './async-calls.js'
-import {CALLBACK_ATTEMPTS, CALLBACK_CONSUMER, CALLBACK_STREAM, SinglePull, type StoredCall} from './async-store.js'
+import {CALLBACK_ATTEMPTS, CALLBACK_CONSUMER, CALLBACK_STREAM, type StoredCall} from './async-store.js'
 import type {Logger} from './logger.js'
+import {PullLoop} from './pull-loop.js'
 
 export interface CallbackOptions {
   /** How long a receiver has to answer. */
@@ -22,11 +22,7 @@ export interface CallbackOptions {
 }
 
 export class CallbackSender {
-  private stopped = false
-  private loop?: Promise<void>
-  private readonly pulling = new SinglePull()
-  /** Ends the pause between tries at once on close(). */
-  private readonly pause = new AbortController()
+  private readonly loop: PullLoop
   private readonly sending = new Set<Promise<void>>()
   private readonly timeoutMs: number
   private readonly retryBaseMs: number
@@ -40,51 +36,31 @@ export class CallbackSender {
     this.timeoutMs = options.timeoutMs ?? 10_000
     this.retryBaseMs = options.retryBaseMs ?? 2000
     this.concurrency = options.concurrency ?? 8
+    this.loop = new PullLoop({
+      consumer: async () => (await this.calls.open()).js.consumers.get(CALLBACK_STREAM, CALLBACK_CONSUMER),
+      hasRoom: () => this.sending.size < this.concurrency,
+      roomFreed: () => Promise.race(this.sending),
+      take: async (msg) => {
+        const task: Promise<void> = this.send(msg)
+          .catch((error: Error) => this.log.warn('callback failed', {error: error.message}))
+          .finally(() => this.sending.delete(task))
+        this.sending.add(task)
+      },
+      // JetStream away or not set up: the async API says so to callers; here, just try again later.
+      onPullError: () => {},
+      expiresMs: 5000,
+      retryMs: 2000,
+    })
   }
 
   start(): void {
-    this.loop ??= this.pull()
+    this.loop.start()
   }
 
-  /**
-   * Stops pulling and waits for the callbacks being sent. Not for the pull loop: it may be waiting
-   * on a JetStream request (setting up, up to its 5 s timeout), and it ends by itself, taking nothing more.
-   */
+  /** Stops pulling and waits for the callbacks being sent. */
   async close(): Promise<void> {
-    this.stopped = true
-    this.pause.abort()
-    this.pulling.abort()
+    this.loop.stop()
     await Promise.allSettled([...this.sending])
-  }
-
-  private async pull(): Promise<void> {
-    let consumer: Consumer | undefined
-    while (!this.stopped) {
-      if (this.sending.size >= this.concurrency) {
-        await Promise.race(this.sending)
-        continue
-      }
-      let msg: JsMsg | null
-      try {
-        consumer ??= await (await this.calls.open()).js.consumers.get(CALLBACK_STREAM, CALLBACK_CONSUMER)
-        msg = await this.pulling.next(consumer, 5000)
-      } catch {
-        if (this.stopped) break
-        // JetStream away or not set up: the async API says so to callers; here, just try again later.
-        consumer = undefined
-        await sleep(2000, undefined, {signal: this.pause.signal}).catch(() => {})
-        continue
-      }
-      if (!msg) continue
-      if (this.stopped) {
-        msg.nak()
-        break
-      }
-      const task: Promise<void> = this.send(msg)
-        .catch((error: Error) => this.log.warn('callback failed', {error: error.message}))
-        .finally(() => this.sending.delete(task))
-      this.sending.add(task)
-    }
   }
 
   private async send(msg: JsMsg): Promise<void> {
