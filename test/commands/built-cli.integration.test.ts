@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execa} from 'execa'
-import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
@@ -12,6 +12,8 @@ import {createFunction, startTestStack, type StackWithoutWorker} from '../helper
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const RUN = path.join(ROOT, 'bin/run.js')
 const CLI = path.join(ROOT, 'dist/cli.js')
+/** oclif and undici, loaded with V8's code cache (src/cli-vendor.ts). */
+const VENDOR = path.join(ROOT, 'dist/vendor.cjs')
 
 /** The newest modification time of the files under dir. */
 function newest(dir: string): number {
@@ -35,11 +37,11 @@ describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
   let home: string
 
   /** `server`: AMP_SERVER, the test listener's unless given; null for none. `node`: node's own options. */
-  const amp = async (args: string[], server: string | null = stack.listener.url, node: string[] = []) => {
+  const amp = async (args: string[], server: string | null = stack.listener.url, node: string[] = [], env: Record<string, string> = {}) => {
     const res = await execa('node', [...node, RUN, ...args], {
       reject: false,
       extendEnv: false,
-      env: {PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, NODE_EXTRA_CA_CERTS: '', ...(server === null ? {} : {AMP_SERVER: server})},
+      env: {PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, NODE_EXTRA_CA_CERTS: '', ...(server === null ? {} : {AMP_SERVER: server}), ...env},
     })
     return {exitCode: res.exitCode, stdout: String(res.stdout), stderr: String(res.stderr)}
   }
@@ -86,20 +88,16 @@ describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
   })
 
   it("bundles undici's HTTP/2 half (loaded on first use) instead of requiring a node_modules copy that would not share undici's internals", () => {
-    const built = [path.join(ROOT, 'dist/cli.js'), ...readdirSync(path.join(ROOT, 'dist/chunks')).map((name) => path.join(ROOT, 'dist/chunks', name))]
+    const built = [VENDOR, path.join(ROOT, 'dist/cli.js'), ...readdirSync(path.join(ROOT, 'dist/chunks')).map((name) => path.join(ROOT, 'dist/chunks', name))]
     const code = built.filter((file) => file.endsWith('.js')).map((file) => readFileSync(file, 'utf8'))
     expect(code.some((text) => text.includes('undici/lib/dispatcher/client-h2'))).to.equal(false)
-    expect(code.some((text) => text.includes('HTTP2_HEADER_AUTHORITY'))).to.equal(true)
+    expect(readFileSync(VENDOR, 'utf8')).to.contain('HTTP2_HEADER_AUTHORITY')
   })
 
   it("finds undici's llhttp without SIMD in node_modules, where the bundle leaves it", () => {
-    const chunks = path.join(ROOT, 'dist/chunks')
-    const users = readdirSync(chunks).filter((name) => name.endsWith('.js') && readFileSync(path.join(chunks, name), 'utf8').includes('undici/lib/llhttp/llhttp-wasm.js'))
-    expect(users).to.have.length.greaterThan(0)
-    for (const name of users) {
-      const wasm: unknown = createRequire(path.join(chunks, name))('undici/lib/llhttp/llhttp-wasm.js')
-      expect(Buffer.isBuffer(wasm), name).to.equal(true)
-    }
+    expect(readFileSync(VENDOR, 'utf8')).to.contain('undici/lib/llhttp/llhttp-wasm.js')
+    const wasm: unknown = createRequire(VENDOR)('undici/lib/llhttp/llhttp-wasm.js')
+    expect(Buffer.isBuffer(wasm)).to.equal(true)
   })
 
   it('creates, shows and removes a function (requests with a method and a JSON body, through the bundled undici)', async () => {
@@ -155,5 +153,75 @@ describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
     expect(listed.stdout).to.equal('shout')
     child.kill('SIGTERM')
     expect((await child).exitCode).to.equal(0)
+  })
+
+  describe("V8's code cache of oclif and undici (src/cli-vendor.ts)", () => {
+    let cacheHome: string
+    let cacheDir: string
+    const cached = () => {
+      try {
+        return readdirSync(cacheDir).sort()
+      } catch {
+        return []
+      }
+    }
+    const ls = (env: Record<string, string> = {}) => amp(['function', 'ls', '-q'], stack.listener.url, [], {XDG_CACHE_HOME: cacheHome, ...env})
+
+    beforeEach(() => {
+      cacheHome = mkdtempSync(path.join(tmpdir(), 'amp-v8-cache-'))
+      cacheDir = path.join(cacheHome, 'amp', 'v8')
+    })
+    afterEach(() => rmSync(cacheHome, {recursive: true, force: true}))
+
+    it('writes one private file per command on its first run, and the next run uses it as it is', async () => {
+      const first = await ls()
+      expect(first.exitCode, first.stderr).to.equal(0)
+      expect(first.stdout).to.equal('shout')
+      const files = cached()
+      expect(files).to.have.length(1)
+      expect(files[0]).to.match(new RegExp(`^${process.version}-${process.arch}-\\d+-\\d+--function-ls\\.bin$`))
+      const file = path.join(cacheDir, files[0])
+      expect(statSync(file).mode & 0o777).to.equal(0o600)
+      expect(statSync(cacheDir).mode & 0o777).to.equal(0o700)
+      const written = readFileSync(file)
+      // V8 would refuse a cache that does not fit, and the command would write a new one.
+      const second = await ls()
+      expect(second.stdout).to.equal('shout')
+      expect(Buffer.compare(readFileSync(file), written), 'the cache was rewritten: V8 refused it').to.equal(0)
+      const version = await amp(['--version'], null, [], {XDG_CACHE_HOME: cacheHome})
+      expect(version.exitCode).to.equal(0)
+      expect(cached().map((name) => name.slice(name.indexOf('--')))).to.deep.equal(['--function-ls.bin', '--root.bin'])
+    })
+
+    it('replaces a cache V8 refuses (corrupt) and answers as usual', async () => {
+      await ls()
+      const file = path.join(cacheDir, cached()[0])
+      writeFileSync(file, Buffer.from('not a code cache'))
+      const run = await ls()
+      expect(run.exitCode, run.stderr).to.equal(0)
+      expect(run.stdout).to.equal('shout')
+      expect(run.stderr).to.equal('')
+      expect(readFileSync(file).toString()).to.not.equal('not a code cache')
+    })
+
+    it("removes the files of other builds and nodes, and keeps none with NODE_DISABLE_COMPILE_CACHE", async () => {
+      const disabled = await ls({NODE_DISABLE_COMPILE_CACHE: '1'})
+      expect(disabled.stdout).to.equal('shout')
+      expect(cached()).to.deep.equal([])
+      mkdirSync(cacheDir, {recursive: true})
+      writeFileSync(path.join(cacheDir, 'v18.0.0-x64-1-1--function-ls.bin'), 'old')
+      await ls()
+      expect(cached()).to.have.length(1)
+      expect(cached()[0]).to.match(/^v\d+\.\d+\.\d+-/).and.not.match(/^v18\.0\.0/)
+    })
+
+    it('runs as usual, with nothing on stderr, when the cache cannot be written', async () => {
+      // A file where the cache directory would be.
+      writeFileSync(path.join(cacheHome, 'amp'), '')
+      const run = await ls()
+      expect(run.exitCode).to.equal(0)
+      expect(run.stdout).to.equal('shout')
+      expect(run.stderr).to.equal('')
+    })
   })
 })
