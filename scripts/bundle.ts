@@ -19,7 +19,7 @@ import {fileURLToPath} from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 /** On the hot path of every command: in dist/vendor.cjs, by the specifiers the sources import. */
 const VENDORED = ['@oclif/core/args', '@oclif/core/command', '@oclif/core/errors', '@oclif/core/execute', '@oclif/core/flags', 'undici']
-/** Bundled as well, and not vendored: yaml, imported when a config file is read. */
+/** Not external: oclif and undici (in the vendor file) and yaml (bundled, imported when a config file is read). */
 const BUNDLED = new Set(['@oclif/core', 'undici', 'yaml'])
 
 /** A file of undici's own, for the plugin below that reroutes some of its requires. */

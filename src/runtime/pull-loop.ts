@@ -53,7 +53,6 @@ export interface PullLoopOptions {
 }
 
 export class PullLoop {
-  private stopped = false
   private loop?: Promise<void>
   private readonly pulling = new SinglePull()
   /** Ends the pause after a failed pull, and the wait for room, at once on stop(). */
@@ -72,9 +71,12 @@ export class PullLoop {
    * message that still arrives is handed back, for another daemon).
    */
   stop(): void {
-    this.stopped = true
     this.pause.abort()
     this.pulling.abort()
+  }
+
+  private get stopped(): boolean {
+    return this.pause.signal.aborted
   }
 
   private async run(): Promise<void> {
