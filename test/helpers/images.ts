@@ -23,7 +23,7 @@ export const TEST_IMAGES = {
   fail: 'amp-test/fail:1',
   /** stdin -> stdout, "log: <input>" on stderr */
   stderr: 'amp-test/stderr:1',
-  /** sleeps 2 s, then stdin -> stdout */
+  /** reads stdin, sleeps 2 s, then writes it to stdout (pre-started or not) */
   slow: 'amp-test/slow:1',
   /** sleeps 300 s, ignores stdin */
   sleep: 'amp-test/sleep:1',
