@@ -108,8 +108,20 @@ describe('listener faults under load (a listener as a process)', function () {
     // ended at once, or, after a few heartbeats nobody took, the call itself and its container.
     const at = (line: Record<string, string>) => Date.parse(line.time)
     const abandoned = workerLog.filter((line) => line.msg === 'call abandoned')
-    const stalls = abandoned.map((line) => at(line) - at(workerLog.find((done) => done.msg === 'call done' && done.call === line.call)!))
-    for (const stall of stalls) expect(stall, 'ms a worker spent on the answer to a dead listener').to.be.below(2000)
+    const doneAt = (line: Record<string, string>) => at(workerLog.find((done) => done.msg === 'call done' && done.call === line.call)!)
+    const stalls = abandoned.map((line) => at(line) - doneAt(line))
+    for (const [i, line] of abandoned.entries()) {
+      const stall = stalls[i]
+      if (line.error.startsWith('no responders')) {
+        expect(stall, 'ms a worker spent on the answer to a dead listener').to.be.below(2000)
+        continue
+      }
+      // An answer sent while the listener was dying can reach its socket unread: nothing says no, and the worker
+      // waits out its reply timeout (10 s, holding no container). Only an answer sent before the listener was gone.
+      expect(line.error, 'why a worker dropped an answer').to.equal('timeout')
+      expect(doneAt(line) - deadAt, 'ms after the listener was gone that an answer which timed out was sent').to.be.below(1000)
+      expect(stall, 'ms a worker waited on an answer its listener took with it').to.be.within(9000, 12_000)
+    }
     const dropped = workerLog.filter((line) => line.msg === 'nobody waits for the call any more: stopping it')
     expect(dropped.filter((line) => line.fn === 'hang'), 'the hang call, dropped').to.have.length(1)
     expect(abandoned.length + dropped.length - 1, 'cut slow calls the workers let go').to.be.within(1, cut.length)
