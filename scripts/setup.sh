@@ -35,6 +35,11 @@ have nats-server || missing+=(nats-server)
 have etcd || missing+=(etcd-server)
 # The test images are FROM scratch and need a statically linked busybox.
 installed busybox-static || missing+=(busybox-static)
+# npm run build compiles the in-container runner (src/runner/amp-runner.c) statically: gcc and glibc's
+# static libc. The test images include a musl one, built with musl-gcc.
+have gcc || missing+=(gcc)
+installed libc6-dev || missing+=(libc6-dev)
+installed musl-tools || missing+=(musl-tools)
 have curl || missing+=(curl)
 # The TLS tests make throwaway certificates with the openssl CLI.
 have openssl || missing+=(openssl)
