@@ -35,6 +35,14 @@ export const TEST_IMAGES = {
   sh: 'amp-test/sh:1',
   /** stdin -> stdout in upper case (busybox tr a-z A-Z): the benchmark's function */
   upper: 'amp-test/upper:1',
+  /** stdin -> stdout, Debian's dynamically linked cat with its glibc, no busybox */
+  glibc: 'amp-test/glibc:1',
+  /** stdin -> stdout in upper case, a dynamically linked musl program (like Alpine's), no busybox */
+  musl: 'amp-test/musl:1',
+  /** WORKDIR /work, USER 1234:5678, ENV GREETING, ENTRYPOINT + CMD: prints "<pwd> <uid>:<gid> <GREETING> <args>", then cat */
+  whoami: 'amp-test/whoami:1',
+  /** no ENTRYPOINT and no CMD: docker refuses to run it */
+  nocmd: 'amp-test/nocmd:1',
 } as const
 
 export type TestImage = keyof typeof TEST_IMAGES
@@ -64,7 +72,42 @@ async function buildAll(): Promise<typeof TEST_IMAGES> {
 function contextHash(dir: string, busyboxHash: string): string {
   const hash = createHash('sha256').update(busyboxHash)
   for (const file of readdirSync(dir).sort()) hash.update(file).update('\0').update(readFileSync(path.join(dir, file)))
+  for (const [source] of hostFiles(dir)) hash.update(source).update('\0').update(readFileSync(source))
   return hash.digest('hex').slice(0, 16)
+}
+
+/** Files of this machine an image is built with (its `host-files`: one `SOURCE NAME-IN-CONTEXT` a line). */
+function hostFiles(dir: string): Array<[string, string]> {
+  let text: string
+  try {
+    text = readFileSync(path.join(dir, 'host-files'), 'utf8')
+  } catch {
+    return []
+  }
+  return text
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => line.trim().split(/\s+/) as [string, string])
+}
+
+/** Puts what the Dockerfile copies beside it: busybox, the host files, and C sources compiled with musl-gcc. */
+async function prepareContext(source: string, context: string): Promise<void> {
+  copyFileSync(BUSYBOX, path.join(context, 'busybox'))
+  for (const [file, name] of hostFiles(source)) {
+    try {
+      copyFileSync(file, path.join(context, name))
+    } catch {
+      throw new Error(`${file} is missing: the test image ${path.basename(source)} is built from it`)
+    }
+  }
+  for (const file of readdirSync(source).filter((name) => name.endsWith('.c'))) {
+    const out = path.join(context, file.slice(0, -2))
+    const built = await execa('musl-gcc', ['-Os', '-Wall', '-o', out, path.join(source, file)], {reject: false})
+    if (built.failed) {
+      const why = (built as {code?: string}).code === 'ENOENT' ? 'musl-gcc is missing: install Debian\'s musl-tools (scripts/setup.sh does)' : String(built.stderr).trim()
+      throw new Error(`cannot build the test image ${path.basename(source)}: ${why}`)
+    }
+  }
 }
 
 async function ensureImage(name: TestImage, busyboxHash: string): Promise<void> {
@@ -79,7 +122,7 @@ async function ensureImage(name: TestImage, busyboxHash: string): Promise<void> 
   const context = mkdtempSync(path.join(tmpdir(), `amp-test-image-${name}-`))
   try {
     cpSync(source, context, {recursive: true})
-    copyFileSync(BUSYBOX, path.join(context, 'busybox'))
+    await prepareContext(source, context)
     const result = await execa(DOCKER, ['build', '--quiet', '--label', `${HASH_LABEL}=${hash}`, '-t', tag, context], {
       reject: false,
       env: {DOCKER_CLI_HINTS: 'false'},
