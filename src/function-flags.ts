@@ -3,8 +3,26 @@ import * as Flags from '@oclif/core/flags'
 
 import {formatSize} from './runtime/config.js'
 import {AmpError} from './runtime/errors.js'
-import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_PIDS_LIMIT, DEFAULT_PRESTART, DEFAULT_RETRIES, type FunctionSpec} from './runtime/function-spec.js'
-import {checkPrestart, checkRetries, MAX_PRESTART, MAX_RETRIES, parseCpus, parseMemory, parsePidsLimit} from './runtime/validate.js'
+import {
+  DEFAULT_CPUS,
+  DEFAULT_MEMORY_BYTES,
+  DEFAULT_PIDS_LIMIT,
+  DEFAULT_PRESTART,
+  DEFAULT_RETRIES,
+  DEFAULT_REUSE_MAX_CALLS,
+  type FunctionSpec,
+} from './runtime/function-spec.js'
+import {
+  checkPrestart,
+  checkRetries,
+  checkReuseMaxCalls,
+  MAX_PRESTART,
+  MAX_RETRIES,
+  MAX_REUSE_MAX_CALLS,
+  parseCpus,
+  parseMemory,
+  parsePidsLimit,
+} from './runtime/validate.js'
 
 /** --memory, --cpus and --pids-limit: the same flags on create and update (without their defaults there). */
 export function limitFlags(defaults = true) {
@@ -78,7 +96,7 @@ function parseRetries(text: string): number {
 export function prestartFlag(update = false) {
   return {
     prestart: Flags.string({
-      description: `most containers each worker starts ahead of calls, blocked reading their input (0-${MAX_PRESTART}); 0: every call starts its container from scratch (for a function that must not start before its input)`,
+      description: `most containers each worker starts ahead of calls, blocked reading their input (0-${MAX_PRESTART}); 0: every call starts its container from scratch (for a function that must not start before its input); with --reuse, the most warm containers per worker (at least 1)`,
       ...(update ? {} : {defaultHelp: async () => String(DEFAULT_PRESTART)}),
     }),
   }
@@ -93,6 +111,37 @@ export function prestartSetting(flags: {prestart?: string}): Pick<Partial<Functi
   return {prestart: checkPrestart(Number(flags.prestart))}
 }
 
+/**
+ * --reuse and --reuse-max-calls. On update, --no-reuse goes back to a fresh container per call;
+ * neither has a default there, so only what is typed changes the function.
+ */
+export function reuseFlags(update = false) {
+  return {
+    reuse: Flags.boolean({
+      description: `warm containers: a container serves many calls, one at a time, each in a fresh process of the function (stdin in, stdout out, stderr as log); --prestart is then the most warm containers per worker${
+        update ? '; --no-reuse goes back to a fresh container per call' : ''
+      }`,
+      ...(update ? {allowNo: true} : {}),
+    }),
+    'reuse-max-calls': Flags.string({
+      description: `how many calls one warm container (--reuse) serves before it is replaced (1-${MAX_REUSE_MAX_CALLS})`,
+      ...(update ? {} : {defaultHelp: async () => String(DEFAULT_REUSE_MAX_CALLS)}),
+    }),
+  }
+}
+
+/** --reuse and --reuse-max-calls when given; left out otherwise (the listener applies its defaults). */
+export function reuseSettings(flags: {reuse?: boolean; 'reuse-max-calls'?: string}): Pick<Partial<FunctionSpec>, 'reuse' | 'reuseMaxCalls'> {
+  const text = flags['reuse-max-calls']
+  if (text !== undefined && !/^\d{1,7}$/.test(text)) {
+    throw new AmpError('bad_request', `invalid reuse-max-calls "${text}": give a whole number from 1 to ${MAX_REUSE_MAX_CALLS}`)
+  }
+  return {
+    ...(flags.reuse === undefined ? {} : {reuse: flags.reuse}),
+    ...(text === undefined ? {} : {reuseMaxCalls: checkReuseMaxCalls(Number(text))}),
+  }
+}
+
 /** What the one-line summaries of create and update add for the async settings: nothing when they are the defaults. */
 export function asyncSummary(spec: Pick<FunctionSpec, 'fireAndForget' | 'retries'>): string {
   return `${spec.fireAndForget ? ', fire-and-forget' : ''}${spec.retries === DEFAULT_RETRIES ? '' : `, retries ${spec.retries}`}`
@@ -101,4 +150,9 @@ export function asyncSummary(spec: Pick<FunctionSpec, 'fireAndForget' | 'retries
 /** What the summaries add for --prestart: nothing when it is the default. */
 export function prestartSummary(spec: Pick<FunctionSpec, 'prestart'>): string {
   return spec.prestart === DEFAULT_PRESTART ? '' : `, prestart ${spec.prestart}`
+}
+
+/** What the summaries add for --reuse and --reuse-max-calls: nothing when they are the defaults. */
+export function reuseSummary(spec: Pick<FunctionSpec, 'reuse' | 'reuseMaxCalls'>): string {
+  return `${spec.reuse ? ', reuse' : ''}${spec.reuseMaxCalls === DEFAULT_REUSE_MAX_CALLS ? '' : `, reuse-max-calls ${spec.reuseMaxCalls}`}`
 }

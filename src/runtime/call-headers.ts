@@ -16,6 +16,7 @@ import {
   checkNetwork,
   checkPidsLimit,
   checkPrestart,
+  checkReuseMaxCalls,
   checkTimeoutMs,
   MAX_ENV_BYTES,
 } from './validate.js'
@@ -39,6 +40,9 @@ export function parseCallSettings(h: MsgHdrs | undefined): CallSettings {
     pidsLimit: h.has(HEADER.pidsLimit) ? checkPidsLimit(Number(h.get(HEADER.pidsLimit))) : DEFAULT_PIDS_LIMIT,
     env: h.has(HEADER.env) ? parseEnvHeader(h.get(HEADER.env)) : {},
     ...(h.has(HEADER.prestart) ? {prestart: checkPrestart(Number(h.get(HEADER.prestart)))} : {}),
+    // Only the exact `true` turns reuse on: anything else (or nothing) runs a fresh container per call.
+    ...(h.get(HEADER.reuse) === 'true' ? {reuse: true} : {}),
+    ...(h.has(HEADER.reuseMaxCalls) ? {reuseMaxCalls: checkReuseMaxCalls(Number(h.get(HEADER.reuseMaxCalls)))} : {}),
   }
 }
 

@@ -15,11 +15,13 @@ import {checkServerUrl} from './config.js'
 import {AmpError, type ErrorCode} from './errors.js'
 import {
   checkFunctionPatch,
+  checkReuseNeedsPrestart,
   DEFAULT_CPUS,
   DEFAULT_MEMORY_BYTES,
   DEFAULT_PIDS_LIMIT,
   DEFAULT_PRESTART,
   DEFAULT_RETRIES,
+  DEFAULT_REUSE_MAX_CALLS,
   type FunctionInput,
   type FunctionPatch,
   type FunctionSpec,
@@ -54,6 +56,8 @@ import {
   checkPidsLimit,
   checkPrestart,
   checkRetries,
+  checkReuse,
+  checkReuseMaxCalls,
   checkTimeoutMs,
   formatDuration,
   MAX_TIMEOUT_MS,
@@ -200,7 +204,10 @@ export class AmpClient {
       ...(input.fireAndForget === undefined ? {} : {fireAndForget: checkFireAndForget(input.fireAndForget)}),
       ...(input.retries === undefined ? {} : {retries: checkRetries(input.retries)}),
       ...(input.prestart === undefined ? {} : {prestart: checkPrestart(input.prestart)}),
+      ...(input.reuse === undefined ? {} : {reuse: checkReuse(input.reuse)}),
+      ...(input.reuseMaxCalls === undefined ? {} : {reuseMaxCalls: checkReuseMaxCalls(input.reuseMaxCalls)}),
     }
+    checkReuseNeedsPrestart({reuse: body.reuse ?? false, prestart: body.prestart ?? DEFAULT_PRESTART})
     const query = options.replace ? '?replace=true' : ''
     const answer = await this.send('PUT', `${API_PREFIX}/functions/${checkName(name)}${query}`, {
       body: JSON.stringify(body),
@@ -635,9 +642,11 @@ export class AmpClient {
       ['boolean', 'undefined'].includes(typeof spec.fireAndForget) &&
       ['number', 'undefined'].includes(typeof spec.retries) &&
       ['number', 'undefined'].includes(typeof spec.prestart) &&
+      ['boolean', 'undefined'].includes(typeof spec.reuse) &&
+      ['number', 'undefined'].includes(typeof spec.reuseMaxCalls) &&
       (spec.envKeys === undefined || (Array.isArray(spec.envKeys) && spec.envKeys.every((key) => typeof key === 'string')))
     if (!ok) throw this.badAnswer(answer, 'expected a function (name, image, timeoutMs, network, createdAt, updatedAt, ...)')
-    const {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, createdAt, updatedAt} =
+    const {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, reuse, reuseMaxCalls, createdAt, updatedAt} =
       spec as FunctionSpec
     return {
       name,
@@ -651,6 +660,8 @@ export class AmpClient {
       fireAndForget: fireAndForget ?? false,
       retries: retries ?? DEFAULT_RETRIES,
       prestart: prestart ?? DEFAULT_PRESTART,
+      reuse: reuse ?? false,
+      reuseMaxCalls: reuseMaxCalls ?? DEFAULT_REUSE_MAX_CALLS,
       createdAt,
       updatedAt,
     }

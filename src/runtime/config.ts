@@ -56,6 +56,12 @@ export interface Settings extends CredentialSettings {
   prestartMax?: number
   /** Worker: a function's pre-started containers are removed after this long without a call. */
   prestartIdleMs: number
+  /** Worker: run the in-container runner (docs/runner.md) as every container's PID 1. */
+  runner: boolean
+  /** Worker: the runner binary; the one `npm run build` made when undefined. */
+  runnerPath?: string
+  /** Worker: where the containers' sockets go; runner-files.ts defaultRuntimeDir when undefined. */
+  runtimeDir?: string
 }
 
 export const MIB = 1024 * 1024
@@ -85,6 +91,9 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   asyncRetentionMs: 24 * 3_600_000,
   prestartMax: undefined,
   prestartIdleMs: 60_000,
+  runner: true,
+  runnerPath: undefined,
+  runtimeDir: undefined,
 })
 
 /** The defaults as a user would write them, for flag help. */
@@ -110,6 +119,9 @@ export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
   'async-retention': formatDuration(DEFAULTS.asyncRetentionMs),
   'prestart-max': 'the concurrency',
   'prestart-idle': formatDuration(DEFAULTS.prestartIdleMs),
+  runner: 'on',
+  'runner-path': "dist/runner/amp-runner of amp's package",
+  'runtime-dir': "systemd's RuntimeDirectory, /run/amp for root, else $XDG_RUNTIME_DIR/amp",
 })
 
 export const CONFIG_KEYS = [
@@ -134,6 +146,9 @@ export const CONFIG_KEYS = [
   'async-retention',
   'prestart-max',
   'prestart-idle',
+  'runner',
+  'runner-path',
+  'runtime-dir',
 ] as const
 export type ConfigKey = (typeof CONFIG_KEYS)[number]
 
@@ -160,6 +175,9 @@ const FIELD: Record<ConfigKey, keyof Settings> = {
   'async-retention': 'asyncRetentionMs',
   'prestart-max': 'prestartMax',
   'prestart-idle': 'prestartIdleMs',
+  runner: 'runner',
+  'runner-path': 'runnerPath',
+  'runtime-dir': 'runtimeDir',
 }
 
 export const CONFIG_ENV = 'AMP_CONFIG'
@@ -244,6 +262,8 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
     case 'host':
     case 'metrics-host':
     case 'nats':
+    case 'runner-path':
+    case 'runtime-dir':
     case 'docker': {
       if (typeof value !== 'string' || value.trim() === '') throw new Error(`must be a non-empty string, got ${shown}`)
       if (key === 'server') checkServerUrl(value)
@@ -294,6 +314,10 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
       }
       return value as LogFormat
     }
+    case 'runner': {
+      if (typeof value !== 'boolean') throw new Error(`must be true or false, got ${shown}`)
+      return value
+    }
   }
 }
 
@@ -319,6 +343,9 @@ export interface GivenSettings extends Partial<Record<CredentialKey, string>> {
   'async-retention'?: string
   'prestart-max'?: number
   'prestart-idle'?: string
+  runner?: boolean
+  'runner-path'?: string
+  'runtime-dir'?: string
 }
 
 /**
@@ -362,6 +389,9 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
     asyncRetentionMs: durationOf(given['async-retention'], file.asyncRetentionMs, DEFAULTS.asyncRetentionMs),
     prestartMax: given['prestart-max'] ?? file.prestartMax,
     prestartIdleMs: durationOf(given['prestart-idle'], file.prestartIdleMs, DEFAULTS.prestartIdleMs),
+    runner: given.runner ?? file.runner ?? DEFAULTS.runner,
+    runnerPath: given['runner-path'] ?? file.runnerPath,
+    runtimeDir: given['runtime-dir'] ?? file.runtimeDir,
   }
 }
 

@@ -7,10 +7,15 @@ import path from 'node:path'
 
 import type {KillReason} from './metrics.js'
 import {AFTER_ANSWER_MS, ContainerPool, DEFAULT_PRESTART_IDLE_MS} from './container-pool.js'
-import {DEFAULT_PRESTART} from './function-spec.js'
+import {dockerFailure} from './docker-errors.js'
+import {DEFAULT_PRESTART, DEFAULT_REUSE_MAX_CALLS} from './function-spec.js'
+import {type ImageCommand, ImageCommands} from './image-commands.js'
 import {PrestartedContainer} from './prestarted-container.js'
 import {CALL_ID, type Outcome} from './protocol.js'
+import {type CallEnd, RunnerContainer, RunnerStartError} from './runner-container.js'
 import {checkCpus, checkEnv, checkImage, checkMemoryBytes, checkName, checkNetwork, checkPidsLimit, envLines} from './validate.js'
+
+export {dockerFailure} from './docker-errors.js'
 
 /** The labels every amp container carries, so amp can find (and only kill) its own containers. */
 export const LABEL = {
@@ -22,6 +27,10 @@ export const LABEL = {
   pid: 'amp.worker-pid',
   /** On pre-started containers, which have no amp.call label: the call is not known when they start. */
   prestarted: 'amp.prestarted',
+  /** On containers whose PID 1 is amp's runner (docs/runner.md). */
+  runner: 'amp.runner',
+  /** On warm containers, which serve many calls of their function (--reuse). */
+  reuse: 'amp.reuse',
 } as const
 
 export type PullPolicy = 'missing' | 'never' | 'always'
@@ -40,8 +49,12 @@ export interface RunSpec {
   /** Environment variables of the container; the values never reach docker's argv (see envFile). */
   env: Record<string, string>
   input: Uint8Array
-  /** Most pre-started containers the worker keeps for this function (0: none, every call starts its own); DEFAULT_PRESTART when absent. */
+  /** Most pre-started (or warm) containers the worker keeps for this function (0: none, every call starts its own); DEFAULT_PRESTART when absent. */
   prestart?: number
+  /** Warm containers: one container serves many calls of the function, one at a time, each in a fresh process (README "Warm containers"). */
+  reuse?: boolean
+  /** Calls a warm container serves before it is replaced; DEFAULT_REUSE_MAX_CALLS when absent. */
+  reuseMaxCalls?: number
   /** Gets the container's stdout as it arrives (streamed calls); must not throw. */
   onStdout?: (chunk: Buffer) => void
   /** Gets the container's stderr as it arrives (the worker publishes it as the call's log); must not throw. */
@@ -50,6 +63,13 @@ export interface RunSpec {
 
 /** The settings that shape a container: calls with equal ones may share a pool of pre-started containers. */
 export type ContainerSettings = Pick<RunSpec, 'function' | 'image' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit' | 'env'>
+
+/** A pool's settings: the container's, how it is used, and, with the runner, the image's id and command. */
+interface PoolSettings extends ContainerSettings {
+  reuse: boolean
+  reuseMaxCalls: number
+  command?: ImageCommand
+}
 
 export interface RunResult {
   outcome: Outcome
@@ -61,14 +81,24 @@ export interface RunResult {
   /** Why the container could not run (outcome "failed"). */
   error?: string
   durationMs: number
-  /** From running docker run to Docker's start event of the container; set only when that event was seen. */
+  /** From running docker run to the container's start (Docker's start event, or its runner's hello); set only for a container started for the call. */
   startMs?: number
-  /** From Docker's start event to the container's exit; set with startMs. */
+  /** From that start to the container's exit; set with startMs. */
   runMs?: number
   /** Why amp killed the container, if it did. */
   killed?: KillReason
-  /** True when the call ran in a pre-started container. */
+  /** True when the call ran in a container started before it (pre-started or warm). */
   warm?: boolean
+  /** True when that container had served calls before (a warm container). */
+  reused?: boolean
+}
+
+/** Where the runner's files are on the Docker host: the worker's own machine (docs/runner.md). */
+export interface RunnerFiles {
+  /** The static runner binary (dist/runner/amp-runner). */
+  binary: string
+  /** A directory of this worker's for the containers' sockets. */
+  socketDir: string
 }
 
 export interface ContainerRunnerOptions {
@@ -88,6 +118,14 @@ export interface ContainerRunnerOptions {
   prestartMax?: number
   /** A function's pool with no call for this long is removed; DEFAULT_PRESTART_IDLE_MS when absent. */
   prestartIdleMs?: number
+  /** The in-container runner; absent: every call waits for docker's own exit, and no container is reused. */
+  runner?: RunnerFiles
+  /** Reads images' commands for the runner (the worker invalidates it on image events); one of its own when absent. */
+  images?: ImageCommands
+  /** Says a thing once per key in the worker's log: why a call does not use the runner. */
+  note?: (key: string, message: string, fields: Record<string, string>) => void
+  /** The number of a function's free containers that are up may have changed (the worker routes calls by it). */
+  onFree?: (fn: string, free: number) => void
 }
 
 export const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
@@ -97,11 +135,18 @@ const KILL_RETRY_MS = 250
 const PRESTART_READY_WAIT_MS = 10_000
 
 export const containerName = (callId: string): string => `amp-${callId}`
+/** This machine's name, in every container's labels (the orphan sweep finds a host's containers by it). */
+const HOST = hostname()
 
 /** Where the docker CLI reads a call's environment: its fd 3 (see envFile). */
 const ENV_FD_PATH = '/dev/fd/3'
 // tmpfs where there is one: the environment never touches a disk (docker keeps its own copy while the container exists).
 const ENV_DIR = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
+/** Where the runner and its socket are inside a runner container. */
+export const RUNNER_TARGET = '/.amp-runner'
+export const SOCKET_TARGET = '/.amp-socket'
+/** Paths that go into `--mount type=bind,source=...`: no comma, no quote, nothing docker would parse. */
+const MOUNT_PATH = /^\/[A-Za-z0-9._/-]+$/
 
 /**
  * The environment as an unnamed file, opened for reading (its descriptor is returned), to give the
@@ -131,7 +176,7 @@ function envFile(env: Record<string, string>): number {
 /** The complete `docker run` argument array of a call's own container. Every value in it has been validated. */
 export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy): string[] {
   if (!CALL_ID.test(spec.callId)) throw new TypeError('invalid call id')
-  return runArgs(spec, workerId, pull, {name: containerName(spec.callId), rm: true, labels: {[LABEL.call]: spec.callId}})
+  return attachArgs(spec, workerId, pull, {name: containerName(spec.callId), rm: true, labels: {[LABEL.call]: spec.callId}})
 }
 
 /**
@@ -140,33 +185,91 @@ export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy)
  * since no call is known yet. The worker labels stay, so the orphan sweep removes it too.
  */
 export function prestartArgs(settings: ContainerSettings, workerId: string, pull: PullPolicy, name: string): string[] {
-  if (!/^amp-[a-f0-9-]{36}$/.test(name)) throw new TypeError('invalid container name')
-  return runArgs(settings, workerId, pull, {name, rm: false, labels: {[LABEL.prestarted]: 'true'}})
+  checkRandomName(name)
+  return attachArgs(settings, workerId, pull, {name, rm: false, labels: {[LABEL.prestarted]: 'true'}})
 }
 
-function runArgs(
+/**
+ * The `docker run` arguments of a container whose PID 1 is amp's runner (docs/runner.md): detached
+ * (the runner's socket carries the calls, not docker's attach stream) and removed by docker once it
+ * exits; the runner and its socket bind-mounted read-only; the image run by id with its own command
+ * after the runner's. Hardening, limits and labels are those of every amp container.
+ */
+export function runnerArgs(
+  settings: ContainerSettings,
+  workerId: string,
+  container: {name: string; labels: Record<string, string>; socket: string; binary: string; command: ImageCommand},
+): string[] {
+  for (const file of [container.socket, container.binary]) if (!MOUNT_PATH.test(file)) throw new TypeError('invalid runner path')
+  if (!/^sha256:[0-9a-f]{64}$/.test(container.command.id)) throw new TypeError('invalid image id')
+  return [
+    'run',
+    '--detach',
+    '--rm',
+    '--name',
+    container.name,
+    ...labelArgs(settings, workerId, {...container.labels, [LABEL.runner]: 'true'}),
+    ...containerFlags(settings),
+    // The image is named by its id, which is on the engine (its command was read from it): nothing to pull.
+    '--pull',
+    'never',
+    '--mount',
+    `type=bind,source=${container.binary},target=${RUNNER_TARGET},readonly`,
+    '--mount',
+    `type=bind,source=${container.socket},target=${SOCKET_TARGET},readonly`,
+    '--entrypoint',
+    RUNNER_TARGET,
+    '--',
+    container.command.id,
+    'serve',
+    SOCKET_TARGET,
+    ...container.command.argv,
+  ]
+}
+
+function checkRandomName(name: string): string {
+  if (!/^amp-[a-f0-9-]{36}$/.test(name)) throw new TypeError('invalid container name')
+  return name
+}
+
+function attachArgs(
   settings: ContainerSettings,
   workerId: string,
   pull: PullPolicy,
   container: {name: string; rm: boolean; labels: Record<string, string>},
 ): string[] {
-  if (!/^[A-Za-z0-9._-]{1,128}$/.test(workerId)) throw new TypeError('invalid worker id')
   if (!PULL_POLICIES.includes(pull)) throw new TypeError('invalid pull policy')
-  const labels = {
-    [LABEL.managed]: 'true',
-    ...container.labels,
-    [LABEL.function]: checkName(settings.function),
-    [LABEL.worker]: workerId,
-    [LABEL.host]: hostname(),
-    [LABEL.pid]: String(process.pid),
-  }
   return [
     'run',
     '--interactive',
     ...(container.rm ? ['--rm'] : []),
     '--name',
     container.name,
-    ...Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`]),
+    ...labelArgs(settings, workerId, container.labels),
+    ...containerFlags(settings),
+    '--pull',
+    pull,
+    '--',
+    checkImage(settings.image),
+  ]
+}
+
+function labelArgs(settings: ContainerSettings, workerId: string, own: Record<string, string>): string[] {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(workerId)) throw new TypeError('invalid worker id')
+  const labels = {
+    [LABEL.managed]: 'true',
+    ...own,
+    [LABEL.function]: checkName(settings.function),
+    [LABEL.worker]: workerId,
+    [LABEL.host]: HOST,
+    [LABEL.pid]: String(process.pid),
+  }
+  return Object.entries(labels).flatMap(([key, value]) => ['--label', `${key}=${value}`])
+}
+
+/** Network, hardening, limits, environment and logging: the same for every container amp starts. */
+function containerFlags(settings: ContainerSettings): string[] {
+  return [
     '--network',
     checkNetwork(settings.network),
     // Hardened by default: no privilege gain through setuid binaries, no capabilities, bounded
@@ -185,33 +288,19 @@ function runArgs(
     String(checkCpus(settings.cpus)),
     // The values are read by the docker CLI from an unnamed file given as its fd 3, never from argv.
     ...(Object.keys(checkEnv(settings.env)).length > 0 ? ['--env-file', ENV_FD_PATH] : []),
-    // stdout and stderr come back over the attach stream; nothing needs to be kept on disk.
+    // stdout and stderr come back over the attach stream or the runner's socket; nothing needs to be kept on disk.
     '--log-driver',
     'none',
-    '--pull',
-    pull,
-    '--',
-    checkImage(settings.image),
   ]
 }
 
 /** The pool key of a container's settings: a hash, so a call never gets a container built from other settings. */
-export function prestartKey(settings: ContainerSettings, pull: PullPolicy): string {
+export function prestartKey(settings: ContainerSettings & Partial<PoolSettings>, pull: PullPolicy): string {
   const env = Object.entries(settings.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  const shape = [settings.function, settings.image, settings.network, settings.memoryBytes, settings.cpus, settings.pidsLimit, env, pull]
+  const shape: unknown[] = [settings.function, settings.image, settings.network, settings.memoryBytes, settings.cpus, settings.pidsLimit, env, pull]
+  // Only what the runner adds, so keys of pools without it stay as they were.
+  if (settings.command) shape.push(settings.command.id, settings.command.argv, settings.reuse ? settings.reuseMaxCalls ?? 0 : 0)
   return createHash('sha256').update(JSON.stringify(shape)).digest('hex')
-}
-
-// docker prints its own failures (not the function's) like these, and exits 125, 126 or 127.
-const DOCKER_ERROR = /^(docker: .*|Error response from daemon: .*|Cannot connect to the Docker daemon.*|Unable to find image .*)$/m
-
-/** Tells a container's own exit code apart from docker failing to run it. */
-export function dockerFailure(exitCode: number, stderr: string): string | undefined {
-  if (exitCode < 125 || exitCode > 127) return undefined
-  const lines = stderr.split('\n').map((line) => line.trim())
-  const own = lines.filter((line) => DOCKER_ERROR.test(line) && !line.startsWith('Unable to find image'))
-  if (own.length === 0) return exitCode === 125 && stderr.trim() === '' ? 'docker failed to run the container' : undefined
-  return own[0].replace(/^docker: /, '').replace(/\.?\s*See 'docker run --help'\.?$/, '')
 }
 
 /** Collects a stream up to a limit; past it, calls onOverflow once and keeps only what fit. */
@@ -242,22 +331,37 @@ class Capture {
 }
 
 type CliResult = Awaited<ReturnType<typeof execa>>
+type Sink = (chunk: Buffer) => void
 
-/** A started docker CLI as run() supervises it, fresh or pre-started. */
+/** How a container's part of a call ended: its docker CLI's exit (attached), the runner's report, or the runner container never came up. */
+type Ending = {cli: CliResult} | CallEnd | {startFailed: RunnerStartError}
+
+/** A container as supervise() runs a call in it, fresh or pre-started, attached or with the runner. */
 interface Started {
   name: string
-  child: Promise<CliResult>
-  /** Routes the container's stdout and stderr (from its very first byte) to these. */
-  attach(stdout: (chunk: Buffer) => void, stderr: (chunk: Buffer) => void): void
+  /** Gives the call's input and runs it to its end; the sinks get the output from its very first byte. */
+  run(stdout: Sink, stderr: Sink): Promise<Ending>
+  /** The container was started before the call. */
   warm: boolean
+  reused?: boolean
+  /** When a container started for this call came up (its runner's hello), on the runner's clock. */
+  upAt?: () => number | undefined
+  /** When the call began waiting for this container, if before supervise(): its start phase counts from there. */
+  since?: number
 }
+
+/** A call's result from supervise(), with why its runner container never came up (the call then runs without the runner). */
+type Supervised = RunResult & {startFailed?: RunnerStartError}
 
 /**
  * Runs one call in one container of its own with the docker CLI, and makes sure the container is
  * gone afterwards. With pools on, the container may have been started before the call (prestarted):
- * it is still used by this call only, and removed after it.
+ * it is still used by this call only, and removed after it. With the runner, the call's answer is
+ * ready the moment the function exits; and a function created --reuse runs in a warm container
+ * that serves its calls one after another, each in a fresh process.
  */
 export class ContainerRunner {
+  readonly images: ImageCommands
   private readonly docker: string
   private readonly pull: PullPolicy
   private readonly workerId: string
@@ -267,8 +371,11 @@ export class ContainerRunner {
   private readonly now: () => number
   private readonly startedAt?: (containerName: string, waitMs?: number) => Promise<number | undefined>
   private readonly running = new Map<string, (why: KillReason) => void>()
-  private readonly pool?: ContainerPool<PrestartedContainer<CliResult>, ContainerSettings>
+  private readonly pool?: ContainerPool<PrestartedContainer<CliResult> | RunnerContainer, PoolSettings>
   private readonly removals = new Set<Promise<void>>()
+  private readonly note: (key: string, message: string, fields: Record<string, string>) => void
+  private runner?: RunnerFiles
+  private sockets = 0
   private poolSweep?: NodeJS.Timeout
 
   constructor(options: ContainerRunnerOptions) {
@@ -280,13 +387,17 @@ export class ContainerRunner {
     this.exec = options.exec ?? execa
     this.now = options.now ?? Date.now
     this.startedAt = options.startedAt
+    this.runner = options.runner
+    this.note = options.note ?? (() => {})
+    this.images = options.images ?? new ImageCommands({docker: this.docker, pull: this.pull, exec: this.exec, now: this.now})
     const max = options.prestartMax ?? 0
     if (!(Number.isInteger(max) && max >= 0)) throw new TypeError('prestartMax must be a whole number of at least 0')
     if (max > 0) {
       const idleMs = options.prestartIdleMs ?? DEFAULT_PRESTART_IDLE_MS
+      const onFree = options.onFree
       this.pool = new ContainerPool(
         {start: (settings) => this.prestart(settings), remove: (names) => this.remove(names), now: this.now},
-        {max, idleMs, canStart: options.prestartAllowed},
+        {max, idleMs, canStart: options.prestartAllowed, onFree: onFree && ((fn) => onFree(fn, this.pool?.free(fn) ?? 0))},
       )
       // Also tops pools up once the engine has room again (after a burst of calls, a start that failed).
       this.poolSweep = setInterval(() => {
@@ -298,23 +409,92 @@ export class ContainerRunner {
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
+    // Built first, so every value is checked before anything runs; used by a call that runs without the runner.
     const args = dockerRunArgs(spec, this.workerId, this.pull)
     // The settings alone: the pool keeps them to start more containers, and must not keep the call's input.
     const {function: fn, image, network, memoryBytes, cpus, pidsLimit, env} = spec
-    const settings = {function: fn, image, network, memoryBytes, cpus, pidsLimit, env}
-    const ticket = this.pool?.take(prestartKey(settings, this.pull), settings, spec.prestart ?? DEFAULT_PRESTART)
+    const reuse = spec.reuse === true
+    const settings: PoolSettings = {function: fn, image, network, memoryBytes, cpus, pidsLimit, env, reuse, reuseMaxCalls: spec.reuseMaxCalls ?? DEFAULT_REUSE_MAX_CALLS}
+    const prestart = spec.prestart ?? DEFAULT_PRESTART
+    // Until the call has a container, a kill (its caller left, the worker gave up) is noted here and stops it before it starts.
+    let early: KillReason | undefined
+    let leave = () => {}
+    const stopEarly = (why: KillReason) => {
+      early ??= why
+      leave()
+    }
+    this.running.set(spec.callId, stopEarly)
     try {
-      const warm = ticket?.container
-      if (warm) return await this.supervise(spec, {name: warm.name, child: warm.exited, attach: (out, err) => warm.attach(out, err), warm: true}, () => warm.give(spec.input))
-      return await this.runFresh(spec, args)
+      const command = this.runner ? await this.commandFor(image) : undefined
+      if (early) return notRun(early)
+      if (command && reuse && this.pool) {
+        const calledAt = this.now()
+        const ticket = this.pool.take(prestartKey({...settings, command}, this.pull), {...settings, command}, prestart, true)
+        leave = ticket.leave
+        // Waiting for a free container counts against the call's timeout, as a cold start does.
+        const waitLimit = setTimeout(() => stopEarly('timeout'), spec.timeoutMs)
+        const container = ticket.container ?? (await ticket.wait)
+        clearTimeout(waitLimit)
+        if (early || !(container instanceof RunnerContainer)) {
+          ticket.done(container !== undefined)
+          if (early) return notRun(early)
+          // No warm container will come (the pool backs off, was drained or is closing): one of the call's own.
+          return await this.runCold(spec, args, command)
+        }
+        const more = container.calls + 1 < settings.reuseMaxCalls
+        // A container that came up for this call, which waited for it, is a cold start, timed from the call's start.
+        const cold = !ticket.container && container.calls === 0 && (container.readyAt ?? calledAt) >= calledAt
+        const result = await this.runIn(spec, container, {warm: !cold, reused: container.calls > 0, more, since: calledAt})
+        const keep = more && !result.killed && !result.startFailed && (result.outcome === 'exited' || /^cannot run .*: exec /.test(result.error ?? ''))
+        ticket.done(keep)
+        if (!keep && !result.killed) this.closeLater(container)
+        return result.startFailed ? this.fallBack(spec, args, result.startFailed) : result
+      }
+      if (reuse) {
+        this.note(`reuse ${fn}`, 'this function asks for --reuse, but its calls cannot use the in-container runner here: each runs in a fresh container', {function: fn})
+      }
+      const pooled = command ? {...settings, command, reuse: false} : {...settings, reuse: false}
+      const ticket = this.pool?.take(prestartKey(pooled, this.pull), pooled, prestart)
+      try {
+        const warm = ticket?.container
+        if (warm instanceof RunnerContainer) {
+          const result = await this.runIn(spec, warm, {warm: true, more: false})
+          this.closeLater(warm)
+          return result.startFailed ? await this.fallBack(spec, args, result.startFailed) : result
+        }
+        if (warm) {
+          return await this.supervise(spec, {
+            name: warm.name,
+            warm: true,
+            run: (out, err) => {
+              warm.attach(out, err)
+              warm.give(spec.input)
+              return warm.exited.then((cli) => ({cli}))
+            },
+          })
+        }
+        return command ? await this.runCold(spec, args, command) : await this.runFresh(spec, args)
+      } finally {
+        ticket?.done()
+      }
     } finally {
-      ticket?.done()
+      if (this.running.get(spec.callId) === stopEarly) this.running.delete(spec.callId)
     }
   }
 
   /** Idle pre-started containers now (a metric). */
   get prestarted(): number {
     return this.pool?.idle ?? 0
+  }
+
+  /** Free containers of a function that are up (pre-started or warm): a call of it sent here starts at once. */
+  free(fn: string): number {
+    return this.pool?.free(fn) ?? 0
+  }
+
+  /** Whether calls run with the in-container runner (docs/runner.md); false once the engine showed it cannot. */
+  get usesRunner(): boolean {
+    return this.runner !== undefined
   }
 
   /** Removes the pre-started containers of a function that changed or was removed. */
@@ -329,6 +509,81 @@ export class ContainerRunner {
     await Promise.allSettled([...this.removals])
   }
 
+  /** The image's command for the runner, or undefined (said once) when the runner cannot run it. */
+  private async commandFor(image: string): Promise<ImageCommand | undefined> {
+    const resolved = await this.images.resolve(image)
+    if (resolved.command) return resolved.command
+    this.note(`image ${image} ${resolved.unusable}`, 'calls of this image run without the in-container runner: their answers wait for docker to report the exit', {
+      image,
+      why: resolved.unusable,
+    })
+    return undefined
+  }
+
+  /** The runner container of a call that found none started: named after the call, used once. */
+  private async runCold(spec: RunSpec, args: string[], command: ImageCommand): Promise<RunResult> {
+    // The runner went off while this call was on its way.
+    if (!this.runner) return this.runFresh(spec, args)
+    const container = this.runnerContainer(this.runner, spec, command, {name: containerName(spec.callId), labels: {[LABEL.call]: spec.callId}})
+    const result = await this.runIn(spec, container, {warm: false, more: false})
+    this.closeLater(container)
+    return result.startFailed ? this.fallBack(spec, args, result.startFailed) : result
+  }
+
+  /**
+   * The runner container did not come up: the call runs as it would without the runner (so the
+   * caller gets docker's own error about its image, limits or network). When the engine showed it
+   * cannot run the runner at all, no later call tries.
+   */
+  private fallBack(spec: RunSpec, args: string[], why: RunnerStartError): Promise<RunResult> {
+    if (why.runnerUnusable && this.runner) {
+      this.runner = undefined
+      this.note('runner unusable', 'the in-container runner cannot be used with this Docker engine: calls wait for docker to report their exit', {why: why.message})
+    } else {
+      this.images.invalidate()
+    }
+    return this.runFresh(spec, args)
+  }
+
+  private runIn(spec: RunSpec, container: RunnerContainer, use: {warm: boolean; reused?: boolean; more: boolean; since?: number}): Promise<Supervised> {
+    return this.supervise(spec, {
+      name: container.name,
+      warm: use.warm,
+      reused: use.reused,
+      since: use.since,
+      upAt: use.warm ? undefined : () => container.readyAt,
+      run: async (out, err) => {
+        try {
+          await container.ready
+        } catch (error) {
+          this.removeLater(container.name)
+          return {startFailed: error as RunnerStartError}
+        }
+        return container.call(spec.input, use.more, out, err)
+      },
+    })
+  }
+
+  private runnerContainer(
+    files: RunnerFiles,
+    settings: ContainerSettings,
+    command: ImageCommand,
+    container: {name: string; labels: Record<string, string>},
+  ): RunnerContainer {
+    const socket = path.join(files.socketDir, `${++this.sockets}.sock`)
+    const args = runnerArgs(settings, this.workerId, {...container, socket, binary: files.binary, command})
+    return new RunnerContainer({
+      name: container.name,
+      socketPath: socket,
+      now: this.now,
+      start: () => {
+        // A throw (no room for the environment file) ends the start like docker failing.
+        const envFd = args.includes(ENV_FD_PATH) ? envFile(settings.env) : undefined
+        return this.spawn(args, envFd)
+      },
+    })
+  }
+
   private runFresh(spec: RunSpec, args: string[]): Promise<RunResult> {
     let envFd: number | undefined
     try {
@@ -336,19 +591,19 @@ export class ContainerRunner {
     } catch (error) {
       // The code only (EACCES, ENOSPC...): the message could hold nothing secret, but there is no need to risk it.
       const why = (error as NodeJS.ErrnoException).code ?? 'error'
-      return Promise.resolve({outcome: 'failed', error: `could not pass the environment to docker (${why})`, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0})
+      return Promise.resolve({...EMPTY, outcome: 'failed', error: `could not pass the environment to docker (${why})`, durationMs: 0})
     }
     const child = this.spawn(args, envFd, spec.input)
     return this.supervise(spec, {
       name: containerName(spec.callId),
-      child,
-      attach: (out, err) => {
+      warm: false,
+      run: (out, err) => {
         child.stdout?.on('data', out)
         child.stderr?.on('data', err)
         // EPIPE when a function exits without reading all its input is normal, not a failure.
         child.stdin?.on('error', () => {})
+        return child.then((cli) => ({cli}))
       },
-      warm: false,
     })
   }
 
@@ -370,9 +625,15 @@ export class ContainerRunner {
     return child
   }
 
-  /** Starts a pre-started container (the pool's injected start): stdin stays open until a call gives its input. */
-  private prestart(settings: ContainerSettings): PrestartedContainer<CliResult> {
+  /** Starts a container for a pool (the pool's injected start): with the runner when the image has a command for it, else attached with stdin held open. */
+  private prestart(settings: PoolSettings): PrestartedContainer<CliResult> | RunnerContainer {
     const name = `amp-${randomUUID()}`
+    if (settings.command && this.runner) {
+      const labels: Record<string, string> = {[LABEL.prestarted]: 'true', ...(settings.reuse ? {[LABEL.reuse]: 'true'} : {})}
+      return this.runnerContainer(this.runner, settings, settings.command, {name, labels})
+    }
+    // The runner went off since the pool was made: the pool backs off, and its calls run without it.
+    if (settings.command) throw new Error('the runner is off')
     const args = prestartArgs(settings, this.workerId, this.pull, name)
     // A throw (no room for the environment file) counts as a failed start for the pool.
     const envFd = args.includes(ENV_FD_PATH) ? envFile(settings.env) : undefined
@@ -382,10 +643,16 @@ export class ContainerRunner {
 
   /** `docker rm --force` of containers that need not exist; never throws. */
   private async remove(names: string[]): Promise<void> {
+    if (names.length === 0) return
     await this.exec(this.docker, ['rm', '--force', ...names], {reject: false, stdin: 'ignore', cleanup: false})
   }
 
-  /** Removes a used pre-started container once its call's answer is out (docker run had no --rm). */
+  /** Ends a runner container once its call's answer is out: its runner exits, and docker's removal (--rm) then costs the engine, not the answer. */
+  private closeLater(container: RunnerContainer): void {
+    setTimeout(() => container.close(), AFTER_ANSWER_MS).unref()
+  }
+
+  /** Removes a container once its call's answer is out (an attached pre-started one has no --rm). */
   private removeLater(name: string): void {
     const task = sleep(AFTER_ANSWER_MS).then(() => this.remove([name]))
     this.removals.add(task)
@@ -393,8 +660,8 @@ export class ContainerRunner {
   }
 
   /** Gives the call its container: captures its output, applies the timeout from now, kills it when asked, and maps its end to a result. */
-  private async supervise(spec: RunSpec, started: Started, giveInput?: () => void): Promise<RunResult> {
-    const {name, child} = started
+  private async supervise(spec: RunSpec, started: Started): Promise<Supervised> {
+    const {name} = started
     const begun = this.now()
     let stop: KillReason | undefined
     let killing: Promise<void> | undefined
@@ -405,7 +672,7 @@ export class ContainerRunner {
     }
     const stdout = new Capture(this.maxOutput, () => kill('output'))
     const stderr = new Capture(this.maxStderr, () => {})
-    started.attach(
+    const ending = started.run(
       (chunk) => {
         stdout.add(chunk)
         spec.onStdout?.(chunk)
@@ -415,25 +682,22 @@ export class ContainerRunner {
         spec.onStderr?.(chunk)
       },
     )
-    giveInput?.()
 
     const timer = setTimeout(() => kill('timeout'), spec.timeoutMs)
     this.running.set(spec.callId, kill)
-    const result = await child
+    const end = await ending
     exited = true
     clearTimeout(timer)
     this.running.delete(spec.callId)
-    // A pre-started container has no --rm: remove it, after the call has its result (killUntilGone removes a killed one).
-    if (started.warm && !killing) this.removeLater(name)
+    const cli = 'cli' in end ? end.cli : undefined
+    // An attached pre-started container has no --rm: remove it, after the call has its result (killUntilGone removes a killed one).
+    if (started.warm && cli && !killing) this.removeLater(name)
     await killing
     const finished = this.now()
     const durationMs = finished - begun
-    // Only a container that ran has a start event to wait for; docker failing to run it has none. A pre-started one started before its call.
-    const ran = stop !== undefined || (result.exitCode !== undefined && !dockerFailure(result.exitCode, stderr.buffer.toString('utf8')))
-    const startedAt = ran && !started.warm ? await this.startedAt?.(name) : undefined
-    const timings =
-      startedAt === undefined ? {} : {startMs: clamp(startedAt - begun, durationMs), runMs: clamp(finished - startedAt, durationMs)}
+    const timings = await this.timings(started, cli, stop, stderr, started.since ?? begun, finished)
     const base = {
+      ...EMPTY,
       stdout: stdout.buffer,
       stderr: stderr.buffer,
       stderrTruncated: stderr.overflowed,
@@ -441,14 +705,17 @@ export class ContainerRunner {
       ...timings,
       ...(stop ? {killed: stop} : {}),
       ...(started.warm ? {warm: true} : {}),
+      ...(started.reused ? {reused: true} : {}),
     }
 
-    if (stop === 'timeout') return {...base, outcome: 'timeout'}
-    if (stop === 'output') {
-      return {...base, outcome: 'failed', error: `function output exceeded the ${formatBytes(this.maxOutput)} limit`}
+    if (stop) return {...notRun(stop, this.maxOutput), ...base, outcome: stop === 'timeout' ? 'timeout' : 'failed', killed: stop}
+    if ('startFailed' in end) return {...base, outcome: 'failed', error: end.startFailed.message, startFailed: end.startFailed}
+    if (!('cli' in end)) {
+      if (end.exitCode !== undefined) return {...base, outcome: 'exited', exitCode: end.exitCode}
+      if (end.lost) return {...base, outcome: 'failed', error: `the container stopped before the function exited (${end.error})`}
+      return {...base, stderr: Buffer.alloc(0), stderrTruncated: false, outcome: 'failed', error: `cannot run ${spec.image}: ${end.error}`}
     }
-    if (stop === 'shutdown') return {...base, outcome: 'failed', error: 'the worker shut down before the call finished'}
-    if (stop === 'caller') return {...base, outcome: 'failed', error: 'nobody waits for the call any more'}
+    const {cli: result} = end
     if (result.failed && result.exitCode === undefined) {
       const reason =
         (result as {code?: string}).code === 'ENOENT'
@@ -464,12 +731,24 @@ export class ContainerRunner {
     return {...base, outcome: 'exited', exitCode}
   }
 
-  /** Kills the containers of every running call (worker shutdown past its deadline). */
-  killAll(): void {
-    for (const kill of this.running.values()) kill('shutdown')
+  /** The start and run phases of a container started for the call: from its runner's hello, or Docker's start event. */
+  private async timings(started: Started, cli: CliResult | undefined, stop: KillReason | undefined, stderr: Capture, begun: number, finished: number) {
+    if (started.warm) return {}
+    const durationMs = finished - begun
+    let at = started.upAt?.()
+    // Only a container that ran has a start event to wait for; docker failing to run it has none.
+    if (cli && (stop !== undefined || (cli.exitCode !== undefined && !dockerFailure(cli.exitCode, stderr.buffer.toString('utf8'))))) {
+      at = await this.startedAt?.(started.name)
+    }
+    return at === undefined ? {} : {startMs: clamp(at - begun, durationMs), runMs: clamp(finished - at, durationMs)}
   }
 
-  /** Kills the container of one call nobody waits for any more; false when that call runs no container (yet). */
+  /** Kills the containers of every running call (worker shutdown past its deadline). */
+  killAll(): void {
+    for (const kill of [...this.running.values()]) kill('shutdown')
+  }
+
+  /** Kills the container of one call nobody waits for any more; false when that call is not running here. */
   cancel(callId: string): boolean {
     this.running.get(callId)?.('caller')
     return this.running.has(callId)
@@ -509,29 +788,44 @@ export class ContainerRunner {
    * Containers of live workers, and containers amp did not start, are not touched.
    */
   async removeOrphans(isAlive: (pid: number) => boolean = processAlive): Promise<string[]> {
-    const listed = await this.exec(
-      this.docker,
-      [
-        'ps',
-        '--all',
-        '--filter',
-        `label=${LABEL.managed}=true`,
-        '--filter',
-        `label=${LABEL.host}=${hostname()}`,
-        '--format',
-        `{{.Names}}\t{{.Label "${LABEL.pid}"}}`,
-      ],
-      {reject: false, stdin: 'ignore', cleanup: false},
-    )
-    if (listed.failed) return []
-    const orphans = String(listed.stdout)
-      .split('\n')
+    const listed = await this.list([`label=${LABEL.managed}=true`, `label=${LABEL.host}=${HOST}`], `{{.Names}}\t{{.Label "${LABEL.pid}"}}`)
+    const orphans = listed
       .map((line) => line.split('\t'))
       .filter(([name, pid]) => name && /^amp-[A-Za-z0-9-]+$/.test(name) && Number(pid) !== process.pid && !isAlive(Number(pid)))
       .map(([name]) => name)
-    if (orphans.length > 0) await this.exec(this.docker, ['rm', '--force', ...orphans], {reject: false, stdin: 'ignore', cleanup: false})
+    await this.remove(orphans)
     return orphans
   }
+
+  /** Removes every container with this label (`key=value`), running or not; returns their names. */
+  async removeLabelled(label: string): Promise<string[]> {
+    const names = (await this.list([`label=${LABEL.managed}=true`, `label=${label}`], '{{.Names}}')).filter((name) => /^amp-[A-Za-z0-9-]+$/.test(name))
+    await this.remove(names)
+    return names
+  }
+
+  /** `docker ps --all` lines in `format` for these filters; none when docker cannot list. */
+  private async list(filters: string[], format: string): Promise<string[]> {
+    const listed = await this.exec(this.docker, ['ps', '--all', ...filters.flatMap((filter) => ['--filter', filter]), '--format', format], {
+      reject: false,
+      stdin: 'ignore',
+      cleanup: false,
+    })
+    return listed.failed ? [] : String(listed.stdout).split('\n').filter(Boolean)
+  }
+}
+
+const EMPTY = {stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stderrTruncated: false, durationMs: 0}
+
+/** The result of a call amp stopped (or never started) for `why`. */
+function notRun(why: KillReason, maxOutput = DEFAULT_MAX_OUTPUT): RunResult {
+  const error = {
+    timeout: undefined,
+    output: `function output exceeded the ${formatBytes(maxOutput)} limit`,
+    shutdown: 'the worker shut down before the call finished',
+    caller: 'nobody waits for the call any more',
+  }[why]
+  return {...EMPTY, outcome: why === 'timeout' ? 'timeout' : 'failed', ...(error ? {error} : {})}
 }
 
 /** Docker's clock and ours are one clock on one host, but keep a skewed remote engine from giving nonsense. */
@@ -539,7 +833,7 @@ function clamp(ms: number, max: number): number {
   return Math.min(Math.max(0, ms), max)
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false
   try {
     process.kill(pid, 0)

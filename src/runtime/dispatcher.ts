@@ -15,6 +15,7 @@ import {
   HEADER,
   REPLY_SUBJECT_PREFIX,
   replySubject,
+  warmSubject,
   WORKER_SILENCE_MS,
 } from './protocol.js'
 import {formatDuration} from './validate.js'
@@ -104,9 +105,23 @@ class PendingCall {
       if (Number(h?.get(HEADER.seq)) !== parts.length) this.reject(new CallLost(`output of the call arrived out of order (${event})`))
       parts.push(msg.data)
     } else if (event === 'result') {
-      this.resolve(msg)
+      this.onResult(msg)
     }
     if (msg.reply) msg.respond()
+  }
+
+  /** The call's result: a `result` event, or the worker's answer to a quick call. */
+  onResult(msg: Msg): void {
+    if (msg.headers?.get(HEADER.inline) === 'true') this.takeInline(msg)
+    this.resolve(msg)
+  }
+
+  /** A result that carries the output itself: the stdout not streamed, then the stderr (sizes in its headers). */
+  private takeInline(msg: Msg): void {
+    const stdoutSize = this.onStdout ? 0 : Number(msg.headers?.get(HEADER.stdoutSize))
+    if (!Number.isInteger(stdoutSize) || stdoutSize < 0 || stdoutSize > msg.data.length) return
+    if (stdoutSize > 0) this.stdout.push(msg.data.subarray(0, stdoutSize))
+    if (msg.data.length > stdoutSize) this.stderr.push(msg.data.subarray(stdoutSize))
   }
 
   /** A stdout chunk of a streamed call: to the sink, acked once the sink has taken it. */
@@ -184,6 +199,7 @@ export class Dispatcher {
     const h = callHeaders(callId, spec, input.length)
     h.set(HEADER.replyTo, replySubject(this.listenerId, callId))
     if (pending.onStdout) h.set(HEADER.stream, 'true')
+    h.set(HEADER.inline, 'true')
     // The environment header (up to 43 KiB) takes its room from the first chunk, so the message stays under max_payload.
     const firstSize = Math.max(0, size - (h.get(HEADER.env)?.length ?? 0))
     const first = input.subarray(0, firstSize)
@@ -197,13 +213,15 @@ export class Dispatcher {
       if (!this.connected()) {
         throw new AmpError('service_unavailable', LOST_NATS)
       }
-      answer = await this.request(callSubject(spec.name), first, h)
+      answer = await this.offerOnce(spec, first, h)
       if (answer.headers?.get(HEADER.status) !== 'busy') break
     }
     // Given up while the worker answered: it runs the call and learns from the first heartbeat that no one waits.
     if (pending.settled) return
     const status = answer?.headers?.get(HEADER.status)
     pending.worker = answer?.headers?.get(HEADER.worker) ?? ''
+    // A quick call (docs/protocol.md): the answer is its result.
+    if (status === 'done' && answer) return pending.onResult(answer)
     pending.lastHeard = Date.now()
     pending.accepted = status === 'accepted'
     if (status === 'busy') {
@@ -230,18 +248,37 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Offers the call once: first to the workers that have a container of the function up and free
+   * (its warm subject, protocol.ts), when the function keeps any; when none has ("no responders",
+   * answered at once) or the one that got it is busy, to any worker.
+   */
+  private async offerOnce(spec: StoredFunction, data: Uint8Array, h: ReturnType<typeof headers>): Promise<Msg> {
+    if (spec.prestart > 0) {
+      try {
+        const answer = await this.nc.request(warmSubject(spec.name), data, {headers: h, timeout: this.options.acceptTimeoutMs})
+        if (answer.headers?.get(HEADER.status) !== 'busy') return answer
+      } catch (error) {
+        if (!isNoResponders(error)) throw this.requestFailed(error)
+      }
+    }
+    return this.request(callSubject(spec.name), data, h)
+  }
+
   private async request(subject: string, data: Uint8Array, h: ReturnType<typeof headers>): Promise<Msg> {
     try {
       return await this.nc.request(subject, data, {headers: h, timeout: this.options.acceptTimeoutMs})
     } catch (error) {
-      if (isNoResponders(error)) {
-        throw new AmpError('no_worker', 'no worker is running: start one with `amp worker start`')
-      }
-      if (error instanceof errors.TimeoutError || (error as Error).name === 'TimeoutError') {
-        throw new AmpError('no_worker', `no worker took the call within ${formatDuration(this.options.acceptTimeoutMs)}`)
-      }
-      throw new AmpError('no_worker', `cannot reach workers over NATS: ${(error as Error).message}`)
+      throw this.requestFailed(error)
     }
+  }
+
+  private requestFailed(error: unknown): AmpError {
+    if (isNoResponders(error)) return new AmpError('no_worker', 'no worker is running: start one with `amp worker start`')
+    if (error instanceof errors.TimeoutError || (error as Error).name === 'TimeoutError') {
+      return new AmpError('no_worker', `no worker took the call within ${formatDuration(this.options.acceptTimeoutMs)}`)
+    }
+    return new AmpError('no_worker', `cannot reach workers over NATS: ${(error as Error).message}`)
   }
 
   private finish(callId: string, spec: StoredFunction, pending: PendingCall, msg: Msg): CallResult {

@@ -11,6 +11,8 @@ import {
   checkPidsLimit,
   checkPrestart,
   checkRetries,
+  checkReuse,
+  checkReuseMaxCalls,
   checkTimeoutMs,
 } from './validate.js'
 
@@ -37,8 +39,16 @@ export interface FunctionSpec {
   fireAndForget: boolean
   /** How many times a failed asynchronous call is tried again before it goes to the dead letters. */
   retries: number
-  /** Most pre-started containers a worker keeps for this function (0: none, every call starts its container from scratch). */
+  /** Most pre-started containers a worker keeps for this function (0: none, every call starts its container from scratch); with reuse, most warm containers. */
   prestart: number
+  /**
+   * Warm containers: a container of the function serves many calls, one at a time, each in a fresh
+   * process of the function (stdin in, stdout out, stderr as log, exit status); false: a fresh
+   * container per call. With it, prestart is the most warm containers a worker keeps (at least 1).
+   */
+  reuse: boolean
+  /** How many calls one warm container serves before it is replaced; kept, but only used, with reuse. */
+  reuseMaxCalls: number
   createdAt: string
   updatedAt: string
 }
@@ -57,6 +67,8 @@ export const DEFAULT_CPUS = 1
 export const DEFAULT_PIDS_LIMIT = 256
 export const DEFAULT_RETRIES = 2
 export const DEFAULT_PRESTART = 2
+/** Calls a warm container (--reuse) serves before it is replaced. */
+export const DEFAULT_REUSE_MAX_CALLS = 1000
 
 /** What a client sends to create or replace a function. */
 export interface FunctionInput {
@@ -70,6 +82,8 @@ export interface FunctionInput {
   fireAndForget?: boolean
   retries?: number
   prestart?: number
+  reuse?: boolean
+  reuseMaxCalls?: number
 }
 
 export function checkFunctionInput(name: string, input: unknown): NewFunction {
@@ -77,7 +91,7 @@ export function checkFunctionInput(name: string, input: unknown): NewFunction {
     throw new TypeError('body must be a JSON object')
   }
   const body = input as Record<string, unknown>
-  return {
+  return checkReuseNeedsPrestart({
     name: checkName(name),
     image: checkImage(body.image),
     timeoutMs: body.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkTimeoutMs(body.timeoutMs),
@@ -89,7 +103,20 @@ export function checkFunctionInput(name: string, input: unknown): NewFunction {
     fireAndForget: body.fireAndForget === undefined ? false : checkFireAndForget(body.fireAndForget),
     retries: body.retries === undefined ? DEFAULT_RETRIES : checkRetries(body.retries),
     prestart: body.prestart === undefined ? DEFAULT_PRESTART : checkPrestart(body.prestart),
+    reuse: body.reuse === undefined ? false : checkReuse(body.reuse),
+    reuseMaxCalls: body.reuseMaxCalls === undefined ? DEFAULT_REUSE_MAX_CALLS : checkReuseMaxCalls(body.reuseMaxCalls),
+  })
+}
+
+/**
+ * With reuse, prestart is the most warm containers a worker keeps for the function, so 0 would
+ * leave it none to reuse: refused (400) on create or replace, and when a PATCH would leave a function so.
+ */
+export function checkReuseNeedsPrestart<T extends Pick<StoredFunction, 'reuse' | 'prestart'>>(fn: T): T {
+  if (fn.reuse && fn.prestart === 0) {
+    throw new AmpError('bad_request', 'reuse needs prestart of at least 1 (the most warm containers a worker keeps)')
   }
+  return fn
 }
 
 /**
@@ -97,13 +124,13 @@ export function checkFunctionInput(name: string, input: unknown): NewFunction {
  * merged into the function's environment: a name with a string value is set, one with null removed.
  */
 export type FunctionPatch = Partial<
-  Pick<StoredFunction, 'image' | 'timeoutMs' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit' | 'fireAndForget' | 'retries' | 'prestart'>
+  Pick<StoredFunction, 'image' | 'timeoutMs' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit' | 'fireAndForget' | 'retries' | 'prestart' | 'reuse' | 'reuseMaxCalls'>
 > & {
   env?: Record<string, string | null>
 }
 
-const PATCH_KEYS = ['image', 'timeoutMs', 'network', 'memoryBytes', 'cpus', 'pidsLimit', 'env', 'fireAndForget', 'retries', 'prestart'] as const
-const PATCH_KEYS_TEXT = 'image, timeoutMs, network, memoryBytes, cpus, pidsLimit, env, fireAndForget, retries or prestart'
+const PATCH_KEYS = ['image', 'timeoutMs', 'network', 'memoryBytes', 'cpus', 'pidsLimit', 'env', 'fireAndForget', 'retries', 'prestart', 'reuse', 'reuseMaxCalls'] as const
+const PATCH_KEYS_TEXT = 'image, timeoutMs, network, memoryBytes, cpus, pidsLimit, env, fireAndForget, retries, prestart, reuse or reuseMaxCalls'
 
 /**
  * Checks a PATCH body. Unknown keys are refused rather than ignored: a misspelt setting
@@ -129,6 +156,10 @@ export function checkFunctionPatch(input: unknown): FunctionPatch {
   if (body.fireAndForget !== undefined) patch.fireAndForget = checkFireAndForget(body.fireAndForget)
   if (body.retries !== undefined) patch.retries = checkRetries(body.retries)
   if (body.prestart !== undefined) patch.prestart = checkPrestart(body.prestart)
+  if (body.reuse !== undefined) patch.reuse = checkReuse(body.reuse)
+  if (body.reuseMaxCalls !== undefined) patch.reuseMaxCalls = checkReuseMaxCalls(body.reuseMaxCalls)
+  // Refused here whatever the function is now; the merged result is checked by applyPatch.
+  if (patch.reuse === true && patch.prestart !== undefined) checkReuseNeedsPrestart({reuse: true, prestart: patch.prestart})
   if (Object.keys(patch).length === 0) throw new AmpError('bad_request', `nothing to change: give ${PATCH_KEYS_TEXT}`)
   return patch
 }
@@ -145,7 +176,7 @@ function checkEnvPatch(value: unknown): Record<string, string | null> {
   return {...set, ...Object.fromEntries(removed.map((key) => [key, null]))}
 }
 
-/** The function after a patch; throws bad_request when the merged environment is too large. */
+/** The function after a patch; throws bad_request when the merged environment is too large, or reuse is left without prestart. */
 export function applyPatch(stored: StoredFunction, patch: FunctionPatch, updatedAt: string): StoredFunction {
   const {env: envPatch, ...settings} = patch
   let env = stored.env
@@ -153,7 +184,7 @@ export function applyPatch(stored: StoredFunction, patch: FunctionPatch, updated
     const merged = new Map([...Object.entries(stored.env), ...Object.entries(envPatch)])
     env = checkEnv(Object.fromEntries([...merged].filter(([, value]) => value !== null)))
   }
-  return {...stored, ...settings, env, updatedAt}
+  return checkReuseNeedsPrestart({...stored, ...settings, env, updatedAt})
 }
 
 /**
@@ -174,6 +205,8 @@ export function storedFunction(value: unknown): StoredFunction {
     fireAndForget: stored.fireAndForget ?? false,
     retries: stored.retries ?? DEFAULT_RETRIES,
     prestart: stored.prestart ?? DEFAULT_PRESTART,
+    reuse: stored.reuse ?? false,
+    reuseMaxCalls: stored.reuseMaxCalls ?? DEFAULT_REUSE_MAX_CALLS,
     createdAt: String(stored.createdAt),
     updatedAt: String(stored.updatedAt),
   }
@@ -193,6 +226,8 @@ export function publicSpec(stored: StoredFunction): FunctionSpec {
     fireAndForget: stored.fireAndForget,
     retries: stored.retries,
     prestart: stored.prestart,
+    reuse: stored.reuse,
+    reuseMaxCalls: stored.reuseMaxCalls,
     createdAt: stored.createdAt,
     updatedAt: stored.updatedAt,
   }

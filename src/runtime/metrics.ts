@@ -181,7 +181,7 @@ export class WorkerMetrics {
     })
     this.starts = new Counter({
       name: 'amp_worker_container_starts_total',
-      help: 'Calls that ran a container, by function and start: warm (a pre-started container) or cold (docker run at the call)',
+      help: 'Calls that ran a container, by function and start: warm (a pre-started container), reused (a warm container of a --reuse function that served calls before) or cold (docker run at the call)',
       labelNames: ['function', 'start'],
       registers: [registry],
     })

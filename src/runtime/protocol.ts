@@ -6,7 +6,9 @@
  *    `amp-workers`, so exactly one worker gets it). Headers describe the call; the payload is the
  *    first chunk of the input. NATS "no responders" means no worker is running: 503 at once.
  * 2. The worker answers that request with `Amp-Status: accepted` (plus `Amp-Input-Subject` when
- *    more input chunks must follow), `busy` (its backlog is full: try another) or `rejected`.
+ *    more input chunks must follow), `busy` (its backlog is full: try another) or `rejected`; or,
+ *    for a quick call (whole input, listener sends Amp-Inline-Output, ended within 50 ms), with
+ *    `done` and the call's result, output in the payload: then nothing else follows.
  * 3. Remaining input chunks go to `Amp-Input-Subject` as requests, one at a time, each answered
  *    by the worker once it has taken it (flow control and proof of delivery).
  * 4. While the call is queued or running the worker sends `heartbeat` events to the listener's
@@ -15,7 +17,8 @@
  *    get "no responders" a few times in a row knows the listener died and kills the container.
  * 5. The worker sends `stdout` and `stderr` chunks as requests to `Amp-Reply-To` (each answered
  *    by the listener) and finally a `result` event that carries the outcome and the sizes, so
- *    the listener can tell that no chunk was lost. With `Amp-Stream: true` on the call, `stdout`
+ *    the listener can tell that no chunk was lost; output that fits one message may ride in the
+ *    result itself instead (Amp-Inline-Output). With `Amp-Stream: true` on the call, `stdout`
  *    chunks go while the container runs, one request in flight at a time (the ack is the flow
  *    control); otherwise all of them go once it has exited.
  */
@@ -29,6 +32,13 @@ export const PROTOCOL_VERSION = 'v1'
 /** Call ids are UUIDs; a worker takes any id of this form, which cannot start with '-' (it ends up in docker arguments). */
 export const CALL_ID = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/
 export const CALL_SUBJECT_PREFIX = 'amp.v1.call'
+/**
+ * A worker subscribes to `amp.v1.warm.<function>` (queue group amp-workers) only while it has a
+ * container of that function up and free (pre-started or warm): the listener offers a call there
+ * first, so it goes to such a worker when there is one, and to any worker when NATS answers "no
+ * responders".
+ */
+export const WARM_SUBJECT_PREFIX = 'amp.v1.warm'
 export const WORKER_QUEUE = 'amp-workers'
 export const REPLY_SUBJECT_PREFIX = 'amp.v1.reply'
 export const INPUT_SUBJECT_PREFIX = 'amp.v1.input'
@@ -36,6 +46,7 @@ export const INPUT_SUBJECT_PREFIX = 'amp.v1.input'
 export const FUNCTIONS_CHANGED_SUBJECT = 'amp.v1.functions.changed'
 
 export const callSubject = (fn: string): string => `${CALL_SUBJECT_PREFIX}.${fn}`
+export const warmSubject = (fn: string): string => `${WARM_SUBJECT_PREFIX}.${fn}`
 /** The listener subscribes to `amp.v1.reply.<listenerId>.*` once, and uses one subject per call under it. */
 export const replySubject = (listenerId: string, callId: string): string =>
   `${REPLY_SUBJECT_PREFIX}.${listenerId}.${callId}`
@@ -54,12 +65,22 @@ export const HEADER = {
   pidsLimit: 'Amp-Pids-Limit',
   /** The function's prestart setting: most pre-started containers per worker (0: none). Absent: the worker's default. */
   prestart: 'Amp-Prestart',
+  /** `true`: the function's calls run in warm containers, each serving many calls, one fresh process per call (reuse). Absent: a fresh container per call. */
+  reuse: 'Amp-Reuse',
+  /** The function's reuseMaxCalls: calls one warm container serves before it is replaced. Sent only with Amp-Reuse; absent: the worker's default. */
+  reuseMaxCalls: 'Amp-Reuse-Max-Calls',
   /** base64 of the function's environment as KEY=VALUE lines; absent when it has none. Never logged. */
   env: 'Amp-Env',
   inputSize: 'Amp-Input-Size',
   replyTo: 'Amp-Reply-To',
   /** `true`: the caller streams stdout, so send `stdout` events as the container writes (docs/protocol.md). Sync calls only. */
   stream: 'Amp-Stream',
+  /**
+   * `true` on a call: the listener takes a result event that carries the call's output itself
+   * (docs/protocol.md, "Small output"). On that result event: its payload is the stdout not sent
+   * in `stdout` events followed by the stderr (their sizes are Amp-Stdout-Size and Amp-Stderr-Size).
+   */
+  inline: 'Amp-Inline-Output',
   status: 'Amp-Status',
   inputSubject: 'Amp-Input-Subject',
   worker: 'Amp-Worker',
@@ -127,6 +148,10 @@ export function callHeaders(callId: string, spec: StoredFunction, inputSize: num
   h.set(HEADER.cpus, String(spec.cpus))
   h.set(HEADER.pidsLimit, String(spec.pidsLimit))
   h.set(HEADER.prestart, String(spec.prestart))
+  if (spec.reuse) {
+    h.set(HEADER.reuse, 'true')
+    h.set(HEADER.reuseMaxCalls, String(spec.reuseMaxCalls))
+  }
   if (Object.keys(spec.env).length > 0) h.set(HEADER.env, Buffer.from(envLines(spec.env)).toString('base64'))
   h.set(HEADER.inputSize, String(inputSize))
   return h

@@ -111,36 +111,51 @@ export function checkCpus(value: unknown): number {
   return value
 }
 
-export function checkPidsLimit(value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < MIN_PIDS_LIMIT || value > MAX_PIDS_LIMIT) {
-    throw new AmpError('bad_request', `pidsLimit must be a whole number from ${MIN_PIDS_LIMIT} to ${MAX_PIDS_LIMIT}`)
+/** A setting that is a whole number within bounds; the error names the setting and the bounds. */
+function wholeNumber(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new AmpError('bad_request', `${name} must be a whole number from ${min} to ${max}`)
   }
   return value
+}
+
+/** A setting that is true or false. */
+function flag(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new AmpError('bad_request', `${name} must be true or false`)
+  return value
+}
+
+export function checkPidsLimit(value: unknown): number {
+  return wholeNumber('pidsLimit', value, MIN_PIDS_LIMIT, MAX_PIDS_LIMIT)
 }
 
 /** Most times a failed asynchronous call is tried again before it goes to the dead letters. */
 export const MAX_RETRIES = 10
 
 export function checkRetries(value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_RETRIES) {
-    throw new AmpError('bad_request', `retries must be a whole number from 0 to ${MAX_RETRIES}`)
-  }
-  return value
+  return wholeNumber('retries', value, 0, MAX_RETRIES)
 }
 
 /** Most pre-started containers per worker for one function: a few are enough, each holds memory and a docker CLI. */
 export const MAX_PRESTART = 16
 
 export function checkPrestart(value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_PRESTART) {
-    throw new AmpError('bad_request', `prestart must be a whole number from 0 to ${MAX_PRESTART}`)
-  }
-  return value
+  return wholeNumber('prestart', value, 0, MAX_PRESTART)
+}
+
+export function checkReuse(value: unknown): boolean {
+  return flag('reuse', value)
+}
+
+/** Most calls one warm container (reuse) serves before it is replaced. */
+export const MAX_REUSE_MAX_CALLS = 1_000_000
+
+export function checkReuseMaxCalls(value: unknown): number {
+  return wholeNumber('reuseMaxCalls', value, 1, MAX_REUSE_MAX_CALLS)
 }
 
 export function checkFireAndForget(value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new AmpError('bad_request', 'fireAndForget must be true or false')
-  return value
+  return flag('fireAndForget', value)
 }
 
 const MEMORY_UNITS: Record<string, number> = {'': 1, b: 1, k: 1024, kib: 1024, m: MIB, mib: MIB, g: 1024 * MIB, gib: 1024 * MIB}

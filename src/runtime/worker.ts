@@ -6,7 +6,10 @@ import {AsyncPuller, type AsyncHost, type AsyncWorkerOptions} from './async-work
 import {type AsyncSettings, AsyncStore, DEFAULT_ASYNC_SETTINGS} from './async-store.js'
 import {CallLogPublisher} from './call-logs.js'
 import {ContainerStarts} from './container-events.js'
-import {ContainerRunner, DEFAULT_MAX_OUTPUT, type PullPolicy, type RunResult} from './container-runner.js'
+import {ContainerRunner, DEFAULT_MAX_OUTPUT, LABEL, type PullPolicy, type RunResult} from './container-runner.js'
+import {DockerEvents} from './docker-events.js'
+import {ImageCommands} from './image-commands.js'
+import {prepareRunner} from './runner-files.js'
 import {cachedCheck, checkReadiness, type ReadinessReport, trackNats} from './health.js'
 import {daemonRegistry, Registry, WorkerMetrics, type WorkerCallResult} from './metrics.js'
 import {type OpsServer, startOpsServer} from './ops-server.js'
@@ -25,6 +28,7 @@ import {
   HEARTBEAT_INTERVAL_MS,
   FUNCTIONS_CHANGED_SUBJECT,
   inputSubject,
+  warmSubject,
   WORKER_QUEUE,
 } from './protocol.js'
 import {type CallSettings, parseCallSettings, parseInputSize} from './call-headers.js'
@@ -58,6 +62,12 @@ export interface WorkerOptions {
   prestartIdleMs?: number
   /** Asynchronous calls (docs/async.md): JetStream lease and retention, retry backoff; off when `false`. */
   async?: (Partial<AsyncSettings> & AsyncWorkerOptions) | false
+  /** The in-container runner (docs/runner.md): on unless false. */
+  runner?: boolean
+  /** The runner binary; dist/runner/amp-runner of this package when absent. */
+  runnerPath?: string
+  /** Where the containers' sockets go (on the Docker host: this machine); see runner-files.ts for the default. */
+  runtimeDir?: string
 }
 
 export interface Worker {
@@ -85,6 +95,14 @@ const REPLY_TIMEOUT_MS = 10_000
  * once its socket drained): a client that takes nothing for this long fails the call.
  */
 export const STREAM_ACK_TIMEOUT_MS = 60_000
+/**
+ * A call whose whole input came with it is answered with its result instead of `accepted` when it
+ * ends within this long (docs/protocol.md, "Quick calls"): one round trip through NATS instead of
+ * three. A call still running then is accepted as any other.
+ */
+export const QUICK_ANSWER_MS = 50
+/** How long a worker stays on a function's warm subject once it has no free container of it (freeChanged). */
+const WARM_LINGER_MS = 25
 /** Heartbeats in a row that NATS answers "no responders" before the worker drops the call (a listener reconnecting to NATS resubscribes within that). */
 const LISTENER_GONE_AFTER = 3
 
@@ -94,6 +112,8 @@ interface CallRequest extends CallSettings {
   replyTo: string
   /** The listener streams stdout to its caller (Amp-Stream): send it as the container writes. */
   stream: boolean
+  /** The listener takes small output inside the result event (Amp-Inline-Output): one round trip instead of three. */
+  inline: boolean
 }
 
 export function newWorkerId(): string {
@@ -107,7 +127,7 @@ function parseCall(msg: Msg): CallRequest {
   if (!/^[A-Za-z0-9._-]+$/.test(replyTo)) throw new TypeError('invalid reply subject')
   const inputSize = parseInputSize(msg.headers)
   if (inputSize < msg.data.length) throw new TypeError('invalid input size')
-  return {...settings, inputSize, replyTo, stream: msg.headers!.get(HEADER.stream) === 'true'}
+  return {...settings, inputSize, replyTo, stream: msg.headers!.get(HEADER.stream) === 'true', inline: msg.headers!.get(HEADER.inline) === 'true'}
 }
 
 class WorkerService implements Worker, AsyncHost {
@@ -123,6 +143,8 @@ class WorkerService implements Worker, AsyncHost {
   private puller?: AsyncPuller
   private sub?: Subscription
   private changesSub?: Subscription
+  /** `amp.v1.warm.<fn>` subscriptions, held while this worker has a free container of that function up (and WARM_LINGER_MS after). */
+  private readonly warmSubs = new Map<string, {sub: Subscription; leaving?: NodeJS.Timeout}>()
   private closing?: Promise<void>
   private gaveUp = false
   private readonly concurrency: number
@@ -171,13 +193,7 @@ class WorkerService implements Worker, AsyncHost {
   }
 
   start(): void {
-    this.sub = this.nc.subscribe(`${CALL_SUBJECT_PREFIX}.*`, {
-      queue: WORKER_QUEUE,
-      callback: (error, msg) => {
-        if (error) this.log.error('subscription failed', {error: error.message})
-        else this.onCall(msg)
-      },
-    })
+    this.sub = this.nc.subscribe(`${CALL_SUBJECT_PREFIX}.*`, {queue: WORKER_QUEUE, callback: (error, msg) => this.onMessage(error, msg)})
     // Every worker (no queue group): each drops its own pre-started containers of a changed or removed function.
     this.changesSub = this.nc.subscribe(FUNCTIONS_CHANGED_SUBJECT, {
       callback: (error, msg) => {
@@ -191,6 +207,34 @@ class WorkerService implements Worker, AsyncHost {
         void this.runner.drainPrestarted(fn)
       },
     })
+  }
+
+  private onMessage(error: Error | null, msg: Msg): void {
+    if (error) this.log.error('subscription failed', {error: error.message})
+    else this.onCall(msg)
+  }
+
+  /**
+   * The number of a function's free containers that are up changed: while it is above 0 this worker
+   * takes that function's calls on its warm subject too, where listeners offer them first (protocol.ts).
+   * Called before the result of the call that freed one is sent, so NATS has the subscription before
+   * the caller can send its next call.
+   */
+  freeChanged(fn: string, free: number): void {
+    const warm = this.warmSubs.get(fn)
+    if (free > 0) {
+      clearTimeout(warm?.leaving)
+      if (warm) warm.leaving = undefined
+      else if (!this.closing) this.warmSubs.set(fn, {sub: this.nc.subscribe(warmSubject(fn), {queue: WORKER_QUEUE, callback: (error, msg) => this.onMessage(error, msg)})})
+    } else if (warm && !warm.leaving) {
+      // Under load a warm container is free again within milliseconds: leaving and joining at each call would cost NATS more than the call.
+      warm.leaving = setTimeout(() => {
+        this.warmSubs.delete(fn)
+        // Drained, not unsubscribed: a call NATS routed here before it saw the UNSUB still arrives, and runs (queued, or cold).
+        void warm.sub.drain().catch(() => {})
+      }, WARM_LINGER_MS)
+      warm.leaving.unref()
+    }
   }
 
   private answer(msg: Msg, status: AcceptStatus, extra: Record<string, string> = {}): void {
@@ -241,8 +285,10 @@ class WorkerService implements Worker, AsyncHost {
       leaveQueue()
       this.runner.cancel(call.callId)
     })
+    // A listener that takes results in its answer (Amp-Inline-Output), a whole input, not streamed: the answer may wait for the result.
+    const quick = call.inline && !call.stream && msg.data.length >= call.inputSize ? this.holdAnswer(msg) : undefined
     try {
-      const input = await this.receiveInput(msg, call)
+      const input = quick ? msg.data : await this.receiveInput(msg, call)
       log.debug('call accepted', {image: call.image, bytes: input.length})
       const queuedAt = Date.now()
       const queued = this.acquire()
@@ -279,11 +325,40 @@ class WorkerService implements Worker, AsyncHost {
       answering = true
       // The stdout still coalescing goes before the result; a failed send shows in Amp-Stdout-Size.
       await streamer?.finish().catch(() => {})
-      if (!callerGone) await this.sendResult(call, result, queueMs, streamer?.taken)
+      const unanswered = quick?.take() === true
+      if (unanswered && result.stdout.length + result.stderr.length <= this.chunkSize) {
+        msg.respond(Buffer.concat([result.stdout, result.stderr]), {headers: this.resultHeaders(call, result, queueMs, true, 'done')})
+      } else {
+        // Too much output for one message: accepted, then the result as for any call.
+        if (unanswered) this.answer(msg, 'accepted')
+        if (!callerGone) await this.sendResult(call, result, queueMs, streamer?.taken)
+      }
     } catch (error) {
       log.warn('call abandoned', {error: (error as Error).message})
     } finally {
+      // Nothing answered yet (the worker failed before the result): the listener hears it at once, not at its accept timeout.
+      if (quick?.take()) this.answer(msg, 'rejected', {[HEADER.error]: 'the worker could not run the call'})
       stopBeating()
+    }
+  }
+
+  /**
+   * Holds back the answer to a call (quick calls): `take()` is true the first time, when the caller
+   * may answer with the result; after QUICK_ANSWER_MS the call is accepted, and `take()` is false.
+   */
+  private holdAnswer(msg: Msg): {take(): boolean} {
+    let answered = false
+    const timer = setTimeout(() => {
+      answered = true
+      this.answer(msg, 'accepted')
+    }, QUICK_ANSWER_MS)
+    return {
+      take: () => {
+        if (answered) return false
+        answered = true
+        clearTimeout(timer)
+        return true
+      },
     }
   }
 
@@ -447,23 +522,38 @@ class WorkerService implements Worker, AsyncHost {
     const outcome: WorkerCallResult =
       result.outcome === 'exited' ? (result.exitCode === 0 ? 'ok' : 'nonzero_exit') : result.outcome === 'timeout' ? 'timeout' : 'failed'
     this.metrics.calls.inc({function: call.function, result: outcome})
-    if (ran) this.metrics.starts.inc({function: call.function, start: result.warm ? 'warm' : 'cold'})
+    if (ran) this.metrics.starts.inc({function: call.function, start: result.reused ? 'reused' : result.warm ? 'warm' : 'cold'})
     if (result.killed) this.metrics.containersKilled.inc({reason: result.killed})
     this.metrics.phases.observe(call.function, {queueMs, startMs: result.startMs, runMs: result.runMs})
   }
 
-  /** `streamed`: the stdout bytes already sent while the container ran (streamed call); none go again. */
+  /**
+   * `streamed`: the stdout bytes already sent while the container ran (streamed call); none go
+   * again. Output that fits one message rides in the result event itself when the listener takes
+   * that (Amp-Inline-Output); otherwise it goes in `stdout` and `stderr` chunks first, each acked.
+   */
   private async sendResult(call: CallRequest, result: RunResult, queueMs: number, streamed?: number): Promise<void> {
-    const outputs = [['stdout', streamed === undefined ? result.stdout : Buffer.alloc(0)], ['stderr', result.stderr]] as const
-    for (const [event, data] of outputs) {
-      let seq = 0
-      for (const chunk of chunks(data, this.chunkSize)) {
-        const h = this.eventHeaders(call, event)
-        h.set(HEADER.seq, String(seq++))
-        await this.nc.request(call.replyTo, chunk, {headers: h, timeout: REPLY_TIMEOUT_MS})
+    const stdout = streamed === undefined ? result.stdout : Buffer.alloc(0)
+    const inline = call.inline && stdout.length + result.stderr.length <= this.chunkSize
+    if (!inline) {
+      for (const [event, data] of [['stdout', stdout], ['stderr', result.stderr]] as const) {
+        let seq = 0
+        for (const chunk of chunks(data, this.chunkSize)) {
+          const h = this.eventHeaders(call, event)
+          h.set(HEADER.seq, String(seq++))
+          await this.nc.request(call.replyTo, chunk, {headers: h, timeout: REPLY_TIMEOUT_MS})
+        }
       }
     }
+    const payload = inline ? Buffer.concat([stdout, result.stderr]) : Empty
+    await this.nc.request(call.replyTo, payload, {headers: this.resultHeaders(call, result, queueMs, inline, undefined, streamed), timeout: REPLY_TIMEOUT_MS})
+  }
+
+  /** The headers of a call's result: a `result` event, or with `status` the answer to the call itself (quick calls). */
+  private resultHeaders(call: CallRequest, result: RunResult, queueMs: number, inline: boolean, status?: 'done', streamed?: number): MsgHdrs {
     const h = this.eventHeaders(call, 'result')
+    if (status) h.set(HEADER.status, status)
+    if (inline) h.set(HEADER.inline, 'true')
     h.set(HEADER.outcome, result.outcome)
     h.set(HEADER.durationMs, String(result.durationMs))
     h.set(HEADER.stdoutSize, String(streamed ?? result.stdout.length))
@@ -474,7 +564,7 @@ class WorkerService implements Worker, AsyncHost {
     h.set(HEADER.queueMs, String(queueMs))
     if (result.startMs !== undefined) h.set(HEADER.startMs, String(result.startMs))
     if (result.runMs !== undefined) h.set(HEADER.runMs, String(result.runMs))
-    await this.nc.request(call.replyTo, Empty, {headers: h, timeout: REPLY_TIMEOUT_MS})
+    return h
   }
 
   /**
@@ -515,7 +605,12 @@ class WorkerService implements Worker, AsyncHost {
   private async shutdown(): Promise<void> {
     const deadline = this.options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
     this.log.info('worker stopping: no new calls, finishing calls in flight', {inFlight: this.calls.size, deadlineMs: deadline})
-    await this.sub?.drain().catch(() => {})
+    const warm = [...this.warmSubs.values()].map(({sub, leaving}) => {
+      clearTimeout(leaving)
+      return sub.drain().catch(() => {})
+    })
+    this.warmSubs.clear()
+    await Promise.all([this.sub?.drain().catch(() => {}), ...warm])
     this.changesSub?.unsubscribe()
     this.puller?.stop()
     // Idle pre-started containers go at once (one docker rm), while the calls in flight finish.
@@ -553,13 +648,37 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   }
   const id = newWorkerId()
   const log = (options.logger ?? createLogger()).child({worker: id})
+  const docker = options.docker
   // Docker's start events tell when each container really started (the "container start" metric).
-  const starts = deps.runner ? undefined : new ContainerStarts({docker: options.docker, workerId: id, logger: log})
+  const starts = deps.runner ? undefined : new ContainerStarts({docker, workerId: id, logger: log})
+  // The in-container runner: its binary, this worker's socket dir, and what each image runs (read again on image events).
+  const files = deps.runner ? {off: 'a runner was given', cleanup: () => {}} : prepareRunner({enabled: options.runner, binary: options.runnerPath, runtimeDir: options.runtimeDir})
+  const images = new ImageCommands({docker, pull: options.pull ?? 'missing'})
+  const imageEvents = files.files
+    ? new DockerEvents({
+        docker,
+        filters: ['type=image', ...['pull', 'tag', 'untag', 'delete', 'load', 'import'].map((event) => `event=${event}`)],
+        onEvent: () => images.invalidate(),
+        onFollowing: (following) => {
+          images.following = following
+          if (!following) images.invalidate()
+        },
+        warning: 'docker events (images) stopped: image commands are read again every few seconds until it runs again',
+        logger: log,
+      })
+    : undefined
+  const noted = new Set<string>()
+  const note = (key: string, message: string, fields: Record<string, string>) => {
+    if (noted.has(key) || noted.size >= 1000) return
+    noted.add(key)
+    log.warn(message, fields)
+  }
+  if (files.off && !deps.runner) note('runner off', 'the in-container runner is off: answers wait for docker to report each exit, and no container is reused', {why: files.off})
   let service: WorkerService | undefined
   const runner =
     deps.runner ??
     new ContainerRunner({
-      docker: options.docker,
+      docker,
       pull: options.pull,
       workerId: id,
       startedAt: (name, waitMs) => starts!.take(name, waitMs),
@@ -567,6 +686,10 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
       prestartAllowed: (starting) => service?.hasFreeSlot(starting) ?? false,
       prestartMax: options.prestartMax ?? options.concurrency,
       prestartIdleMs: options.prestartIdleMs,
+      runner: files.files,
+      images,
+      note,
+      onFree: (fn, free) => service?.freeChanged(fn, free),
     })
   const engine = await runner.engine()
   if (engine.error) {
@@ -580,6 +703,12 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     starts.start()
     worker.stopLast.push(() => starts.stop())
   }
+  if (imageEvents) {
+    imageEvents.start()
+    worker.stopLast.push(() => imageEvents.stop())
+  }
+  // Last: the sockets of containers still being removed.
+  worker.stopLast.push(() => removeOwnContainers(runner, id, log), () => files.cleanup())
   let ops: OpsServer | undefined
   if (options.metricsPort !== undefined) {
     try {
@@ -591,6 +720,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
       })
     } catch (error) {
       starts?.stop()
+      files.cleanup()
       await nc.close()
       throw error
     }
@@ -610,6 +740,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     prestartMax: options.prestartMax ?? options.concurrency,
     docker: options.docker,
     engine: engine.version,
+    runner: runner.usesRunner ? 'on' : 'off',
     metrics: ops?.url,
   })
   return worker
@@ -645,6 +776,15 @@ function startAsync(nc: NatsConnection, worker: WorkerService, log: Logger, opti
     stopped = true
     clearTimeout(timer)
   }
+}
+
+/**
+ * At the end of a shutdown: any container of this worker still there (a used one docker is still
+ * removing, --rm, or one whose runner did not exit) goes now, so a stopped worker leaves none.
+ */
+async function removeOwnContainers(runner: ContainerRunner, workerId: string, log: Logger): Promise<void> {
+  const removed = await runner.removeLabelled(`${LABEL.worker}=${workerId}`)
+  if (removed.length > 0) log.debug('removed containers still there at shutdown', {count: removed.length})
 }
 
 async function removeOrphans(runner: ContainerRunner, log: Logger): Promise<void> {

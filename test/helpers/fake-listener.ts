@@ -15,6 +15,7 @@ import {
   type StoredFunction,
   storedFunction,
 } from '../../src/runtime/function-spec.js'
+import {HTTP_STATUS, isAmpError} from '../../src/runtime/errors.js'
 import type {CallRecord, DeadLetter} from '../../src/runtime/http-contract.js'
 
 export type FakeCallAnswer =
@@ -225,7 +226,13 @@ export async function startFakeListener(): Promise<FakeListener> {
     req.on('end', () => {
       const body = Buffer.concat(chunks)
       requests.push({method: req.method ?? '', path: req.url ?? '', headers: req.headers, body})
-      handle(req, res, body)
+      try {
+        handle(req, res, body)
+      } catch (thrown) {
+        // What the listener refuses (a patch that leaves reuse without prestart...), it answers as the API does.
+        if (!isAmpError(thrown)) throw thrown
+        error(res, HTTP_STATUS[thrown.code], thrown.code, thrown.message)
+      }
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

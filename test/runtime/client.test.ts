@@ -3,6 +3,7 @@ import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import {AmpClient, RESULT_MEDIA_TYPE} from '../../src/runtime/client.js'
+import type {FunctionInput, FunctionPatch} from '../../src/runtime/function-spec.js'
 import {AmpError, EXIT} from '../../src/runtime/errors.js'
 import {ampError} from '../helpers/amp-error.js'
 import {MOCK_SERVER, useMockClient} from '../helpers/mock-agent.js'
@@ -20,6 +21,8 @@ const SPEC = {
   fireAndForget: false,
   retries: 2,
   prestart: 2,
+  reuse: false,
+  reuseMaxCalls: 1000,
   createdAt: '2025-01-31T14:05:09.123Z',
   updatedAt: '2025-01-31T14:05:09.123Z',
 }
@@ -67,33 +70,40 @@ describe('AmpClient', () => {
     })
 
     it('reads a function from a listener older than limits, env and async settings with the defaults the workers apply', async () => {
-      const {memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, ...older} = SPEC
+      const {memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, reuse, reuseMaxCalls, ...older} = SPEC
       pool().intercept({path: '/_amp/v1/functions/test', method: 'GET'}).reply(200, older, {headers: JSON_HEADERS})
-      expect(await client.getFunction('test')).to.deep.equal({...older, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries})
+      expect(await client.getFunction('test')).to.deep.equal({...older, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, reuse, reuseMaxCalls})
     })
 
-    it('sends fireAndForget and retries on create and update, and reads them back', async () => {
-      const sent: unknown[] = []
-      const answer = {...SPEC, fireAndForget: true, retries: 5}
-      pool()
-        .intercept({path: '/_amp/v1/functions/test', method: 'PUT'})
-        .reply(201, (options) => {
-          sent.push(JSON.parse(String(options.body)))
-          return answer
-        }, {headers: JSON_HEADERS})
-      pool()
-        .intercept({path: '/_amp/v1/functions/test', method: 'PATCH'})
-        .reply(200, (options) => {
-          sent.push(JSON.parse(String(options.body)))
-          return {...answer, fireAndForget: false}
-        }, {headers: JSON_HEADERS})
-      expect((await client.createFunction('test', {image: 'busybox:1.36', fireAndForget: true, retries: 5})).function).to.deep.equal(answer)
-      expect((await client.updateFunction('test', {fireAndForget: false})).fireAndForget).to.equal(false)
-      expect(sent).to.deep.equal([{image: 'busybox:1.36', fireAndForget: true, retries: 5}, {fireAndForget: false}])
-    })
+    const sentAndReadBack: Array<[string, FunctionInput, FunctionPatch]> = [
+      ['fireAndForget and retries', {image: 'busybox:1.36', fireAndForget: true, retries: 5}, {fireAndForget: false}],
+      ['reuse and reuseMaxCalls', {image: 'busybox:1.36', reuse: true, reuseMaxCalls: 50}, {reuse: false}],
+    ]
+    for (const [what, input, patch] of sentAndReadBack) {
+      it(`sends ${what} on create and update, and reads them back`, async () => {
+        const sent: unknown[] = []
+        const {image: _image, ...settings} = input
+        const answer = {...SPEC, ...settings}
+        pool()
+          .intercept({path: '/_amp/v1/functions/test', method: 'PUT'})
+          .reply(201, (options) => {
+            sent.push(JSON.parse(String(options.body)))
+            return answer
+          }, {headers: JSON_HEADERS})
+        pool()
+          .intercept({path: '/_amp/v1/functions/test', method: 'PATCH'})
+          .reply(200, (options) => {
+            sent.push(JSON.parse(String(options.body)))
+            return {...answer, ...patch}
+          }, {headers: JSON_HEADERS})
+        expect((await client.createFunction('test', input)).function).to.deep.equal(answer)
+        expect(await client.updateFunction('test', patch)).to.deep.equal({...answer, ...patch})
+        expect(sent).to.deep.equal([input, patch])
+      })
+    }
 
-    it('refuses a function whose fireAndForget or retries has the wrong type (bad answer)', async () => {
-      for (const wrong of [{fireAndForget: 'yes'}, {retries: '2'}]) {
+    it('refuses a function whose fireAndForget, retries, reuse or reuseMaxCalls has the wrong type (bad answer)', async () => {
+      for (const wrong of [{fireAndForget: 'yes'}, {retries: '2'}, {reuse: 'true'}, {reuseMaxCalls: '1000'}]) {
         pool().intercept({path: '/_amp/v1/functions/test', method: 'GET'}).reply(200, {...SPEC, ...wrong}, {headers: JSON_HEADERS})
         expect((await ampError(client.getFunction('test'))).code, JSON.stringify(wrong)).to.equal('bad_answer')
       }
@@ -119,6 +129,10 @@ describe('AmpClient', () => {
         () => client.createFunction('ok', {image: 'busybox', env: {A: 'line\nbreak'}}),
         () => client.createFunction('ok', {image: 'busybox', retries: 11}),
         () => client.createFunction('ok', {image: 'busybox', retries: 1.5}),
+        () => client.createFunction('ok', {image: 'busybox', reuseMaxCalls: 0}),
+        () => client.createFunction('ok', {image: 'busybox', reuse: true, prestart: 0}),
+        () => client.updateFunction('ok', {reuse: true, prestart: 0}),
+        () => client.updateFunction('ok', {reuseMaxCalls: 1_000_001}),
         () => client.updateFunction('ok', {retries: -1}),
         () => client.updateFunction('ok', {env: {A: 'x\0y'}}),
         () => client.invoke('-rf', Buffer.from('x')),

@@ -14,6 +14,7 @@ import {
   formatBytes,
   prestartArgs,
   prestartKey,
+  runnerArgs,
   type ContainerRunnerOptions,
   type RunSpec,
 } from '../../src/runtime/container-runner.js'
@@ -186,6 +187,47 @@ describe('container-runner', () => {
       ]) {
         expect(other).to.not.equal(base)
       }
+    })
+  })
+
+  describe('runnerArgs', () => {
+    const command = {id: `sha256:${'b'.repeat(64)}`, argv: ['/bin/tr', 'a-z', 'A-Z']}
+    const files = {socket: '/run/amp/1-abcdef/1.sock', binary: '/opt/amp/dist/runner/amp-runner'}
+    const NAME = 'amp-0e4c2a4e-3c1b-4d5e-9f00-123456789abc'
+
+    it('starts the container detached with the runner as entrypoint, its files mounted read-only, the image by id and its own command after', () => {
+      const args = runnerArgs(spec({env: {TOKEN: 's3cret'}}), 'w-1', {name: NAME, labels: {'amp.prestarted': 'true'}, command, ...files})
+      expect(args.slice(0, 5)).to.deep.equal(['run', '--detach', '--rm', '--name', NAME])
+      expect(args).to.include('amp.runner=true').and.include('amp.prestarted=true')
+      expect(args.slice(args.indexOf('--mount'), args.indexOf('--mount') + 4)).to.deep.equal([
+        '--mount',
+        `type=bind,source=${files.binary},target=/.amp-runner,readonly`,
+        '--mount',
+        `type=bind,source=${files.socket},target=/.amp-socket,readonly`,
+      ])
+      expect(args.slice(args.indexOf('--entrypoint'))).to.deep.equal(['--entrypoint', '/.amp-runner', '--', command.id, 'serve', '/.amp-socket', '/bin/tr', 'a-z', 'A-Z'])
+      expect(args.slice(args.indexOf('--pull'), args.indexOf('--pull') + 2)).to.deep.equal(['--pull', 'never'])
+      // The same hardening and limits as any call, and the environment by file only.
+      const call = dockerRunArgs(spec({env: {TOKEN: 's3cret'}}), 'w-1', 'missing')
+      expect(args.slice(args.indexOf('--network'), args.indexOf('--pull'))).to.deep.equal(call.slice(call.indexOf('--network'), call.indexOf('--pull')))
+      expect(args.join(' ')).to.contain('--env-file /dev/fd/3').and.not.contain('s3cret').and.not.contain('TOKEN')
+    })
+
+    it('refuses paths docker would parse as more mount options, and an image that is not an id', () => {
+      for (const socket of ['/run/amp/a,target=/etc', 'relative.sock', '/run/amp/a b.sock', '/run/amp/"x"']) {
+        expect(() => runnerArgs(spec(), 'w-1', {name: NAME, labels: {}, command, ...files, socket})).to.throw('invalid runner path')
+      }
+      expect(() => runnerArgs(spec(), 'w-1', {name: NAME, labels: {}, command: {...command, id: 'busybox:1'}, ...files})).to.throw('invalid image id')
+    })
+
+    it('keys pools of runner containers by the image id, its command and how the container is used too', () => {
+      const plain = prestartKey(spec(), 'missing')
+      const runner = (extra: object) => prestartKey({...spec(), command, reuse: false, reuseMaxCalls: 1000, ...extra}, 'missing')
+      expect(runner({})).to.not.equal(plain)
+      expect(runner({command: {...command, id: `sha256:${'c'.repeat(64)}`}})).to.not.equal(runner({}))
+      expect(runner({command: {...command, argv: ['/bin/cat']}})).to.not.equal(runner({}))
+      expect(runner({reuse: true})).to.not.equal(runner({}))
+      expect(runner({reuse: true, reuseMaxCalls: 5})).to.not.equal(runner({reuse: true}))
     })
   })
 

@@ -26,6 +26,8 @@ const SPEC: StoredFunction = {
   fireAndForget: false,
   retries: 2,
   prestart: 2,
+  reuse: false,
+  reuseMaxCalls: 1000,
   createdAt: '2024-01-01T00:00:00.000Z',
   updatedAt: '2024-01-01T00:00:00.000Z',
 }

@@ -9,6 +9,7 @@ import {
   DEFAULT_PIDS_LIMIT,
   DEFAULT_PRESTART,
   DEFAULT_RETRIES,
+  DEFAULT_REUSE_MAX_CALLS,
   envFromFlags,
   envPatch,
   publicSpec,
@@ -34,6 +35,8 @@ describe('function-spec', () => {
       fireAndForget: false,
       retries: 2,
       prestart: 2,
+      reuse: false,
+      reuseMaxCalls: 1000,
     })
   })
 
@@ -45,6 +48,29 @@ describe('function-spec', () => {
       badRequest(() => checkFunctionInput('fn', {image: 'busybox', prestart: bad}))
       badRequest(() => checkFunctionPatch({prestart: bad}))
     }
+  })
+
+  it('keeps reuse and reuseMaxCalls given on create or patch, and refuses bad ones as 400s', () => {
+    expect(checkFunctionInput('fn', {image: 'busybox', reuse: true, reuseMaxCalls: 1})).to.include({reuse: true, reuseMaxCalls: 1, prestart: 2})
+    expect(checkFunctionInput('fn', {image: 'busybox', reuse: true, prestart: 1}).reuseMaxCalls).to.equal(DEFAULT_REUSE_MAX_CALLS)
+    expect(checkFunctionInput('fn', {image: 'busybox', reuseMaxCalls: 1_000_000}).reuseMaxCalls).to.equal(1_000_000)
+    expect(checkFunctionPatch({reuse: false, reuseMaxCalls: 50})).to.deep.equal({reuse: false, reuseMaxCalls: 50})
+    for (const bad of ['true', 1, null]) {
+      expect(badRequest(() => checkFunctionInput('fn', {image: 'busybox', reuse: bad})).message).to.equal('reuse must be true or false')
+      badRequest(() => checkFunctionPatch({reuse: bad}))
+    }
+    for (const bad of [0, -1, 1_000_001, 2.5, '10', null]) {
+      expect(badRequest(() => checkFunctionInput('fn', {image: 'busybox', reuseMaxCalls: bad})).message).to.match(/^reuseMaxCalls must be/)
+      badRequest(() => checkFunctionPatch({reuseMaxCalls: bad}))
+    }
+  })
+
+  it('refuses reuse with prestart 0 on create (no warm container to keep), but keeps reuseMaxCalls without reuse', () => {
+    const error = badRequest(() => checkFunctionInput('fn', {image: 'busybox', reuse: true, prestart: 0}))
+    expect(error.message).to.equal('reuse needs prestart of at least 1 (the most warm containers a worker keeps)')
+    expect(checkFunctionInput('fn', {image: 'busybox', reuse: false, prestart: 0})).to.include({reuse: false, prestart: 0})
+    expect(checkFunctionInput('fn', {image: 'busybox', prestart: 0, reuseMaxCalls: 5})).to.include({reuse: false, prestart: 0, reuseMaxCalls: 5})
+    expect(badRequest(() => checkFunctionPatch({reuse: true, prestart: 0})).message).to.match(/^reuse needs prestart of at least 1/)
   })
 
   it('keeps fireAndForget and retries given on create (PUT), and refuses bad ones as 400s', () => {
@@ -76,6 +102,8 @@ describe('function-spec', () => {
       fireAndForget: false,
       retries: DEFAULT_RETRIES,
       prestart: DEFAULT_PRESTART,
+      reuse: false,
+      reuseMaxCalls: DEFAULT_REUSE_MAX_CALLS,
     })
   })
 
@@ -85,6 +113,11 @@ describe('function-spec', () => {
     expect(shown.envKeys).to.deep.equal(['ALPHA', 'ZED'])
     expect(JSON.stringify(shown)).to.not.contain(SECRET)
     expect(shown).to.not.have.property('env')
+  })
+
+  it('shows reuse and reuseMaxCalls as stored', () => {
+    const stored = storedFunction({name: 'fn', image: 'busybox', reuse: true, reuseMaxCalls: 7, createdAt: TIME, updatedAt: TIME})
+    expect(publicSpec(stored)).to.include({reuse: true, reuseMaxCalls: 7})
   })
 
   describe('patches', () => {
@@ -119,7 +152,27 @@ describe('function-spec', () => {
       badRequest(() => checkFunctionPatch({fireAndForget: 'yes'}))
       badRequest(() => checkFunctionPatch({retries: 1.5}))
       badRequest(() => checkFunctionPatch({retries: 11}))
-      expect(badRequest(() => checkFunctionPatch({retry: 1})).message).to.match(/fireAndForget, retries or prestart/)
+      expect(badRequest(() => checkFunctionPatch({retry: 1})).message).to.match(/fireAndForget, retries, prestart, reuse or reuseMaxCalls$/)
+      expect(badRequest(() => checkFunctionPatch({reuseMaxCall: 5})).message).to.match(/^unknown setting "reuseMaxCall"/)
+    })
+
+    it('turns reuse on and off and changes reuseMaxCalls alone, keeping the other settings', () => {
+      const on = applyPatch(stored(), checkFunctionPatch({reuse: true, reuseMaxCalls: 20}), TIME)
+      expect(on).to.include({reuse: true, reuseMaxCalls: 20, prestart: DEFAULT_PRESTART, image: 'busybox'})
+      expect(on.env).to.deep.equal(stored().env)
+      // false is a change too, not "nothing to change"; reuseMaxCalls stays for next time.
+      expect(applyPatch(on, checkFunctionPatch({reuse: false}), TIME)).to.include({reuse: false, reuseMaxCalls: 20})
+    })
+
+    it('refuses a patch that leaves reuse on with prestart 0, checked on the function after the patch', () => {
+      const warm = applyPatch(stored(), checkFunctionPatch({reuse: true}), TIME)
+      const message = /^reuse needs prestart of at least 1 \(the most warm containers a worker keeps\)$/
+      expect(badRequest(() => applyPatch(warm, checkFunctionPatch({prestart: 0}), TIME)).message).to.match(message)
+      const cold = applyPatch(stored(), checkFunctionPatch({prestart: 0}), TIME)
+      expect(badRequest(() => applyPatch(cold, checkFunctionPatch({reuse: true}), TIME)).message).to.match(message)
+      // Turning reuse off and prestart to 0 at once is fine, and so is reuse with prestart raised from 0.
+      expect(applyPatch(warm, checkFunctionPatch({reuse: false, prestart: 0}), TIME)).to.include({reuse: false, prestart: 0})
+      expect(applyPatch(cold, checkFunctionPatch({reuse: true, prestart: 1}), TIME)).to.include({reuse: true, prestart: 1})
     })
 
     it('refuses an environment that the patch makes too large', () => {

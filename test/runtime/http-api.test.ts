@@ -265,6 +265,26 @@ describe('http-api', () => {
       expect(reply.json()).to.include({timeoutMs: 1500, network: 'bridge'})
     })
 
+    it('PUT keeps reuse and reuseMaxCalls, and gives a function without them a fresh container per call', async () => {
+      const warm = await send('PUT', '/_amp/v1/functions/warm', {body: JSON.stringify({image: 'busybox', reuse: true, reuseMaxCalls: 10, prestart: 1})})
+      expect(warm.status).to.equal(201)
+      expect(warm.json()).to.include({reuse: true, reuseMaxCalls: 10, prestart: 1})
+      expect(registry.specs.get('warm')).to.include({reuse: true, reuseMaxCalls: 10, prestart: 1})
+      const plain = await send('PUT', '/_amp/v1/functions/plain', {body: JSON.stringify({image: 'busybox'})})
+      expect(plain.json()).to.include({reuse: false, reuseMaxCalls: 1000})
+    })
+
+    it('PUT answers 400 for reuse with prestart 0, storing nothing, also when replacing', async () => {
+      registry.add('echo')
+      const body = JSON.stringify({image: 'busybox', reuse: true, prestart: 0})
+      for (const path of ['/_amp/v1/functions/warm', '/_amp/v1/functions/echo?replace=true']) {
+        const error = expectError(await send('PUT', path, {body}), 400, 'bad_request')
+        expect(error.message).to.equal('reuse needs prestart of at least 1 (the most warm containers a worker keeps)')
+      }
+      expect(registry.ops).to.deep.equal([])
+      expect(registry.specs.get('echo')).to.include({reuse: false, prestart: 2})
+    })
+
     it('PUT on an existing name answers 409 unless ?replace=true, which answers 200', async () => {
       const body = JSON.stringify({image: 'busybox:1'})
       expect((await send('PUT', '/_amp/v1/functions/echo', {body})).status).to.equal(201)
@@ -291,6 +311,8 @@ describe('http-api', () => {
       ['the host network', 'echo', JSON.stringify({image: 'busybox', network: 'host'})],
       ['a timeout that is not whole milliseconds', 'echo', JSON.stringify({image: 'busybox', timeoutMs: '30s'})],
       ['a timeout over 24h', 'echo', JSON.stringify({image: 'busybox', timeoutMs: 25 * 3_600_000})],
+      ['a reuse that is not a boolean', 'echo', JSON.stringify({image: 'busybox', reuse: 'true'})],
+      ['a reuseMaxCalls of 0', 'echo', JSON.stringify({image: 'busybox', reuseMaxCalls: 0})],
       ['an invalid name', 'Bad_Name', JSON.stringify({image: 'busybox'})],
     ]
     for (const [why, name, body] of badPuts) {
@@ -379,6 +401,31 @@ describe('http-api', () => {
       expect(Object.keys(registry.specs.get('echo')!.env)).to.deep.equal(['A'])
     })
 
+    it('PATCH turns reuse on and off and changes reuseMaxCalls, answering the function as stored', async () => {
+      registry.add('echo')
+      const on = await send('PATCH', '/_amp/v1/functions/echo', {body: JSON.stringify({reuse: true, reuseMaxCalls: 5})})
+      expect(on.status).to.equal(200)
+      expect(on.json()).to.include({reuse: true, reuseMaxCalls: 5, prestart: 2})
+      const off = await send('PATCH', '/_amp/v1/functions/echo', {body: JSON.stringify({reuse: false})})
+      expect(off.json()).to.include({reuse: false, reuseMaxCalls: 5})
+      expect(registry.specs.get('echo')).to.include({reuse: false, reuseMaxCalls: 5})
+    })
+
+    it('PATCH answers 400 when the function after it would have reuse with prestart 0, changing nothing', async () => {
+      const warm = storedFunction({name: 'warm', image: 'busybox', reuse: true, createdAt: 'c', updatedAt: 'u'})
+      const cold = storedFunction({name: 'cold', image: 'busybox', prestart: 0, createdAt: 'c', updatedAt: 'u'})
+      registry.specs.set('warm', warm)
+      registry.specs.set('cold', cold)
+      for (const [name, body] of [['warm', {prestart: 0}], ['cold', {reuse: true}], ['cold', {reuse: true, prestart: 0}]] as const) {
+        const reply = await send('PATCH', `/_amp/v1/functions/${name}`, {body: JSON.stringify(body)})
+        expect(expectError(reply, 400, 'bad_request').message, JSON.stringify(body)).to.match(/^reuse needs prestart of at least 1/)
+      }
+      expect(registry.specs.get('warm')).to.deep.equal(warm)
+      expect(registry.specs.get('cold')).to.deep.equal(cold)
+      // Both at once, the other way round, is fine.
+      expect((await send('PATCH', '/_amp/v1/functions/warm', {body: '{"reuse":false,"prestart":0}'})).json()).to.include({reuse: false, prestart: 0})
+    })
+
     it('PATCH answers 404 for a function that does not exist, creating nothing', async () => {
       expectError(await send('PATCH', '/_amp/v1/functions/echo', {body: '{"network":"bridge"}'}), 404, 'function_not_found')
       expect(registry.specs.has('echo')).to.equal(false)
@@ -389,6 +436,9 @@ describe('http-api', () => {
       ['a body that is not an object', 'echo', '"busybox:2"'],
       ['nothing to change', 'echo', '{}'],
       ['an unknown (misspelt) setting', 'echo', JSON.stringify({timeout: 5000})],
+      ['a misspelt reuse setting', 'echo', JSON.stringify({reuseMaxCall: 5})],
+      ['a reuse that is not a boolean', 'echo', JSON.stringify({reuse: 1})],
+      ['a reuseMaxCalls over 1000000', 'echo', JSON.stringify({reuseMaxCalls: 1_000_001})],
       ['an image that is a docker flag', 'echo', JSON.stringify({image: '--privileged'})],
       ['the host network', 'echo', JSON.stringify({network: 'host'})],
       ['a timeout that is not whole milliseconds', 'echo', JSON.stringify({timeoutMs: '30s'})],

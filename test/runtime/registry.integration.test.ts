@@ -6,7 +6,7 @@ import {Registry, functionKey} from '../../src/runtime/registry.js'
 import {startEtcd, type ServiceHandle} from '../helpers/services.js'
 import {ampError} from '../helpers/amp-error.js'
 
-const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none', memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}, fireAndForget: false, retries: 2, prestart: 2})
+const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none', memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}, fireAndForget: false, retries: 2, prestart: 2, reuse: false, reuseMaxCalls: 1000})
 
 
 describe('Registry against etcd (integration)', function () {
@@ -49,7 +49,7 @@ describe('Registry against etcd (integration)', function () {
   it('reads a function stored before limits and env existed with the defaults (and lists it so)', async () => {
     const old = {name: 'old', image: 'busybox:1', timeoutMs: 5000, network: 'none', createdAt: 'c', updatedAt: 'u'}
     await raw.put(functionKey('old')).value(JSON.stringify(old))
-    const defaults = {memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}, fireAndForget: false, retries: 2, prestart: 2}
+    const defaults = {memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}, fireAndForget: false, retries: 2, prestart: 2, reuse: false, reuseMaxCalls: 1000}
     expect(await registry.get('old')).to.deep.equal({...old, ...defaults})
     expect(await registry.list()).to.deep.equal([{...old, ...defaults}])
   })
@@ -63,6 +63,15 @@ describe('Registry against etcd (integration)', function () {
     const error = await ampError(registry.update('env', {env: {BIG: 'x'.repeat(40 * 1024)}}))
     expect(error.code).to.equal('bad_request')
     expect((await registry.get('env'))?.env).to.deep.equal({KEEP: 'k', ADD: 'a=b'})
+  })
+
+  it('refuses an update that leaves reuse without prestart, keeping the function as it was', async () => {
+    await registry.put({...spec('warm'), reuse: true}, false)
+    const error = await ampError(registry.update('warm', {prestart: 0}))
+    expect(error.code).to.equal('bad_request')
+    expect(error.message).to.match(/^reuse needs prestart of at least 1/)
+    expect(await registry.get('warm')).to.include({reuse: true, prestart: 2})
+    expect(await registry.update('warm', {reuse: false, reuseMaxCalls: 50})).to.include({reuse: false, reuseMaxCalls: 50, prestart: 2})
   })
 
   it('returns undefined for a function that does not exist', async () => {

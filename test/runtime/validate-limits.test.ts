@@ -8,8 +8,11 @@ import {
   checkMemoryBytes,
   checkPidsLimit,
   checkRetries,
+  checkReuse,
+  checkReuseMaxCalls,
   envLines,
   MAX_ENV_BYTES,
+  MAX_REUSE_MAX_CALLS,
   parseCpus,
   parseMemory,
   parsePidsLimit,
@@ -69,6 +72,23 @@ describe('validate: limits and environment', () => {
     expect(checkFireAndForget(false)).to.equal(false)
     for (const bad of ['true', 1, 0, null, undefined]) {
       expect(badRequest(() => checkFireAndForget(bad)).message).to.equal('fireAndForget must be true or false')
+    }
+  })
+
+  it('takes reuse as a JSON boolean only (not "true", 1 or null)', () => {
+    expect(checkReuse(true)).to.equal(true)
+    expect(checkReuse(false)).to.equal(false)
+    for (const bad of ['true', 1, 0, null, undefined]) {
+      expect(badRequest(() => checkReuse(bad)).message).to.equal('reuse must be true or false')
+    }
+  })
+
+  it('takes 1 to 1000000 calls per warm container, whole numbers only', () => {
+    expect(MAX_REUSE_MAX_CALLS).to.equal(1_000_000)
+    expect(checkReuseMaxCalls(1)).to.equal(1)
+    expect(checkReuseMaxCalls(1_000_000)).to.equal(1_000_000)
+    for (const bad of [0, -1, 1_000_001, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '1000', null, true]) {
+      expect(badRequest(() => checkReuseMaxCalls(bad)).message).to.equal('reuseMaxCalls must be a whole number from 1 to 1000000')
     }
   })
 

@@ -77,7 +77,7 @@ describe('worker faults (workers as processes)', function () {
 
     it('answers each caller 502 within seconds; a live worker sweeps the orphans, and only those', async () => {
       // A live worker process that owns a running container.
-      const owner = await workerStart(nats2.url, '--drain-timeout', '1s')
+      const owner = await workerStart(nats2.url, '--drain-timeout', '1s', '--no-runner')
       const ownerCall = post(`${listener2.url}/hang`, 'x')
       const [owned] = await runningOf(owner.pid)
       // The sweeper: in this process, on nats2 too, started after owner's call so it takes none.
@@ -91,7 +91,8 @@ describe('worker faults (workers as processes)', function () {
         TEST_IMAGES.sleep,
       ])
 
-      const victim = await workerStart(stack.nats.url, '--concurrency', '4')
+      // Without the runner: a runner container ends by itself when its worker dies (the next test), these stay for the sweep.
+      const victim = await workerStart(stack.nats.url, '--concurrency', '4', '--no-runner')
       const calls = [1, 2, 3].map((n) => post(`${stack.listener.url}/hang`, `call ${n}`))
       const orphans = await runningOf(victim.pid, 3)
       const killedAt = Date.now()
@@ -122,6 +123,31 @@ describe('worker faults (workers as processes)', function () {
         (await containers(`id=${owned}`)).length === 0 ? true : undefined,
       )
       expect(await containers(`name=${stranger}`, {running: true}), 'the container amp did not start').to.have.length(1)
+    })
+  })
+
+  describe('kill -9 of a worker while warm containers run (--reuse)', () => {
+    it('answers its callers 502, and leaves no container: each ends with its socket, and a worker started again finds none', async () => {
+      await createFunction(stack.listener, 'warm-cat', {image: TEST_IMAGES.cat, reuse: true, prestart: 3})
+      await createFunction(stack.listener, 'warm-hang', {image: TEST_IMAGES.sleep, reuse: true, prestart: 2, timeoutMs: 120_000})
+      const victim = await workerStart(stack.nats.url, '--concurrency', '4')
+      // Warm containers: some idle after serving calls, some running calls when the worker dies.
+      for (let i = 0; i < 5; i++) expect((await post(`${stack.listener.url}/warm-cat`, `warm ${i}`)).text).to.equal(`warm ${i}`)
+      const calls = [1, 2].map((n) => post(`${stack.listener.url}/warm-hang`, `call ${n}`))
+      const before = await runningOf(victim.pid, 3)
+      const killedAt = Date.now()
+      victim.child.kill('SIGKILL')
+      for (const answer of await Promise.all(calls)) expect(answer.status, answer.text).to.equal(502)
+      // No other worker runs: the containers end by themselves, their runner's socket closed with the worker.
+      const goneAt = await waitFor('the dead worker\'s containers to go', async () =>
+        (await containers(`label=amp.worker-pid=${victim.pid}`)).length === 0 ? Date.now() : undefined,
+      )
+      console.log(`      [measured] kill -9 with ${before.length} warm containers: all gone ${goneAt - killedAt} ms after it, no worker running`)
+      const again = await workerStart(stack.nats.url)
+      expect((await post(`${stack.listener.url}/warm-cat`, 'after')).text).to.equal('after')
+      expect(await containers(`label=amp.worker-pid=${victim.pid}`)).to.deep.equal([])
+      await again.stop('SIGTERM')
+      expect(await containers('label=amp.function=warm-cat')).to.deep.equal([])
     })
   })
 

@@ -3,7 +3,7 @@ import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand, settingFlag} from '../../base-command.js'
 import type {CreateResult} from '../../runtime/client.js'
-import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits, prestartFlag, prestartSetting, prestartSummary} from '../../function-flags.js'
+import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits, prestartFlag, prestartSetting, prestartSummary, reuseFlags, reuseSettings, reuseSummary} from '../../function-flags.js'
 import {DEFAULT_NETWORK, envFromFlags} from '../../runtime/function-spec.js'
 import {formatDuration} from '../../runtime/validate.js'
 
@@ -19,6 +19,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     {description: 'Give it 1 GiB of memory, half a CPU and two environment variables', command: '<%= config.bin %> fn create test my/image:1 --memory 1GiB --cpus 0.5 --env LEVEL=debug --env API_KEY'},
     {description: 'A function whose callers never wait; a failed call is tried 5 more times', command: '<%= config.bin %> fn create notify my/notify:1 --fire-and-forget --retries 5'},
     {description: 'A function that must not start before its input arrives (no pre-started containers)', command: '<%= config.bin %> fn create clock my/clock:1 --prestart 0'},
+    {description: 'Warm containers: each serves many calls, one at a time, in a fresh process per call', command: '<%= config.bin %> fn create resize my/resize:1 --reuse'},
   ]
 
   static override args = {
@@ -38,6 +39,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     env: envFlag('an environment variable of its containers'),
     ...asyncFlags(),
     ...prestartFlag(),
+    ...reuseFlags(),
   }
 
   async run(): Promise<CreateResult> {
@@ -51,6 +53,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
         ...limits(this.flags),
         ...asyncSettings(this.flags),
         ...prestartSetting(this.flags),
+        ...reuseSettings(this.flags),
         ...(this.flags.env ? {env: envFromFlags(this.flags.env, process.env)} : {}),
       },
       {replace: this.flags.replace},
@@ -59,7 +62,7 @@ export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
     this.log(
       `${result.replaced ? 'Replaced' : 'Created'} function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}${
         spec.network === DEFAULT_NETWORK ? '' : `, network ${spec.network}`
-      }${asyncSummary(spec)}${prestartSummary(spec)})`,
+      }${asyncSummary(spec)}${prestartSummary(spec)}${reuseSummary(spec)})`,
     )
     return result
   }

@@ -34,7 +34,7 @@ export default class FunctionLs extends AmpCommand<typeof FunctionLs> {
       return functions
     }
     const rows = [
-      ['NAME', 'IMAGE', 'TIMEOUT', 'NETWORK', 'CALLS', 'RETRIES', 'PRESTART', 'UPDATED'],
+      ['NAME', 'IMAGE', 'TIMEOUT', 'NETWORK', 'CALLS', 'RETRIES', 'PRESTART', 'REUSE', 'UPDATED'],
       ...functions.map((fn) => [
         fn.name,
         fn.image,
@@ -43,6 +43,7 @@ export default class FunctionLs extends AmpCommand<typeof FunctionLs> {
         fn.fireAndForget ? 'fire-and-forget' : 'sync',
         String(fn.retries),
         String(fn.prestart),
+        fn.reuse ? 'yes' : 'no',
         formatTime(fn.updatedAt),
       ]),
     ]

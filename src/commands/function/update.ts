@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand} from '../../base-command.js'
-import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits, prestartFlag, prestartSetting, prestartSummary} from '../../function-flags.js'
+import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits, prestartFlag, prestartSetting, prestartSummary, reuseFlags, reuseSettings, reuseSummary} from '../../function-flags.js'
 import {AmpError} from '../../runtime/errors.js'
 import {envPatch, type FunctionPatch, type FunctionSpec} from '../../runtime/function-spec.js'
 import {formatDuration, parseDuration} from '../../runtime/validate.js'
@@ -12,7 +12,7 @@ export default class FunctionUpdate extends AmpCommand<typeof FunctionUpdate> {
   static override description = `Changes only the settings given; the function keeps its name, its other settings and its creation time.
 Calls already running finish with the settings they started with (the old image, timeout and network); every call that starts after the update uses the new ones.
 --env sets or replaces one environment variable and --unset-env removes one; the others are kept.
-With --json, prints the function as stored after the change: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, createdAt, updatedAt}.`
+With --json, prints the function as stored after the change: {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, reuse, reuseMaxCalls, createdAt, updatedAt}.`
   static override aliases = ['fn:update']
   static override examples = [
     {description: 'Roll "test" forward to a new image', command: '<%= config.bin %> function update test --image my/image:2'},
@@ -20,6 +20,7 @@ With --json, prints the function as stored after the change: {name, image, timeo
     {description: 'Let its containers reach the network, and print the result as JSON', command: '<%= config.bin %> fn update test --network bridge --json'},
     {description: 'Raise its memory limit, set one variable and remove another', command: '<%= config.bin %> fn update test --memory 1GiB --env LEVEL=info --unset-env DEBUG'},
     {description: 'Make callers wait for its result again, and never retry a failed async call', command: '<%= config.bin %> fn update test --no-fire-and-forget --retries 0'},
+    {description: 'Go back from warm containers to a fresh container per call', command: '<%= config.bin %> fn update test --no-reuse'},
   ]
 
   static override args = {
@@ -36,6 +37,7 @@ With --json, prints the function as stored after the change: {name, image, timeo
     'unset-env': Flags.string({description: 'remove an environment variable, by NAME (repeatable)', multiple: true, multipleNonGreedy: true}),
     ...asyncFlags(true),
     ...prestartFlag(true),
+    ...reuseFlags(true),
   }
 
   async run(): Promise<FunctionSpec> {
@@ -47,16 +49,17 @@ With --json, prints the function as stored after the change: {name, image, timeo
       ...limits(this.flags),
       ...asyncSettings(this.flags),
       ...prestartSetting(this.flags),
+      ...reuseSettings(this.flags),
       env: envPatch(this.flags.env ?? [], this.flags['unset-env'] ?? [], process.env),
     }
     if (Object.values(patch).every((value) => value === undefined)) {
-      throw new AmpError('bad_request', 'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget, --retries or --prestart', {
+      throw new AmpError('bad_request', 'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget, --retries, --prestart, --reuse or --reuse-max-calls', {
         suggestions: [`See the current settings with: amp function inspect ${this.args.name}`],
       })
     }
     const spec = await this.createClient().updateFunction(this.args.name, patch)
     this.log(
-      `Updated function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}, network ${spec.network}${asyncSummary(spec)}${prestartSummary(spec)}); calls already running finish with the previous settings`,
+      `Updated function ${spec.name} (image ${spec.image}, timeout ${formatDuration(spec.timeoutMs)}, network ${spec.network}${asyncSummary(spec)}${prestartSummary(spec)}${reuseSummary(spec)}); calls already running finish with the previous settings`,
     )
     return spec
   }

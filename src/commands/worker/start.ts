@@ -16,6 +16,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     {description: 'Use a NATS cluster and run 16 at once', command: '<%= config.bin %> worker start --nats nats://n1:4222,nats://n2:4222 --concurrency 16'},
     {description: 'Never pull images: use only those already on this machine', command: '<%= config.bin %> worker start --pull never'},
     {description: 'Start no container ahead of its call', command: '<%= config.bin %> worker start --prestart-max 0'},
+    {description: "Run calls without amp's in-container runner (answers wait for docker's own exit; no container is reused)", command: '<%= config.bin %> worker start --no-runner'},
   ]
 
   static override flags = {
@@ -41,6 +42,12 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     }),
     'prestart-idle': Flags.string(settingFlag('prestart-idle', "a function's pre-started containers are removed after this long without a call, e.g. 60s")),
     'metrics-host': Flags.string(settingFlag('metrics-host', 'address of the metrics port (0.0.0.0 for all interfaces)')),
+    runner: Flags.boolean({
+      ...settingFlag('runner', "run amp's in-container runner as each container's PID 1: answers as soon as the function exits, warm containers for --reuse functions (docs/runner.md); --no-runner turns it off"),
+      allowNo: true,
+    }),
+    'runner-path': Flags.string(settingFlag('runner-path', 'the in-container runner binary (on the Docker host)')),
+    'runtime-dir': Flags.string(settingFlag('runtime-dir', "where the containers' sockets go (on the Docker host; a short path)")),
     ...natsCredentialFlags,
     ...asyncFlags,
   }
@@ -55,6 +62,9 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       drainTimeoutMs: settings.drainTimeoutMs,
       prestartMax: settings.prestartMax,
       prestartIdleMs: settings.prestartIdleMs,
+      runner: settings.runner,
+      runnerPath: settings.runnerPath,
+      runtimeDir: settings.runtimeDir,
       metricsPort: settings.metricsPort,
       metricsHost: settings.metricsHost,
       natsAuth: natsAuthOf(settings),

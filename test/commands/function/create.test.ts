@@ -72,7 +72,33 @@ describe('amp function create', () => {
     expect(JSON.parse(fake.requests[1].body.toString())).to.not.have.property('prestart')
   })
 
+  it('sends --reuse and --reuse-max-calls and says so in its line; leaves them to the listener when not given', async () => {
+    const {stdout, stderr, exitCode} = await runAmp(['fn', 'create', 'resize', 'my/image:1', '--reuse', '--reuse-max-calls', '50', '--server', fake.url])
+    expect(exitCode, stderr).to.equal(0)
+    expect(stdout).to.equal('Created function resize (image my/image:1, timeout 30s, reuse, reuse-max-calls 50)\n')
+    expect(JSON.parse(fake.requests[0].body.toString())).to.include({reuse: true, reuseMaxCalls: 50})
+    expect(fake.functions.get('resize')).to.include({reuse: true, reuseMaxCalls: 50})
+    const plain = await runAmp(['fn', 'create', 'plain', 'my/image:1', '--server', fake.url])
+    expect(plain.stdout).to.equal('Created function plain (image my/image:1, timeout 30s)\n')
+    const sent = JSON.parse(fake.requests[1].body.toString())
+    expect(sent).to.not.have.property('reuse')
+    expect(sent).to.not.have.property('reuseMaxCalls')
+    expect(fake.functions.get('plain')).to.include({reuse: false, reuseMaxCalls: 1000})
+  })
+
+  it('has no --no-reuse (a new function has no reuse to turn off)', async () => {
+    const {error, exitCode} = await runAmp(['fn', 'create', 'test', 'my/image:1', '--no-reuse', '--server', fake.url])
+    expect(exitCode).to.equal(2)
+    expect(error?.message).to.match(/Nonexistent flag: --no-reuse/)
+    expect(fake.requests).to.deep.equal([])
+  })
+
   const refused: Array<[string[], RegExp]> = [
+    [['--reuse', '--prestart', '0'], /^reuse needs prestart of at least 1 \(the most warm containers a worker keeps\)$/],
+    [['--reuse-max-calls', '0'], /^reuseMaxCalls must be a whole number from 1 to 1000000$/],
+    [['--reuse-max-calls', '1000001'], /^reuseMaxCalls must be a whole number from 1 to 1000000$/],
+    [['--reuse-max-calls', '-5'], /^invalid reuse-max-calls "-5": give a whole number from 1 to 1000000$/],
+    [['--reuse-max-calls', '1e3'], /^invalid reuse-max-calls "1e3"/],
     [['--prestart', '17'], /^prestart must be a whole number from 0 to 16$/],
     [['--prestart', '-1'], /^invalid prestart "-1": give a whole number from 0 to 16$/],
     [['--prestart', 'some'], /^invalid prestart "some"/],

@@ -29,6 +29,7 @@ describe('amp function inspect', () => {
         'Calls:     synchronous (asynchronous with --async)',
         'Retries:   2 (a failed async call runs at most 3 times)',
         'Prestart:  up to 2 containers started ahead of calls, per worker',
+        'Reuse:     no (a fresh container per call)',
         'Created:   2025-01-31 14:05:09Z',
         'Updated:   2025-01-31 14:05:09Z',
         `Call:      POST ${fake.url}/test`,
@@ -48,6 +49,17 @@ describe('amp function inspect', () => {
     expect(stdout).to.contain('\nRetries:   0 (a failed async call runs at most 1 times)\n')
     const json = await runAmp(['fn', 'inspect', 'test', '--json', '--server', fake.url])
     expect(JSON.parse(json.stdout)).to.include({fireAndForget: true, retries: 0})
+  })
+
+  it('says when its containers are warm (reuse), how many calls each serves, and that prestart is then the most warm ones', async () => {
+    fake.add('test')
+    Object.assign(fake.functions.get('test')!, {reuse: true, reuseMaxCalls: 500, prestart: 3})
+    const {stdout, exitCode} = await runAmp(['fn', 'inspect', 'test', '--server', fake.url])
+    expect(exitCode).to.equal(0)
+    expect(stdout).to.contain('\nPrestart:  up to 3 warm containers per worker\n')
+    expect(stdout).to.contain('\nReuse:     yes: a warm container serves up to 500 calls, each in a fresh process\n')
+    const json = await runAmp(['fn', 'inspect', 'test', '--json', '--server', fake.url])
+    expect(JSON.parse(json.stdout)).to.include({reuse: true, reuseMaxCalls: 500, prestart: 3})
   })
 
   it('never shows the value of a variable, with or without --json', async () => {

@@ -22,14 +22,14 @@ describe('amp function ls', () => {
   it('prints a table sorted by name', async () => {
     fake.add('zeta', 'ghcr.io/acme/zeta:2', 120_000)
     fake.add('alpha', 'busybox:1.36', 500)
-    Object.assign(fake.functions.get('zeta')!, {fireAndForget: true, retries: 5})
+    Object.assign(fake.functions.get('zeta')!, {fireAndForget: true, retries: 5, reuse: true})
     const {stdout, exitCode} = await runAmp(['function', 'ls', '--server', fake.url])
     expect(exitCode).to.equal(0)
     expect(stdout).to.equal(
       [
-        'NAME   IMAGE                TIMEOUT  NETWORK  CALLS            RETRIES  PRESTART  UPDATED',
-        'alpha  busybox:1.36         500ms    none     sync             2        2         2025-01-31 14:05:09Z',
-        'zeta   ghcr.io/acme/zeta:2  2m       none     fire-and-forget  5        2         2025-01-31 14:05:09Z',
+        'NAME   IMAGE                TIMEOUT  NETWORK  CALLS            RETRIES  PRESTART  REUSE  UPDATED',
+        'alpha  busybox:1.36         500ms    none     sync             2        2         no     2025-01-31 14:05:09Z',
+        'zeta   ghcr.io/acme/zeta:2  2m       none     fire-and-forget  5        2         yes    2025-01-31 14:05:09Z',
         '',
       ].join('\n'),
     )

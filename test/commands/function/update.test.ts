@@ -77,12 +77,38 @@ describe('amp function update', () => {
     expect(fake.functions.get('test')).to.include({fireAndForget: false, retries: 4})
   })
 
+  it('turns reuse on and off (--no-reuse) and changes --reuse-max-calls, sending only those', async () => {
+    fake.add('test')
+    const on = await runAmp(['fn', 'update', 'test', '--reuse', '--reuse-max-calls', '20', '--server', fake.url])
+    expect(on.exitCode, on.stderr).to.equal(0)
+    expect(on.stdout).to.equal(
+      'Updated function test (image busybox:1.36, timeout 30s, network none, reuse, reuse-max-calls 20); calls already running finish with the previous settings\n',
+    )
+    expect(JSON.parse(fake.requests[0].body.toString())).to.deep.equal({reuse: true, reuseMaxCalls: 20})
+    const off = await runAmp<FunctionSpec>(['fn', 'update', 'test', '--no-reuse', '--json', '--server', fake.url])
+    expect(off.exitCode).to.equal(0)
+    expect(JSON.parse(fake.requests[1].body.toString())).to.deep.equal({reuse: false})
+    expect(off.result).to.include({reuse: false, reuseMaxCalls: 20})
+    expect(fake.functions.get('test')).to.include({reuse: false, reuseMaxCalls: 20})
+  })
+
+  it('exits 2 when the listener refuses --prestart 0 on a function with reuse on, which stays as it was', async () => {
+    fake.add('test')
+    fake.functions.get('test')!.reuse = true
+    const before = publicSpec(fake.functions.get('test')!)
+    const {error, exitCode} = await runAmp(['fn', 'update', 'test', '--prestart', '0', '--server', fake.url])
+    expect(exitCode).to.equal(2)
+    expect(error?.message).to.equal('reuse needs prestart of at least 1 (the most warm containers a worker keeps)')
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).to.deep.equal(['PATCH /_amp/v1/functions/test'])
+    expect(publicSpec(fake.functions.get('test')!)).to.deep.equal(before)
+  })
+
   it('exits 2, asking nothing of the listener, when there is nothing to change', async () => {
     fake.add('test')
     const {error, exitCode} = await runAmp(['fn', 'update', 'test', '--server', fake.url])
     expect(exitCode).to.equal(2)
     expect(error?.message).to.equal(
-      'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget, --retries or --prestart',
+      'nothing to update: give --image, --timeout, --network, --memory, --cpus, --pids-limit, --env, --unset-env, --fire-and-forget, --retries, --prestart, --reuse or --reuse-max-calls',
     )
     expect(error?.suggestions).to.deep.equal(['See the current settings with: amp function inspect test'])
     expect(fake.requests).to.deep.equal([])
@@ -95,6 +121,9 @@ describe('amp function update', () => {
     ['a timeout over 24h', ['--timeout', '25h'], /at most 24h/],
     ['more than 10 retries', ['--retries', '11'], /^retries must be a whole number from 0 to 10$/],
     ['retries that are no number', ['--retries', 'x'], /^invalid retries "x"/],
+    ['--reuse with --prestart 0', ['--reuse', '--prestart', '0'], /^reuse needs prestart of at least 1/],
+    ['a --reuse-max-calls of 0', ['--reuse-max-calls', '0'], /^reuseMaxCalls must be a whole number from 1 to 1000000$/],
+    ['a --reuse-max-calls that is no number', ['--reuse-max-calls', 'many'], /^invalid reuse-max-calls "many"/],
   ]
   for (const [what, flags, message] of refused) {
     it(`exits 2 on ${what}, changing nothing`, async () => {
