@@ -1,7 +1,8 @@
 /**
- * The load test (issue #3 "Load"): a private nats-server and etcd on free ports, one listener and
- * N workers in this process, a function on amp-test/cat:1, and `calls` calls at `connections`
- * concurrent HTTP connections, each with its own body. Every answer must be exactly its own body:
+ * The load test (issues #3 and #12): a private nats-server and etcd on free ports, one listener and
+ * N workers in this process, a function on amp-test/cat:1 (warm containers, pre-started fresh ones,
+ * or a fresh container per call), and `calls` calls at `connections` concurrent HTTP connections,
+ * each with its own body. Every answer must be exactly its own body:
  * anything else is counted as crossed, lost (no HTTP answer) or non-200, and no amp container of
  * the run may be left afterwards. bench/load.ts runs it from the command line; a CI-sized run is
  * test/bench/load.integration.test.ts.
@@ -15,8 +16,16 @@ import {containers} from '../test/helpers/containers.js'
 import {TEST_IMAGES} from '../test/helpers/images.js'
 import {createFunction, startTestStack} from '../test/helpers/stack.js'
 
+/** How the function's calls get containers: warm ones (--reuse), pre-started fresh ones, or each its own docker run. */
+export type LoadMode = 'reuse' | 'prestart' | 'fresh'
+export const LOAD_MODES: readonly LoadMode[] = ['reuse', 'prestart', 'fresh']
+
 export interface LoadOptions {
   calls: number
+  /** reuse unless given. */
+  mode?: LoadMode
+  /** The function's prestart (reuse: most warm containers per worker); the concurrency unless given. */
+  prestart?: number
   /** HTTP connections kept open to the listener, each with one call at a time. */
   connections: number
   workers: number
@@ -30,6 +39,8 @@ export interface LoadOptions {
 
 export interface LoadReport {
   calls: number
+  mode: LoadMode
+  prestart: number
   connections: number
   workers: number
   concurrency: number
@@ -62,7 +73,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const fn = `load-${randomBytes(4).toString('hex')}`
   let stopped = false
   try {
-    await createFunction(stack.listener, fn, {image: TEST_IMAGES.cat})
+    const mode = options.mode ?? 'reuse'
+    const prestart = mode === 'fresh' ? 0 : (options.prestart ?? options.concurrency)
+    await createFunction(stack.listener, fn, {image: TEST_IMAGES.cat, prestart, ...(mode === 'reuse' ? {reuse: true} : {})})
     const pool = new Pool(stack.listener.url, {connections: options.connections, pipelining: 1})
     const latencies: number[] = []
     const report = {ok: 0, lost: 0, crossed: 0, byStatus: {} as Record<string, number>, samples: [] as string[]}
@@ -109,6 +122,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     latencies.sort((a, b) => a - b)
     return {
       calls: options.calls,
+      mode,
+      prestart,
       connections: options.connections,
       workers: options.workers,
       concurrency: options.concurrency,
@@ -150,18 +165,21 @@ export function loadFailed(report: LoadReport): boolean {
   return report.lost > 0 || report.crossed > 0 || nonOk(report) > 0 || report.containersLeft > 0 || report.ok !== report.calls
 }
 
+const ms = (value: number) => `${value < 10 ? value.toFixed(1) : Math.round(value)} ms`
+
 /** The report as one small table. */
 export function formatReport(r: LoadReport): string {
   const statuses = Object.entries(r.byStatus).map(([status, n]) => `${status}:${n}`).join(' ') || 'none'
   const rows: Array<[string, string]> = [
     ['calls', `${r.calls} (${r.ok} ok)`],
+    ['containers', r.mode === 'reuse' ? `warm (--reuse), at most ${r.prestart} per worker` : r.mode === 'prestart' ? `fresh, pre-started (prestart ${r.prestart})` : 'fresh, one docker run each'],
     ['connections', String(r.connections)],
     ['workers x concurrency', `${r.workers} x ${r.concurrency}`],
     ['duration', `${(r.durationMs / 1000).toFixed(1)} s`],
     ['calls/s', r.callsPerSecond.toFixed(1)],
-    ['p50', `${Math.round(r.p50Ms)} ms`],
-    ['p99', `${Math.round(r.p99Ms)} ms`],
-    ['max', `${Math.round(r.maxMs)} ms`],
+    ['p50', ms(r.p50Ms)],
+    ['p99', ms(r.p99Ms)],
+    ['max', ms(r.maxMs)],
     ['lost', String(r.lost)],
     ['crossed', String(r.crossed)],
     ['errors by status', statuses],

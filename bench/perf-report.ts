@@ -68,7 +68,7 @@ function footer(report: PerfReport): string[] {
   const {machine: m, options: o} = report
   return [
     `${report.date}; ${m.cores} cores (${m.cpu}), docker ${m.docker}, node ${m.node}; image ${report.image}`,
-    `${o.calls} calls per row after ${o.warmup} not counted; worker concurrency ${o.concurrency}; prestart ${o.prestart}; containers left: ${report.containersLeft}`,
+    `${o.calls} calls per row (${o.fastCalls} in the closed-loop rows without a container start per call) after ${o.warmup} not counted; worker concurrency ${o.concurrency}; prestart ${o.prestart}; containers left: ${report.containersLeft}`,
     `raw:   ${report.commands.raw}`,
     `plain: ${report.commands.plain}`,
   ]

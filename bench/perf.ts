@@ -1,5 +1,5 @@
 /**
- * npm run bench -- [--calls 40] [--rate 2] [--connections 4] [--warmup 3] [--image IMAGE]
+ * npm run bench -- [--calls 40] [--fast-calls 2000] [--rate 2] [--connections 4] [--warmup 3] [--image IMAGE]
  *                  [--prestart 4] [--out bench/results/perf.md] [--svg docs/performance.svg]
  * Prints one table (raw docker run, amp, amp prestart; 1 connection paced and N closed loop),
  * writes it as markdown to --out and as a chart to --svg; exits 1 when any call was answered
@@ -13,6 +13,7 @@ import {DEFAULT_PERF_OPTIONS, runPerf} from './perf-run.js'
 const {values} = parseArgs({
   options: {
     calls: {type: 'string', default: String(DEFAULT_PERF_OPTIONS.calls)},
+    'fast-calls': {type: 'string', default: String(DEFAULT_PERF_OPTIONS.fastCalls)},
     rate: {type: 'string', default: String(DEFAULT_PERF_OPTIONS.rate)},
     connections: {type: 'string', default: String(DEFAULT_PERF_OPTIONS.connections)},
     warmup: {type: 'string', default: String(DEFAULT_PERF_OPTIONS.warmup)},
@@ -24,7 +25,7 @@ const {values} = parseArgs({
   },
 })
 
-function count(name: 'calls' | 'rate' | 'connections' | 'warmup' | 'prestart' | 'concurrency', min: number): number {
+function count(name: 'calls' | 'fast-calls' | 'rate' | 'connections' | 'warmup' | 'prestart' | 'concurrency', min: number): number {
   const value = Number(values[name])
   if (!Number.isInteger(value) || value < min) {
     process.stderr.write(`bench: --${name} must be a whole number of at least ${min}, got ${JSON.stringify(values[name])}\n`)
@@ -36,6 +37,7 @@ function count(name: 'calls' | 'rate' | 'connections' | 'warmup' | 'prestart' | 
 const connections = count('connections', 1)
 const options = {
   calls: count('calls', connections),
+  fastCalls: count('fast-calls', connections),
   rate: count('rate', 1),
   connections,
   warmup: count('warmup', 0),

@@ -31,6 +31,14 @@ const full = report([
   row('amp', 4, undefined, 600, 6.2, 1),
   row('warm', 4, undefined, 300, 12),
   row('prestart', 4, undefined, 280, 13.4),
+  row('runnerPrestart', 1, 2, 9.5, 2),
+  row('runnerAlone', 1, 2, 1.2, 2),
+  row('reuse', 1, 2, 3.4, 2),
+  row('pipeline', 1, 2, 2.1, 2),
+  row('runnerPrestart', 4, undefined, 270, 14),
+  row('runnerAlone', 4, undefined, 2.5, 1500),
+  row('reuse', 4, undefined, 4.1, 900),
+  row('pipeline', 4, undefined, 1.9, 2000),
 ])
 
 describe('benchmark report (bench/perf-report.ts, perf-chart.ts)', () => {
@@ -56,7 +64,7 @@ describe('benchmark report (bench/perf-report.ts, perf-chart.ts)', () => {
     expect(text).to.include('! amp (4 connections, closed loop): 500: boom <x>')
     const md = formatMarkdown(full).split('\n')
     expect(md[0]).to.equal('| row | connections | p50 | p99 | calls/s | p50 vs raw | calls/s vs raw | errors |')
-    expect(md.filter((line) => line.startsWith('| '))).to.have.length(2 + 10)
+    expect(md.filter((line) => line.startsWith('| '))).to.have.length(2 + 18)
   })
 
   it('fails the run on any error or container left, not on a skipped row', () => {
@@ -70,8 +78,13 @@ describe('benchmark report (bench/perf-report.ts, perf-chart.ts)', () => {
     const svg = perfChart({...full, image: 'a<b>&c'})
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).to.equal(true)
     expect(svg.trimEnd().endsWith('</svg>')).to.equal(true)
-    // Two panels (p50, calls/s), a bar for each of the 9 rows that ran.
-    expect(svg.match(/<rect x=/g)).to.have.length(2 * 9)
+    // Two panels (p50, calls/s), a bar for each of the 17 rows that ran.
+    expect(svg.match(/<rect x=/g)).to.have.length(2 * 17)
+    // Log scales: a 1.2 ms warm row still shows next to a 600 ms fresh one, and a longer time is a longer bar.
+    const widths = [...svg.matchAll(/<rect x="\d+" y="\d+" width="([\d.]+)"/g)].map((m) => Number(m[1]))
+    const p50Widths = widths.slice(0, 17)
+    expect(Math.min(...p50Widths)).to.be.greaterThan(20)
+    expect(p50Widths[0]).to.be.greaterThan(p50Widths[12])
     expect(svg).to.include('n/a (no prestart support)')
     expect(svg).to.include('a&#60;b&#62;&#38;c').and.not.include('a<b>')
   })
