@@ -350,8 +350,17 @@ interface Started {
   since?: number
 }
 
-/** A call's result from supervise(), with why its runner container never came up (the call then runs without the runner). */
-type Supervised = RunResult & {startFailed?: RunnerStartError}
+/**
+ * A call's result from supervise(), with why its runner container never came up (the call then
+ * runs without the runner), and whether its runner container can serve another call.
+ */
+type Supervised = RunResult & {startFailed?: RunnerStartError; reusable?: boolean}
+
+/** A call that has no container yet: the kill that stopped it before it started, and how to take it out of a wait. */
+interface Pending {
+  early?: KillReason
+  leave: () => void
+}
 
 /**
  * Runs one call in one container of its own with the docker CLI, and makes sure the container is
@@ -417,39 +426,16 @@ export class ContainerRunner {
     const settings: PoolSettings = {function: fn, image, network, memoryBytes, cpus, pidsLimit, env, reuse, reuseMaxCalls: spec.reuseMaxCalls ?? DEFAULT_REUSE_MAX_CALLS}
     const prestart = spec.prestart ?? DEFAULT_PRESTART
     // Until the call has a container, a kill (its caller left, the worker gave up) is noted here and stops it before it starts.
-    let early: KillReason | undefined
-    let leave = () => {}
+    const pending: Pending = {leave: () => {}}
     const stopEarly = (why: KillReason) => {
-      early ??= why
-      leave()
+      pending.early ??= why
+      pending.leave()
     }
     this.running.set(spec.callId, stopEarly)
     try {
       const command = this.runner ? await this.commandFor(image) : undefined
-      if (early) return notRun(early)
-      if (command && reuse && this.pool) {
-        const calledAt = this.now()
-        const ticket = this.pool.take(prestartKey({...settings, command}, this.pull), {...settings, command}, prestart, true)
-        leave = ticket.leave
-        // Waiting for a free container counts against the call's timeout, as a cold start does.
-        const waitLimit = setTimeout(() => stopEarly('timeout'), spec.timeoutMs)
-        const container = ticket.container ?? (await ticket.wait)
-        clearTimeout(waitLimit)
-        if (early || !(container instanceof RunnerContainer)) {
-          ticket.done(container !== undefined)
-          if (early) return notRun(early)
-          // No warm container will come (the pool backs off, was drained or is closing): one of the call's own.
-          return await this.runCold(spec, args, command)
-        }
-        const more = container.calls + 1 < settings.reuseMaxCalls
-        // A container that came up for this call, which waited for it, is a cold start, timed from the call's start.
-        const cold = !ticket.container && container.calls === 0 && (container.readyAt ?? calledAt) >= calledAt
-        const result = await this.runIn(spec, container, {warm: !cold, reused: container.calls > 0, more, since: calledAt})
-        const keep = more && !result.killed && !result.startFailed && (result.outcome === 'exited' || /^cannot run .*: exec /.test(result.error ?? ''))
-        ticket.done(keep)
-        if (!keep && !result.killed) this.closeLater(container)
-        return result.startFailed ? this.fallBack(spec, args, result.startFailed) : result
-      }
+      if (pending.early) return notRun(pending.early)
+      if (command && reuse && this.pool) return await this.runReused(spec, args, {...settings, command}, prestart, pending, stopEarly)
       if (reuse) {
         this.note(`reuse ${fn}`, 'this function asks for --reuse, but its calls cannot use the in-container runner here: each runs in a fresh container', {function: fn})
       }
@@ -480,6 +466,35 @@ export class ContainerRunner {
     } finally {
       if (this.running.get(spec.callId) === stopEarly) this.running.delete(spec.callId)
     }
+  }
+
+  /**
+   * A call of a --reuse function: in a free warm container of its pool, or the first one free (one
+   * more is started for it while the pool is below its bound). The container goes back to the pool
+   * after a call that ended cleanly and was not its last.
+   */
+  private async runReused(spec: RunSpec, args: string[], settings: PoolSettings & {command: ImageCommand}, prestart: number, pending: Pending, stop: (why: KillReason) => void): Promise<RunResult> {
+    const calledAt = this.now()
+    const ticket = this.pool!.take(prestartKey(settings, this.pull), settings, prestart, true)
+    pending.leave = ticket.leave
+    // Waiting for a free container counts against the call's timeout, as a cold start does.
+    const waitLimit = setTimeout(() => stop('timeout'), spec.timeoutMs)
+    const container = ticket.container ?? (await ticket.wait)
+    clearTimeout(waitLimit)
+    if (pending.early || !(container instanceof RunnerContainer)) {
+      ticket.done(container !== undefined)
+      if (pending.early) return notRun(pending.early)
+      // No warm container will come (the pool backs off, was drained or is closing): one of the call's own.
+      return this.runCold(spec, args, settings.command)
+    }
+    const more = container.calls + 1 < settings.reuseMaxCalls
+    // A container that came up for this call, which waited for it, is a cold start, timed from the call's start.
+    const cold = !ticket.container && container.calls === 0 && (container.readyAt ?? calledAt) >= calledAt
+    const result = await this.runIn(spec, container, {warm: !cold, reused: container.calls > 0, more, since: calledAt})
+    const keep = more && result.reusable === true
+    ticket.done(keep)
+    if (!keep && !result.killed) this.closeLater(container)
+    return result.startFailed ? this.fallBack(spec, args, result.startFailed) : result
   }
 
   /** Idle pre-started containers now (a metric). */
@@ -711,9 +726,10 @@ export class ContainerRunner {
     if (stop) return {...notRun(stop, this.maxOutput), ...base, outcome: stop === 'timeout' ? 'timeout' : 'failed', killed: stop}
     if ('startFailed' in end) return {...base, outcome: 'failed', error: end.startFailed.message, startFailed: end.startFailed}
     if (!('cli' in end)) {
-      if (end.exitCode !== undefined) return {...base, outcome: 'exited', exitCode: end.exitCode}
+      if (end.exitCode !== undefined) return {...base, outcome: 'exited', exitCode: end.exitCode, reusable: true}
       if (end.lost) return {...base, outcome: 'failed', error: `the container stopped before the function exited (${end.error})`}
-      return {...base, stderr: Buffer.alloc(0), stderrTruncated: false, outcome: 'failed', error: `cannot run ${spec.image}: ${end.error}`}
+      // The function's process could not start (its command is missing...): the container itself is fine, unless the runner failed.
+      return {...base, stderr: Buffer.alloc(0), stderrTruncated: false, outcome: 'failed', error: `cannot run ${spec.image}: ${end.error}`, reusable: !end.fatal}
     }
     const {cli: result} = end
     if (result.failed && result.exitCode === undefined) {

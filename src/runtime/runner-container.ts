@@ -22,11 +22,14 @@ export interface DetachedCli extends PromiseLike<{failed: boolean; exitCode?: nu
 /** How one call in the container ended. */
 export type CallEnd =
   /** The function exited (the code docker would show: 128 + a signal's number when killed by one). */
-  | {exitCode: number; error?: undefined; lost?: undefined}
-  /** The runner could not start the function's process (`exec ...: ...`), or failed itself. */
-  | {exitCode?: undefined; error: string; lost?: undefined}
+  | {exitCode: number; error?: undefined; lost?: undefined; fatal?: undefined}
+  /** The runner could not start the function's process (`exec ...: ...`), or, `fatal`, failed itself (and exits). */
+  | {exitCode?: undefined; error: string; lost?: undefined; fatal: boolean}
   /** The container went away during the call (killed, crashed, its engine gone). */
-  | {exitCode?: undefined; error: string; lost: true}
+  | {exitCode?: undefined; error: string; lost: true; fatal?: undefined}
+
+/** An 'F' frame of the runner's own failure (it exits), not of a call's process that could not start ("exec ..."). */
+const RUNNER_FAILED = 'amp-runner:'
 
 /** Why a container never served: `docker run` failed, or the runner did not connect. */
 export class RunnerStartError extends Error {
@@ -108,8 +111,8 @@ export class RunnerContainer implements Prestarted {
   /** No more calls: the runner exits at end of its socket, and docker removes the container (--rm). */
   close(): void {
     this.closing = true
+    // Not connected yet: boot() starts no container once it sees this, and one already started is ended at its hello.
     this.socket?.end()
-    if (!this.socket) this.server.close()
   }
 
   /** The last resort of a removal that does not end it: drops the socket and the docker CLI. */
@@ -123,7 +126,6 @@ export class RunnerContainer implements Prestarted {
 
   private async boot(cliDone: () => void): Promise<void> {
     const {socketPath} = this.options
-    let cliFailure: string | undefined
     try {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject)
@@ -133,10 +135,25 @@ export class RunnerContainer implements Prestarted {
     } catch (error) {
       cliDone()
       this.setGone('no socket')
-      throw new RunnerStartError(`cannot listen on ${socketPath}: ${(error as Error).message}`, true)
+      throw new RunnerStartError(`cannot listen on ${socketPath}: ${(error as Error).message}`, false)
+    }
+    if (this.closing) {
+      this.stopListening()
+      cliDone()
+      this.setGone('closed before its start')
+      throw new RunnerStartError('the container was closed before its start', false)
     }
     const connected = new Promise<net.Socket>((resolve) => this.server.once('connection', resolve))
-    const cli = this.options.start()
+    let cli: DetachedCli
+    try {
+      cli = this.options.start()
+    } catch (error) {
+      // No room for the environment file, say: like docker failing to run it.
+      this.stopListening()
+      cliDone()
+      this.setGone('it did not start')
+      throw new RunnerStartError(`cannot start the container: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, false)
+    }
     this.cli = cli
     let connectTimer: NodeJS.Timeout | undefined
     const started: Promise<never> = Promise.resolve(cli).then(
@@ -149,8 +166,8 @@ export class RunnerContainer implements Prestarted {
           )
           connectTimer.unref()
         })
-        cliFailure = dockerError(result)
-        throw new RunnerStartError(cliFailure, UNUSABLE.test(cliFailure))
+        const failure = dockerError(result)
+        throw new RunnerStartError(failure, UNUSABLE.test(failure))
       },
       () => {
         cliDone()
@@ -228,7 +245,7 @@ export class RunnerContainer implements Prestarted {
       call.end({exitCode})
     } else if (type === FROM_RUNNER.failed) {
       const error = payload.toString('utf8').split('\n')[0].slice(0, 500)
-      if (call) call.end({error})
+      if (call) call.end({error, fatal: error.startsWith(RUNNER_FAILED)})
       // The runner failed outside any call: it exits.
       else socket.destroy()
     } else {

@@ -673,7 +673,11 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     noted.add(key)
     log.warn(message, fields)
   }
-  if (files.off && !deps.runner) note('runner off', 'the in-container runner is off: answers wait for docker to report each exit, and no container is reused', {why: files.off})
+  if (files.off && !deps.runner) {
+    // Asked for (--no-runner): said, not warned.
+    const say = options.runner === false ? log.info.bind(log) : log.warn.bind(log)
+    say('the in-container runner is off: answers wait for docker to report each exit, and no container is reused', {why: files.off})
+  }
   let service: WorkerService | undefined
   const runner =
     deps.runner ??
