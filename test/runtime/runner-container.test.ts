@@ -44,13 +44,18 @@ describe('RunnerContainer (the socket side of a runner container)', () => {
     return new RunnerContainer({name: `amp-test-${n}`, socketPath, start: fake.start, connectTimeoutMs, now: () => 42})
   }
   const tick = () => new Promise((resolve) => setTimeout(resolve, 20))
-
-  it('is up at the hello, sends a call as its frames, and ends the call at its exit frame with the output before it', async () => {
+  /** A container whose stand-in runner has connected and said its hello. */
+  async function up() {
     const fake = fakeRunner()
     const c = container(fake)
     await fake.up
     fake.send('H', RUNNER_HELLO)
     await c.ready
+    return {fake, c}
+  }
+
+  it('is up at the hello, sends a call as its frames, and ends the call at its exit frame with the output before it', async () => {
+    const {fake, c} = await up()
     expect(c.readyAt).to.equal(42)
     const out: string[] = []
     const err: string[] = []
@@ -67,11 +72,7 @@ describe('RunnerContainer (the socket side of a runner container)', () => {
   })
 
   it("tells a call whose process could not start from the runner's own failure", async () => {
-    const fake = fakeRunner()
-    const c = container(fake)
-    await fake.up
-    fake.send('H', RUNNER_HELLO)
-    await c.ready
+    const {fake, c} = await up()
     const first = c.call(Buffer.alloc(0), true, () => {}, () => {})
     fake.send('F', 'exec /nope: No such file or directory')
     expect(await first).to.deep.equal({error: 'exec /nope: No such file or directory', fatal: false})
@@ -81,11 +82,7 @@ describe('RunnerContainer (the socket side of a runner container)', () => {
   })
 
   it('ends a call as lost when the container goes away during it, and is gone (exited) then', async () => {
-    const fake = fakeRunner()
-    const c = container(fake)
-    await fake.up
-    fake.send('H', RUNNER_HELLO)
-    await c.ready
+    const {fake, c} = await up()
     const ended = c.call(Buffer.from('x'), false, () => {}, () => {})
     fake.hangUp()
     const end = await ended
@@ -103,13 +100,9 @@ describe('RunnerContainer (the socket side of a runner container)', () => {
     expect(error).to.be.instanceOf(RunnerStartError)
     expect((error as Error).message).to.match(/did not speak amp-runner\/1/)
 
-    const early = fakeRunner()
-    const d = container(early)
-    await early.up
-    early.send('H', RUNNER_HELLO)
-    await d.ready
-    early.send('O', 'not asked for')
-    await d.exited
+    const early = await up()
+    early.fake.send('O', 'not asked for')
+    await early.c.exited
   })
 
   it("takes docker's refusal to mount the runner's files as the runner being unusable on that engine", async () => {
@@ -134,11 +127,7 @@ describe('RunnerContainer (the socket side of a runner container)', () => {
   })
 
   it('lets no second connection in once the runner is connected: the socket file is gone', async () => {
-    const fake = fakeRunner()
-    const c = container(fake)
-    await fake.up
-    fake.send('H', RUNNER_HELLO)
-    await c.ready
+    await up()
     const intruder = net.connect(path.join(dir, `${n}.sock`))
     const refused = await new Promise<string>((resolve) => intruder.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')))
     expect(refused).to.equal('ENOENT')
