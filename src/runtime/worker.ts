@@ -700,7 +700,13 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     log.warn('docker is not reachable: calls will fail with 502 until it is', {docker: options.docker, error: engine.error})
   }
   await removeOrphans(runner, log)
-  const nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`, options.natsAuth))
+  let nc: NatsConnection
+  try {
+    nc = deps.nc ?? (await connectNats(options.nats, `amp-worker ${id}`, options.natsAuth))
+  } catch (error) {
+    files.cleanup()
+    throw error
+  }
   const worker = new WorkerService(nc, runner, options, log, id)
   service = worker
   if (starts) {
