@@ -146,7 +146,7 @@ const ENV_DIR = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()
 export const RUNNER_TARGET = '/.amp-runner'
 export const SOCKET_TARGET = '/.amp-socket'
 /** Paths that go into `--mount type=bind,source=...`: no comma, no quote, nothing docker would parse. */
-const MOUNT_PATH = /^\/[A-Za-z0-9._/-]+$/
+export const MOUNT_PATH = /^\/[A-Za-z0-9._/-]+$/
 
 /**
  * The environment as an unnamed file, opened for reading (its descriptor is returned), to give the

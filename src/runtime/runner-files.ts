@@ -9,10 +9,8 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {processAlive, type RunnerFiles} from './container-runner.js'
+import {MOUNT_PATH, processAlive, type RunnerFiles} from './container-runner.js'
 
-/** Paths docker is given in `--mount type=bind,source=...`: no comma, quote or space to parse. */
-const MOUNT_PATH = /^\/[A-Za-z0-9._/-]+$/
 /** A unix socket path has at most 107 bytes; the runner's sockets are `<dir>/<n>.sock`. */
 const MAX_SOCKET_DIR = 90
 /** This worker's socket directory: `<pid>-<6 hex>`, so a later worker can tell a dead one's and remove it. */
