@@ -9,7 +9,7 @@ import {ContainerStarts} from './container-events.js'
 import {ContainerRunner, DEFAULT_MAX_OUTPUT, LABEL, type PullPolicy, type RunResult} from './container-runner.js'
 import {DockerEvents} from './docker-events.js'
 import {ImageCommands} from './image-commands.js'
-import {prepareRunner} from './runner-files.js'
+import {type PreparedRunner, prepareRunner} from './runner-files.js'
 import {cachedCheck, checkReadiness, type ReadinessReport, trackNats} from './health.js'
 import {daemonRegistry, Registry, WorkerMetrics, type WorkerCallResult} from './metrics.js'
 import {type OpsServer, startOpsServer} from './ops-server.js'
@@ -326,8 +326,9 @@ class WorkerService implements Worker, AsyncHost {
       // The stdout still coalescing goes before the result; a failed send shows in Amp-Stdout-Size.
       await streamer?.finish().catch(() => {})
       const unanswered = quick?.take() === true
-      if (unanswered && result.stdout.length + result.stderr.length <= this.chunkSize) {
-        msg.respond(Buffer.concat([result.stdout, result.stderr]), {headers: this.resultHeaders(call, result, queueMs, true, 'done')})
+      const output = unanswered ? this.inlineOutput(call, result) : undefined
+      if (output) {
+        msg.respond(output, {headers: this.resultHeaders(call, result, queueMs, {inline: true, status: 'done'})})
       } else {
         // Too much output for one message: accepted, then the result as for any call.
         if (unanswered) this.answer(msg, 'accepted')
@@ -533,9 +534,9 @@ class WorkerService implements Worker, AsyncHost {
    * that (Amp-Inline-Output); otherwise it goes in `stdout` and `stderr` chunks first, each acked.
    */
   private async sendResult(call: CallRequest, result: RunResult, queueMs: number, streamed?: number): Promise<void> {
-    const stdout = streamed === undefined ? result.stdout : Buffer.alloc(0)
-    const inline = call.inline && stdout.length + result.stderr.length <= this.chunkSize
-    if (!inline) {
+    const output = this.inlineOutput(call, result, streamed)
+    if (!output) {
+      const stdout = streamed === undefined ? result.stdout : Buffer.alloc(0)
       for (const [event, data] of [['stdout', stdout], ['stderr', result.stderr]] as const) {
         let seq = 0
         for (const chunk of chunks(data, this.chunkSize)) {
@@ -545,12 +546,27 @@ class WorkerService implements Worker, AsyncHost {
         }
       }
     }
-    const payload = inline ? Buffer.concat([stdout, result.stderr]) : Empty
-    await this.nc.request(call.replyTo, payload, {headers: this.resultHeaders(call, result, queueMs, inline, undefined, streamed), timeout: REPLY_TIMEOUT_MS})
+    const headers = this.resultHeaders(call, result, queueMs, {inline: output !== undefined, streamed})
+    await this.nc.request(call.replyTo, output ?? Empty, {headers, timeout: REPLY_TIMEOUT_MS})
+  }
+
+  /**
+   * The output a result carries itself (Amp-Inline-Output): the stdout not streamed, then the
+   * stderr, when the listener takes that and they fit one message; undefined otherwise.
+   */
+  private inlineOutput(call: CallRequest, result: RunResult, streamed?: number): Buffer | undefined {
+    const stdout = streamed === undefined ? result.stdout : Buffer.alloc(0)
+    if (!call.inline || stdout.length + result.stderr.length > this.chunkSize) return undefined
+    return Buffer.concat([stdout, result.stderr])
   }
 
   /** The headers of a call's result: a `result` event, or with `status` the answer to the call itself (quick calls). */
-  private resultHeaders(call: CallRequest, result: RunResult, queueMs: number, inline: boolean, status?: 'done', streamed?: number): MsgHdrs {
+  private resultHeaders(
+    call: CallRequest,
+    result: RunResult,
+    queueMs: number,
+    {inline, status, streamed}: {inline: boolean; status?: 'done'; streamed?: number},
+  ): MsgHdrs {
     const h = this.eventHeaders(call, 'result')
     if (status) h.set(HEADER.status, status)
     if (inline) h.set(HEADER.inline, 'true')
@@ -652,9 +668,9 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
   // Docker's start events tell when each container really started (the "container start" metric).
   const starts = deps.runner ? undefined : new ContainerStarts({docker, workerId: id, logger: log})
   // The in-container runner: its binary, this worker's socket dir, and what each image runs (read again on image events).
-  const files = deps.runner ? {off: 'a runner was given', cleanup: () => {}} : prepareRunner({enabled: options.runner, binary: options.runnerPath, runtimeDir: options.runtimeDir})
-  const images = new ImageCommands({docker, pull: options.pull ?? 'missing'})
-  const imageEvents = files.files
+  const files: PreparedRunner = deps.runner ? {cleanup: () => {}} : prepareRunner({enabled: options.runner, binary: options.runnerPath, runtimeDir: options.runtimeDir})
+  const images = files.files ? new ImageCommands({docker, pull: options.pull ?? 'missing'}) : undefined
+  const imageEvents = images
     ? new DockerEvents({
         docker,
         filters: ['type=image', ...['pull', 'tag', 'untag', 'delete', 'load', 'import'].map((event) => `event=${event}`)],
@@ -673,7 +689,7 @@ export async function startWorker(options: WorkerOptions, deps: WorkerDeps = {})
     noted.add(key)
     log.warn(message, fields)
   }
-  if (files.off && !deps.runner) {
+  if (files.off) {
     // Asked for (--no-runner): said, not warned.
     const say = options.runner === false ? log.info.bind(log) : log.warn.bind(log)
     say('the in-container runner is off: answers wait for docker to report each exit, and no container is reused', {why: files.off})
