@@ -75,6 +75,10 @@ export const asyncFlags = {
     ...settingFlag('async-retention', 'how long records and results of asynchronous calls are kept, e.g. 24h'),
     helpGroup: 'ASYNC',
   }),
+  'js-replicas': Flags.string({
+    ...settingFlag('js-replicas', "JetStream replicas of amp's streams, KV and object store: auto, or 1 to 5 (more are raised, never lowered; docs/deploy.md)"),
+    helpGroup: 'ASYNC',
+  }),
 }
 
 /** The listener's token for calls only (listener start, amp up). */

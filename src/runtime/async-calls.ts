@@ -18,6 +18,7 @@ import {
   WORKER_CONSUMER,
 } from './async-store.js'
 import {jetStreamProblem} from './call-logs.js'
+import {logStreamSetup} from './js-replicas.js'
 import {AmpError, isAmpError} from './errors.js'
 import type {StoredFunction} from './function-spec.js'
 import {API_PREFIX, type CallAccepted, type CallRecord, type DeadLetter, FINAL_STATES, toEnvelope} from './http-contract.js'
@@ -47,10 +48,16 @@ export class AsyncCalls {
 
   /** JetStream, set up on first use; a failure is not kept, so the next call tries again. */
   open(): Promise<AsyncStore> {
-    this.store ??= AsyncStore.open(this.nc, this.settings).catch((error: unknown) => {
-      this.store = undefined
-      throw error
-    })
+    this.store ??= AsyncStore.open(this.nc, this.settings).then(
+      (store) => {
+        logStreamSetup(store, this.log)
+        return store
+      },
+      (error: unknown) => {
+        this.store = undefined
+        throw error
+      },
+    )
     return this.store
   }
 

@@ -32,6 +32,7 @@ import type {NatsConnection} from '@nats-io/transport-node'
 import {jetStreamProblem} from './call-logs.js'
 import {AmpError} from './errors.js'
 import type {CallRecord, DeadLetter} from './http-contract.js'
+import {ensureStream, openWithReplicas, type ReplicasSetting, type StreamSetup, wantedReplicas} from './js-replicas.js'
 
 export const CALL_STREAM = 'AMP_CALLS'
 export const ASYNC_CALL_PREFIX = 'amp.v1.async.call'
@@ -54,6 +55,8 @@ export interface AsyncSettings {
   leaseMs: number
   /** Longest read of one stored input or output (30 s unless given; tests use less). */
   readTimeoutMs?: number
+  /** JetStream replicas of every stream, bucket and store (js-replicas.ts); `auto` unless given. */
+  replicas?: ReplicasSetting
 }
 
 const HOUR = 3_600_000
@@ -88,7 +91,6 @@ export function asyncStreamConfigs(settings: AsyncSettings): Array<Partial<Strea
       discard: DiscardPolicy.New,
       max_bytes: GIB,
       duplicate_window: 120_000 * NANOS_PER_MS,
-      num_replicas: 1,
     },
     {
       name: DEAD_STREAM,
@@ -99,7 +101,6 @@ export function asyncStreamConfigs(settings: AsyncSettings): Array<Partial<Strea
       discard: DiscardPolicy.Old,
       max_age: DEAD_LETTER_AGE_MS * NANOS_PER_MS,
       max_bytes: GIB,
-      num_replicas: 1,
     },
     {
       name: CALLBACK_STREAM,
@@ -110,7 +111,6 @@ export function asyncStreamConfigs(settings: AsyncSettings): Array<Partial<Strea
       discard: DiscardPolicy.New,
       max_age: settings.retentionMs * NANOS_PER_MS,
       max_bytes: GIB,
-      num_replicas: 1,
     },
   ]
 }
@@ -124,35 +124,48 @@ export class AsyncStore {
     readonly records: KV,
     readonly io: ObjectStore,
     readonly settings: AsyncSettings,
+    /** What open() found or did to each stream (replicas), for the daemon's log. */
+    readonly streams: StreamSetup[],
   ) {}
 
   /**
    * Creates what is missing (streams, buckets, consumers) and opens it all. What exists keeps its
-   * settings: an operator may have tuned them (docs/async.md says how).
+   * settings (an operator may have tuned them, docs/async.md says how), except replicas, which are
+   * raised to the `replicas` setting when fewer (docs/deploy.md).
    */
   static async open(nc: NatsConnection, settings: AsyncSettings = DEFAULT_ASYNC_SETTINGS): Promise<AsyncStore> {
     try {
       const jsm = await jetstreamManager(nc, {timeout: 5000})
-      for (const config of asyncStreamConfigs(settings)) await ensureStream(jsm, config)
+      const setting = settings.replicas ?? 'auto'
+      const replicas = wantedReplicas(nc, setting)
+      const streams: StreamSetup[] = []
+      for (const config of asyncStreamConfigs(settings)) streams.push(await ensureStream(jsm, config, replicas, setting))
       // The lease is the consumer's ack wait, whoever created it: renewing on another daemon's setting
       // would let JetStream redeliver running calls (shorter) or leave dead workers' calls waiting (longer).
       const ackWait = await ensureConsumer(jsm, CALL_STREAM, WORKER_CONSUMER, settings.leaseMs, 'amp workers: asynchronous calls')
       settings = {...settings, leaseMs: Math.round(ackWait / NANOS_PER_MS) || settings.leaseMs}
       await ensureConsumer(jsm, CALLBACK_STREAM, CALLBACK_CONSUMER, 30_000, 'amp listeners: callbacks to POST')
       const js = jetstream(nc, {timeout: 5000})
-      const records = await new Kvm(js).create(RECORD_BUCKET, {
-        history: 1,
-        ttl: settings.retentionMs,
-        storage: StorageType.File,
-        description: 'amp: records of asynchronous calls',
-      })
-      const io = await new Objm(js).create(IO_BUCKET, {
-        ttl: settings.retentionMs * NANOS_PER_MS,
-        storage: StorageType.File,
-        max_bytes: 8 * GIB,
-        description: 'amp: input and output of asynchronous calls',
-      })
-      return new AsyncStore(nc, js, jsm, records, io, settings)
+      const records = await openWithReplicas(jsm, `KV_${RECORD_BUCKET}`, replicas, setting, (count) =>
+        new Kvm(js).create(RECORD_BUCKET, {
+          history: 1,
+          ttl: settings.retentionMs,
+          storage: StorageType.File,
+          replicas: count,
+          description: 'amp: records of asynchronous calls',
+        }),
+      )
+      const io = await openWithReplicas(jsm, `OBJ_${IO_BUCKET}`, replicas, setting, (count) =>
+        new Objm(js).create(IO_BUCKET, {
+          ttl: settings.retentionMs * NANOS_PER_MS,
+          storage: StorageType.File,
+          max_bytes: 8 * GIB,
+          replicas: count,
+          description: 'amp: input and output of asynchronous calls',
+        }),
+      )
+      streams.push(records.setup, io.setup)
+      return new AsyncStore(nc, js, jsm, records.opened, io.opened, settings, streams)
     } catch (error) {
       throw new AmpError('service_unavailable', `asynchronous calls need JetStream: ${jetStreamProblem(error)}`, {cause: error})
     }
@@ -213,16 +226,6 @@ export class AsyncStore {
 
   async publishCallback(callId: string, fn: string): Promise<void> {
     await this.js.publish(`${CALLBACK_PREFIX}.${fn}`, JSON.stringify({callId}), {msgID: `callback-${callId}`})
-  }
-}
-
-async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & {name: string}): Promise<void> {
-  try {
-    await jsm.streams.info(config.name)
-  } catch (error) {
-    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error
-    // Two daemons starting at once both get here: the same config twice is not an error.
-    await jsm.streams.add(config)
   }
 }
 

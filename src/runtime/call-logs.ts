@@ -20,6 +20,7 @@ import {headers, type MsgHdrs, type NatsConnection} from '@nats-io/transport-nod
 
 import {DEFAULT_MAX_STDERR, formatBytes} from './container-runner.js'
 import {AmpError} from './errors.js'
+import {ensureStream, raiseReplicas, type ReplicasSetting, type StreamSetup, logStreamSetup, streamFields, streamInfo, wantedReplicas} from './js-replicas.js'
 import type {Logger} from './logger.js'
 import {HEADER} from './protocol.js'
 
@@ -63,7 +64,6 @@ export function logStreamConfig(): Partial<StreamConfig> & {name: string} {
     max_age: LOG_LIMITS.maxAgeMs * NANOS_PER_MS,
     max_bytes: LOG_LIMITS.maxBytes,
     max_msg_size: LOG_LIMITS.maxMessageBytes,
-    num_replicas: 1,
   }
 }
 
@@ -78,24 +78,22 @@ export function jetStreamProblem(error: unknown): string {
 
 /**
  * Creates the stream when it is missing. An existing stream keeps its limits: an operator may have
- * changed them (nats stream edit AMP_LOGS --max-age 72h); only a missing subject is added back.
+ * changed them (nats stream edit AMP_LOGS --max-age 72h); only a missing subject is added back, and
+ * fewer replicas than the setting asks for are raised (js-replicas.ts).
  */
-export async function ensureLogStream(nc: NatsConnection, timeoutMs = API_TIMEOUT_MS): Promise<'created' | 'exists'> {
+export async function ensureLogStream(nc: NatsConnection, timeoutMs = API_TIMEOUT_MS, setting: ReplicasSetting = 'auto'): Promise<StreamSetup> {
   const jsm: JetStreamManager = await jetstreamManager(nc, {timeout: timeoutMs})
   const wanted = logStreamConfig()
-  try {
-    const info = await jsm.streams.info(LOG_STREAM)
+  const info = await streamInfo(jsm, LOG_STREAM)
+  if (info) {
     const subjects = info.config.subjects ?? []
     if (!subjects.includes(wanted.subjects![0])) {
       await jsm.streams.update(LOG_STREAM, {...info.config, subjects: [...subjects, ...wanted.subjects!]})
+      info.config.subjects = [...subjects, ...wanted.subjects!]
     }
-    return 'exists'
-  } catch (error) {
-    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error
+    return raiseReplicas(jsm, info, wantedReplicas(nc, setting), setting)
   }
-  // Two workers starting at once both get here: the same config twice is not an error.
-  await jsm.streams.add(wanted)
-  return 'created'
+  return ensureStream(jsm, wanted, wantedReplicas(nc, setting), setting)
 }
 
 /** Cuts a byte stream into lines (without "\n" or "\r\n"); a line longer than `max` bytes goes out in pieces. */
@@ -165,7 +163,7 @@ export class CallLogPublisher {
     private readonly nc: NatsConnection,
     private readonly workerId: string,
     private readonly log: Logger,
-    private readonly options: {maxCallBytes?: number; timeoutMs?: number} = {},
+    private readonly options: {maxCallBytes?: number; timeoutMs?: number; replicas?: ReplicasSetting} = {},
   ) {}
 
   /** Makes sure the stream exists; when it cannot, warns once and tries again later. Never throws. */
@@ -181,10 +179,11 @@ export class CallLogPublisher {
   private async setup(): Promise<void> {
     if (this.streamReady || this.nc.isClosed()) return
     try {
-      const result = await ensureLogStream(this.nc, this.options.timeoutMs)
+      const result = await ensureLogStream(this.nc, this.options.timeoutMs, this.options.replicas)
       this.streamReady = true
       clearInterval(this.retry)
-      this.log.info(this.warned ? 'per-call logs are on again' : 'per-call logs are kept in JetStream', {stream: LOG_STREAM, created: result === 'created'})
+      this.log.info(this.warned ? 'per-call logs are on again' : 'per-call logs are kept in JetStream', streamFields(result))
+      logStreamSetup({streams: [result]}, this.log)
     } catch (error) {
       if (!this.warned) {
         this.log.warn('per-call logs are off: calls still run, but amp function logs will show nothing', {

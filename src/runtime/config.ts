@@ -18,6 +18,7 @@ import {
   resolveCredentials,
 } from './credentials.js'
 import {AmpError} from './errors.js'
+import {parseReplicas, type ReplicasSetting} from './js-replicas.js'
 import {LOG_FORMATS, type LogFormat} from './logger.js'
 import {DEFAULT_TIMEOUT_MS} from './function-spec.js'
 import {formatDuration, parseDuration} from './validate.js'
@@ -52,6 +53,8 @@ export interface Settings extends CredentialSettings {
   asyncRetryBaseMs: number
   /** How long call records, results and queued callbacks are kept, when this daemon creates the buckets. */
   asyncRetentionMs: number
+  /** JetStream replicas of amp's streams, KV and object store (js-replicas.ts, docs/deploy.md). */
+  jsReplicas: ReplicasSetting
   /** Worker: most idle pre-started containers across all functions (0: none); its concurrency when undefined. */
   prestartMax?: number
   /** Worker: a function's pre-started containers are removed after this long without a call. */
@@ -89,6 +92,7 @@ export const DEFAULTS: Readonly<Settings> = Object.freeze({
   asyncLeaseMs: 30_000,
   asyncRetryBaseMs: 1000,
   asyncRetentionMs: 24 * 3_600_000,
+  jsReplicas: 'auto',
   prestartMax: undefined,
   prestartIdleMs: 60_000,
   runner: true,
@@ -117,6 +121,7 @@ export const DEFAULT_TEXT: Readonly<Record<ConfigKey, string>> = Object.freeze({
   'async-lease': formatDuration(DEFAULTS.asyncLeaseMs),
   'async-retry-base': formatDuration(DEFAULTS.asyncRetryBaseMs),
   'async-retention': formatDuration(DEFAULTS.asyncRetentionMs),
+  'js-replicas': 'auto: 3 on a cluster of 3 or more NATS servers, else 1',
   'prestart-max': 'the concurrency',
   'prestart-idle': formatDuration(DEFAULTS.prestartIdleMs),
   runner: 'on',
@@ -144,6 +149,7 @@ export const CONFIG_KEYS = [
   'async-lease',
   'async-retry-base',
   'async-retention',
+  'js-replicas',
   'prestart-max',
   'prestart-idle',
   'runner',
@@ -173,6 +179,7 @@ const FIELD: Record<ConfigKey, keyof Settings> = {
   'async-lease': 'asyncLeaseMs',
   'async-retry-base': 'asyncRetryBaseMs',
   'async-retention': 'asyncRetentionMs',
+  'js-replicas': 'jsReplicas',
   'prestart-max': 'prestartMax',
   'prestart-idle': 'prestartIdleMs',
   runner: 'runner',
@@ -314,6 +321,8 @@ function fileValue(key: ConfigKey, value: unknown): Settings[keyof Settings] {
       }
       return value as LogFormat
     }
+    case 'js-replicas':
+      return parseReplicas(value)
     case 'runner': {
       if (typeof value !== 'boolean') throw new Error(`must be true or false, got ${shown}`)
       return value
@@ -341,6 +350,7 @@ export interface GivenSettings extends Partial<Record<CredentialKey, string>> {
   'async-lease'?: string
   'async-retry-base'?: string
   'async-retention'?: string
+  'js-replicas'?: string
   'prestart-max'?: number
   'prestart-idle'?: string
   runner?: boolean
@@ -387,11 +397,21 @@ export function resolveSettings(given: GivenSettings, file: Partial<Settings> = 
     asyncLeaseMs: durationOf(given['async-lease'], file.asyncLeaseMs, DEFAULTS.asyncLeaseMs),
     asyncRetryBaseMs: durationOf(given['async-retry-base'], file.asyncRetryBaseMs, DEFAULTS.asyncRetryBaseMs),
     asyncRetentionMs: durationOf(given['async-retention'], file.asyncRetentionMs, DEFAULTS.asyncRetentionMs),
+    jsReplicas: given['js-replicas'] === undefined ? (file.jsReplicas ?? DEFAULTS.jsReplicas) : givenReplicas(given['js-replicas']),
     prestartMax: given['prestart-max'] ?? file.prestartMax,
     prestartIdleMs: durationOf(given['prestart-idle'], file.prestartIdleMs, DEFAULTS.prestartIdleMs),
     runner: given.runner ?? file.runner ?? DEFAULTS.runner,
     runnerPath: given['runner-path'] ?? file.runnerPath,
     runtimeDir: given['runtime-dir'] ?? file.runtimeDir,
+  }
+}
+
+/** --js-replicas as typed: a usage error (exit 2) when it is not auto or 1 to 5. */
+function givenReplicas(text: string): ReplicasSetting {
+  try {
+    return parseReplicas(text)
+  } catch (error) {
+    throw new AmpError('bad_request', `invalid --js-replicas: ${(error as Error).message}`)
   }
 }
 

@@ -5,6 +5,7 @@ import {hostname} from 'node:os'
 import {AsyncPuller, type AsyncHost, type AsyncWorkerOptions} from './async-worker.js'
 import {type AsyncSettings, AsyncStore, DEFAULT_ASYNC_SETTINGS} from './async-store.js'
 import {CallLogPublisher} from './call-logs.js'
+import {logStreamSetup} from './js-replicas.js'
 import {ContainerStarts} from './container-events.js'
 import {ContainerRunner, DEFAULT_MAX_OUTPUT, LABEL, type PullPolicy, type RunResult} from './container-runner.js'
 import {DockerEvents} from './docker-events.js'
@@ -166,7 +167,7 @@ class WorkerService implements Worker, AsyncHost {
     id: string,
   ) {
     this.id = id
-    this.callLogs = new CallLogPublisher(nc, id, log)
+    this.callLogs = new CallLogPublisher(nc, id, log, {replicas: options.async ? options.async.replicas : undefined})
     this.concurrency = options.concurrency
     this.backlog = options.backlog ?? options.concurrency * 4
     this.maxInput = options.maxInputBytes ?? DEFAULT_MAX_INPUT
@@ -790,7 +791,10 @@ function startAsync(nc: NatsConnection, worker: WorkerService, log: Logger, opti
             pullExpiresMs,
             onOutcome: (fn, outcome) => worker.metrics.asyncCalls.inc({function: fn, outcome}),
           }),
-        )) log.info('taking asynchronous calls')
+        )) {
+        log.info('taking asynchronous calls', {replicas: Math.min(...store.streams.map((stream) => stream.replicas))})
+        logStreamSetup(store, log)
+      }
     } catch (error) {
       if (!warned) log.warn('asynchronous calls are off until JetStream is reachable', {error: (error as Error).message})
       warned = true

@@ -36,6 +36,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     }),
     'async-lease': asyncFlags['async-lease'],
     'async-retention': asyncFlags['async-retention'],
+    'js-replicas': asyncFlags['js-replicas'],
   }
 
   async run(): Promise<void> {
@@ -51,7 +52,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       natsAuth: natsAuthOf(settings),
       etcdAuth: etcdAuthOf(settings),
       maxInFlight: settings.maxInFlight,
-      async: {leaseMs: settings.asyncLeaseMs, retentionMs: settings.asyncRetentionMs},
+      async: {leaseMs: settings.asyncLeaseMs, retentionMs: settings.asyncRetentionMs, replicas: settings.jsReplicas},
       logger: this.createLogger(),
     })
     const nats = redactUrls(settings.nats)

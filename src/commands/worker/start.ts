@@ -68,7 +68,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
       metricsPort: settings.metricsPort,
       metricsHost: settings.metricsHost,
       natsAuth: natsAuthOf(settings),
-      async: {leaseMs: settings.asyncLeaseMs, retryBaseMs: settings.asyncRetryBaseMs, retentionMs: settings.asyncRetentionMs},
+      async: {leaseMs: settings.asyncLeaseMs, retryBaseMs: settings.asyncRetryBaseMs, retentionMs: settings.asyncRetentionMs, replicas: settings.jsReplicas},
       logger: this.createLogger(),
     })
     const nats = redactUrls(settings.nats)
