@@ -3,6 +3,7 @@
  * 202, and reads back its record, its result and the dead letters.
  */
 import {DeliverPolicy} from '@nats-io/jetstream'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {Empty, type MsgHdrs} from '@nats-io/transport-node'
 
 import {
@@ -34,6 +35,13 @@ export const MAX_DEAD_LETTERS = 1000
 /** A publish whose acknowledgement does not come within this is sent again (same message id). */
 const PUBLISH_TIMEOUT_MS = 3000
 const PUBLISH_ATTEMPTS = 3
+/**
+ * How long queueing a call may keep trying while JetStream does not answer: when a NATS node of a
+ * cluster dies, the streams it led elect a new leader within a few seconds, and meanwhile their
+ * requests get no responders or time out. Past this, the caller gets 503.
+ */
+const STORE_DEADLINE_MS = 15_000
+const STORE_RETRY_MS = 250
 
 export const callUrl = (callId: string): string => `${API_PREFIX}/calls/${callId}`
 
@@ -78,9 +86,10 @@ export class AsyncCalls {
     h.set(HEADER.maxAttempts, String(record.maxAttempts))
     if (callbackUrl) h.set(HEADER.callbackUrl, callbackUrl)
     try {
-      await store.putInput(callId, input)
-      await store.putRecord(record)
-      await this.publish(store, asyncCallSubject(spec.name), h, callId)
+      const deadline = Date.now() + STORE_DEADLINE_MS
+      await untilStored(() => store.putInput(callId, input), deadline)
+      await untilStored(() => store.putRecord(record), deadline)
+      await untilStored(() => this.publish(store, asyncCallSubject(spec.name), h, callId), deadline)
     } catch (error) {
       void store.deleteInput(callId)
       void store.records.delete(callId).catch(() => {})
@@ -214,4 +223,17 @@ export class AsyncCalls {
 
 function notFound(callId: string): AmpError {
   return new AmpError('call_not_found', `no asynchronous call ${JSON.stringify(callId.slice(0, 80))}: unknown, or older than the retention time`)
+}
+
+/** Runs a JetStream write again while JetStream has no leader to answer it (no responders, timeout), until `deadline`. */
+async function untilStored<T>(write: () => Promise<T>, deadline: number): Promise<T> {
+  for (;;) {
+    try {
+      return await write()
+    } catch (error) {
+      const leaderless = isNoResponders(error) || (error as Error)?.name === 'TimeoutError'
+      if (!leaderless || Date.now() + STORE_RETRY_MS >= deadline) throw error
+      await sleep(STORE_RETRY_MS)
+    }
+  }
 }

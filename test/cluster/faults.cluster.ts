@@ -129,6 +129,8 @@ describe('amp on several hosts: a NATS cluster, an etcd cluster, 3 Docker hosts 
     expect(rows.at(-1)!.asyncAccepted, 'async calls accepted').to.be.greaterThan(10)
     expect(failed.filter((call) => !documented.includes(call)).map((call) => `${call.status} ${call.detail ?? ''}`), 'answers other than 200 and the documented 502/503').to.deep.equal([])
     expect(failed.filter((call) => call.endedAt < faultAt).length, 'failures before the fault').to.equal(0)
+    const refused = load.async.filter((call) => call.status !== 202 && call.status !== 503 && !(options.reset && call.status === 'reset'))
+    expect(refused.map((call) => call.status), 'async answers other than 202 and the documented 503').to.deep.equal([])
     expect(asyncCheck.lost, 'async calls accepted (202) but lost').to.deep.equal([])
     if (!options.workerLost) expect(asyncCheck.twice, 'async calls that ran twice with no worker lost').to.deep.equal([])
     expect(left, 'containers of dead workers').to.deep.equal([])
