@@ -84,6 +84,7 @@ export function jetStreamProblem(error: unknown): string {
 export async function ensureLogStream(nc: NatsConnection, timeoutMs = API_TIMEOUT_MS, setting: ReplicasSetting = 'auto'): Promise<StreamSetup> {
   const jsm: JetStreamManager = await jetstreamManager(nc, {timeout: timeoutMs})
   const wanted = logStreamConfig()
+  const replicas = wantedReplicas(nc, setting)
   const info = await streamInfo(jsm, LOG_STREAM)
   if (info) {
     const subjects = info.config.subjects ?? []
@@ -91,9 +92,9 @@ export async function ensureLogStream(nc: NatsConnection, timeoutMs = API_TIMEOU
       await jsm.streams.update(LOG_STREAM, {...info.config, subjects: [...subjects, ...wanted.subjects!]})
       info.config.subjects = [...subjects, ...wanted.subjects!]
     }
-    return raiseReplicas(jsm, info, wantedReplicas(nc, setting), setting)
+    return raiseReplicas(jsm, info, replicas, setting)
   }
-  return ensureStream(jsm, wanted, wantedReplicas(nc, setting), setting)
+  return ensureStream(jsm, wanted, replicas, setting)
 }
 
 /** Cuts a byte stream into lines (without "\n" or "\r\n"); a line longer than `max` bytes goes out in pieces. */

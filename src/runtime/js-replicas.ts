@@ -57,18 +57,10 @@ export async function ensureStream(
   setting: ReplicasSetting = replicas,
 ): Promise<StreamSetup> {
   const existing = await streamInfo(jsm, config.name)
-  if (!existing) {
-    try {
-      // Two daemons starting at once both get here: the same config twice is not an error.
-      await jsm.streams.add({...config, num_replicas: replicas})
-      return {stream: config.name, replicas, action: 'created'}
-    } catch (error) {
-      if (!(setting === 'auto' && tooFewServers(error)) || replicas === 1) throw error
-      await jsm.streams.add({...config, num_replicas: 1})
-      return {stream: config.name, replicas: 1, action: 'created', short: (error as Error).message}
-    }
-  }
-  return raiseReplicas(jsm, existing, replicas, setting)
+  if (existing) return raiseReplicas(jsm, existing, replicas, setting)
+  // Two daemons starting at once both get here: the same config twice is not an error.
+  const {setup} = await createWithReplicas(config.name, replicas, setting, (count) => jsm.streams.add({...config, num_replicas: count}))
+  return setup
 }
 
 /** Raises an existing stream (KV and object store streams too) to `replicas`, never lowers it. */
@@ -98,6 +90,16 @@ export async function openWithReplicas<T>(
 ): Promise<{opened: T; setup: StreamSetup}> {
   const existing = await streamInfo(jsm, stream)
   if (existing) return {setup: await raiseReplicas(jsm, existing, replicas, setting), opened: await create(replicas)}
+  return createWithReplicas(stream, replicas, setting, create)
+}
+
+/** Creates a missing stream with `replicas`; under `auto`, with 1 when the cluster has too few servers for them. */
+async function createWithReplicas<T>(
+  stream: string,
+  replicas: number,
+  setting: ReplicasSetting,
+  create: (replicas: number) => Promise<T>,
+): Promise<{opened: T; setup: StreamSetup}> {
   try {
     return {opened: await create(replicas), setup: {stream, replicas, action: 'created'}}
   } catch (error) {
