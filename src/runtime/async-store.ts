@@ -153,6 +153,10 @@ export class AsyncStore {
           storage: StorageType.File,
           replicas: count,
           description: 'amp: records of asynchronous calls',
+          // Reads go to the stream leader. A direct get may be answered by any replica, and one that is
+          // catching up after a restart kept answering "running" for minutes after a call had finished
+          // (npm run test:cluster); a worker reading such a copy could run a finished call again.
+          allow_direct: false,
         }),
       )
       const io = await openWithReplicas(jsm, `OBJ_${IO_BUCKET}`, replicas, setting, (count) =>

@@ -131,9 +131,30 @@ describe('amp on several hosts: a NATS cluster, an etcd cluster, 3 Docker hosts 
     expect(failed.filter((call) => call.endedAt < faultAt).length, 'failures before the fault').to.equal(0)
     const refused = load.async.filter((call) => call.status !== 202 && call.status !== 503 && !(options.reset && call.status === 'reset'))
     expect(refused.map((call) => call.status), 'async answers other than 202 and the documented 503').to.deep.equal([])
+    if (asyncCheck.lost.length > 0) await explainLost(asyncCheck.lost.map((call) => call.callId))
     expect(asyncCheck.lost, 'async calls accepted (202) but lost').to.deep.equal([])
     if (!options.workerLost) expect(asyncCheck.twice, 'async calls that ran twice with no worker lost').to.deep.equal([])
     expect(left, 'containers of dead workers').to.deep.equal([])
+  }
+
+  /** Prints what the stream leaders hold for calls the check found lost, and how far each replica lags. */
+  async function explainLost(callIds: string[]): Promise<void> {
+    const nc = await connect({servers: cluster.natsUrls.split(',')})
+    try {
+      const jsm = await jetstreamManager(nc)
+      for (const callId of callIds) {
+        const record = await jsm.streams.getMessage('KV_amp_calls', {last_by_subj: `$KV.amp_calls.${callId}`}).then((m) => m?.string(), (error: Error) => `unreadable: ${error.message}`)
+        console.log(`  [lost] ${callId} at the KV leader: ${record}`)
+      }
+      for (const stream of ['AMP_CALLS', 'KV_amp_calls', 'OBJ_amp_call_io']) {
+        const info = await jsm.streams.info(stream)
+        console.log(`  [lost] ${stream}: leader ${info.cluster?.leader}, last seq ${info.state.last_seq}, replicas ${JSON.stringify(info.cluster?.replicas)}`)
+      }
+      const consumer = await jsm.consumers.info('AMP_CALLS', 'amp-workers').catch((error: Error) => error.message)
+      console.log(`  [lost] consumer: ${typeof consumer === 'string' ? consumer : JSON.stringify({pending: consumer.num_pending, ackPending: consumer.num_ack_pending, redelivered: consumer.num_redelivered, cluster: consumer.cluster})}`)
+    } finally {
+      await nc.close()
+    }
   }
 
   const restart = (daemon: () => Daemon) => async () => daemon().start()

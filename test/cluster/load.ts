@@ -130,13 +130,17 @@ export class MixedLoad {
       }
       if (pending.size > 0) await sleep(500)
     }
-    for (const callId of pending.keys()) lost.push({callId, why: 'not final in time'})
+    for (const callId of pending.keys()) {
+      // What each listener says, to tell a call that never ran from a listener reading a stale copy.
+      const seen = await Promise.all(this.listeners.map(async (listener) => `${listener}: ${(await this.record(callId, listener))?.state ?? 'unreadable'}`))
+      lost.push({callId, why: `not final in time (${seen.join(', ')})`})
+    }
     return {lost, twice}
   }
 
-  private async record(callId: string): Promise<{state: string; attempts: number; error?: string; result?: {stdout: string}} | undefined> {
+  private async record(callId: string, only?: string): Promise<{state: string; attempts: number; error?: string; result?: {stdout: string}} | undefined> {
     for (let tried = 0; tried < this.listeners.length; tried++) {
-      const listener = this.listeners[this.next++ % this.listeners.length]
+      const listener = only ?? this.listeners[this.next++ % this.listeners.length]
       try {
         const response = await request(`${listener}/_amp/v1/calls/${callId}`, {dispatcher: this.agent})
         const text = await response.body.text()
@@ -144,6 +148,7 @@ export class MixedLoad {
       } catch {
         // The other listener, or the next round.
       }
+      if (only) break
     }
     return undefined
   }

@@ -34,6 +34,21 @@ describe('AsyncStore against a real nats-server', function () {
     await nats?.stop()
   })
 
+  it('reads call records from the stream leader, never by direct get (a lagging replica may answer those)', async () => {
+    const seen: string[] = []
+    const spy = nc.subscribe('$JS.API.>', {
+      callback: (_error, msg) => {
+        seen.push(msg.subject)
+      },
+    })
+    await nc.flush()
+    await store.putRecord({callId: 'leader-read', function: 'f', state: 'queued', attempts: 0, maxAttempts: 1, createdAt: new Date().toISOString(), deadLetter: false})
+    expect((await store.getRecord('leader-read'))?.record.state).to.equal('queued')
+    await nc.flush()
+    spy.unsubscribe()
+    expect(seen.filter((subject) => subject.includes(`KV_${RECORD_BUCKET}`))).to.deep.equal([`$JS.API.STREAM.MSG.GET.KV_${RECORD_BUCKET}`])
+  })
+
   it('ends a read of an input deleted while it is read instead of hanging (nats.js waits for purged chunks)', async () => {
     await store.putInput('racy', randomBytes(1024 * 1024))
     const read = store.getInput('racy').then(
