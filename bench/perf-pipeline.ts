@@ -3,7 +3,7 @@
  * with its input in upper case, as the benchmark's function does. HTTP to the listener, NATS to the
  * worker and back, HTTP answer: everything amp does for a call but the container.
  */
-import {ContainerRunner, type RunResult, type RunSpec} from '../src/runtime/container-runner.js'
+import {ContainerRunner, type RunResult, type RunSpec} from '../src/runtime/worker/container-runner.js'
 
 export class UpperCaseRunner extends ContainerRunner {
   override async run(spec: RunSpec): Promise<RunResult> {

@@ -10,8 +10,8 @@ import {randomUUID} from 'node:crypto'
 import {performance} from 'node:perf_hooks'
 import {execa, type ResultPromise} from 'execa'
 
-import {prestartArgs} from '../src/runtime/container-runner.js'
-import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_NETWORK, DEFAULT_PIDS_LIMIT} from '../src/runtime/function-spec.js'
+import {prestartArgs} from '../src/runtime/worker/container-runner.js'
+import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_NETWORK, DEFAULT_PIDS_LIMIT} from '../src/runtime/shared/function-spec.js'
 import {measureRow} from './perf-raw.js'
 import {callInput, type Measured, type Tally, wrongAnswer} from './perf-tally.js'
 

@@ -7,8 +7,8 @@ import {randomUUID} from 'node:crypto'
 import {performance} from 'node:perf_hooks'
 import {execa} from 'execa'
 
-import {dockerRunArgs} from '../src/runtime/container-runner.js'
-import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_NETWORK, DEFAULT_PIDS_LIMIT, DEFAULT_TIMEOUT_MS} from '../src/runtime/function-spec.js'
+import {dockerRunArgs} from '../src/runtime/worker/container-runner.js'
+import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_NETWORK, DEFAULT_PIDS_LIMIT, DEFAULT_TIMEOUT_MS} from '../src/runtime/shared/function-spec.js'
 import {drive, plan} from './perf-pacing.js'
 import {callInput, type Measured, Tally, wrongAnswer} from './perf-tally.js'
 

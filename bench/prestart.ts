@@ -14,7 +14,7 @@ import {parseArgs} from 'node:util'
 
 import {execa} from 'execa'
 
-import {ContainerRunner, type RunSpec} from '../src/runtime/container-runner.js'
+import {ContainerRunner, type RunSpec} from '../src/runtime/worker/container-runner.js'
 import {ensureTestImages} from '../test/helpers/images.js'
 import {DOCKER} from '../test/helpers/services.js'
 

@@ -10,8 +10,8 @@ import * as Flags from '@oclif/core/flags'
 import type * as Interfaces from '@oclif/core/interfaces'
 import {setFlagsFromString} from 'node:v8'
 
-import {AmpClient} from './runtime/client.js'
-import {describeCredentials} from './runtime/credentials.js'
+import {AmpClient} from './runtime/client/client.js'
+import {describeCredentials} from './runtime/shared/credentials.js'
 import {
   type ConfigKey,
   DEFAULT_TEXT,
@@ -21,9 +21,9 @@ import {
   loadConfig,
   resolveSettings,
   type Settings,
-} from './runtime/config.js'
-import {EXIT, isAmpError} from './runtime/errors.js'
-import {createLogger, LOG_FORMATS, type Logger, type LoggerOptions} from './runtime/logger.js'
+} from './runtime/shared/config.js'
+import {EXIT, isAmpError} from './runtime/shared/errors.js'
+import {createLogger, LOG_FORMATS, type Logger, type LoggerOptions} from './runtime/shared/logger.js'
 
 export type AmpFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof AmpCommand)['baseFlags'] & T['flags']>
 export type AmpArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>

@@ -1,8 +1,8 @@
 /** Flags of a function's container settings, shared by `function create` and `function update`. */
 import * as Flags from '@oclif/core/flags'
 
-import {formatSize} from './runtime/config.js'
-import {AmpError} from './runtime/errors.js'
+import {formatBytes} from './runtime/shared/bytes.js'
+import {AmpError} from './runtime/shared/errors.js'
 import {
   DEFAULT_CPUS,
   DEFAULT_MEMORY_BYTES,
@@ -11,7 +11,7 @@ import {
   DEFAULT_RETRIES,
   DEFAULT_REUSE_MAX_CALLS,
   type FunctionSpec,
-} from './runtime/function-spec.js'
+} from './runtime/shared/function-spec.js'
 import {
   checkPrestart,
   checkRetries,
@@ -22,14 +22,14 @@ import {
   parseCpus,
   parseMemory,
   parsePidsLimit,
-} from './runtime/validate.js'
+} from './runtime/shared/validate.js'
 
 /** --memory, --cpus and --pids-limit: the same flags on create and update (without their defaults there). */
 export function limitFlags(defaults = true) {
   return {
     memory: Flags.string({
       description: 'memory limit of each container, e.g. 512MiB or 1GiB (no swap on top)',
-      ...(defaults ? {defaultHelp: async () => formatSize(DEFAULT_MEMORY_BYTES)} : {}),
+      ...(defaults ? {defaultHelp: async () => formatBytes(DEFAULT_MEMORY_BYTES, 'setting')} : {}),
     }),
     cpus: Flags.string({
       description: 'CPUs each container may use, e.g. 0.5 or 2',

@@ -1,5 +1,5 @@
 /** Small helpers for the human output of commands (never used for --json). */
-import type {CallResult} from './runtime/http-contract.js'
+import type {CallResult} from './runtime/shared/http-contract.js'
 
 /** "2025-01-31 14:05:09Z": UTC, to the second. */
 export function formatTime(iso: string): string {

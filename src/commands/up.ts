@@ -2,10 +2,10 @@ import * as Flags from '@oclif/core/flags'
 import {Listr} from 'listr2'
 
 import {AmpCommand, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../base-command.js'
-import {etcdAuthOf, natsAuthOf, redactUrls} from '../runtime/credentials.js'
-import {MAX_IN_FLIGHT_LIMIT, PULL_POLICIES} from '../runtime/config.js'
-import {waitForShutdownSignal} from '../runtime/signals.js'
-import {type Stack, startStack} from '../runtime/stack.js'
+import {etcdAuthOf, natsAuthOf, redactUrls} from '../runtime/shared/credentials.js'
+import {MAX_IN_FLIGHT_LIMIT, PULL_POLICIES} from '../runtime/shared/config.js'
+import {waitForShutdownSignal} from '../runtime/ops/signals.js'
+import {type Stack, startStack} from '../runtime/ops/stack.js'
 
 export default class Up extends AmpCommand<typeof Up> {
   static override summary = 'Run the whole stack on this machine until Ctrl-C'

@@ -10,7 +10,7 @@ import {existsSync} from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
-import {AmpClient} from '../../src/runtime/client.js'
+import {AmpClient} from '../../src/runtime/client/client.js'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
 import {waitFor} from '../helpers/wait.js'
 import {Cluster, type Daemon} from './cluster.js'

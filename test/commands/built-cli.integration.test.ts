@@ -6,7 +6,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {EXIT} from '../../src/runtime/errors.js'
+import {EXIT} from '../../src/runtime/shared/errors.js'
 import {createFunction, startTestStack, type StackWithoutWorker} from '../helpers/stack.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))

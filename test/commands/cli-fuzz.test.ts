@@ -10,7 +10,7 @@ import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
-import {CONFIG_KEYS} from '../../src/runtime/config.js'
+import {CONFIG_KEYS} from '../../src/runtime/shared/config.js'
 import {HOSTILE} from '../helpers/hostile.js'
 import {isolateEnvironment, runAmp} from '../helpers/run-amp.js'
 

@@ -6,7 +6,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {request} from 'undici'
 
-import {freePort} from '../../src/runtime/servers.js'
+import {freePort} from '../../src/runtime/ops/servers.js'
 import {ensureTestImages} from '../helpers/images.js'
 import {startNotifySocket} from '../helpers/notify-socket.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'

@@ -6,7 +6,7 @@ import {expect} from 'chai'
 import {execa} from 'execa'
 import {request} from 'undici'
 
-import {freePort} from '../../src/runtime/servers.js'
+import {freePort} from '../../src/runtime/ops/servers.js'
 import {DAEMON_KILL_AFTER_MS, DEV} from '../helpers/run-amp-process.js'
 import {startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
 import {waitFor} from '../helpers/wait.js'

@@ -9,8 +9,8 @@ import {readFileSync} from 'node:fs'
 import {createServer} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
-import {AmpError, type ErrorCode, HTTP_STATUS} from '../../src/runtime/errors.js'
-import type {CallRecord, DeadLetter} from '../../src/runtime/http-contract.js'
+import {AmpError, type ErrorCode, HTTP_STATUS} from '../../src/runtime/shared/errors.js'
+import type {CallRecord, DeadLetter} from '../../src/runtime/shared/http-contract.js'
 import {type FakeListener, startFakeListener} from '../helpers/fake-listener.js'
 import {isolateEnvironment, loadConfig, runAmp} from '../helpers/run-amp.js'
 

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {CONFIG_KEYS} from '../../src/runtime/config.js'
+import {CONFIG_KEYS} from '../../src/runtime/shared/config.js'
 import {type FakeListener, startFakeListener} from '../helpers/fake-listener.js'
 import {isolateEnvironment, runAmp} from '../helpers/run-amp.js'
 

@@ -10,9 +10,9 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 
-import {CONFIG_KEYS} from '../../src/runtime/config.js'
-import {DEFAULT_LISTENER_DRAIN_MS} from '../../src/runtime/listener.js'
-import {DEFAULT_DRAIN_TIMEOUT_MS} from '../../src/runtime/worker.js'
+import {CONFIG_KEYS} from '../../src/runtime/shared/config.js'
+import {DEFAULT_LISTENER_DRAIN_MS} from '../../src/runtime/listener/listener.js'
+import {DEFAULT_DRAIN_TIMEOUT_MS} from '../../src/runtime/worker/worker.js'
 
 const DIR = fileURLToPath(new URL('../../examples/systemd/', import.meta.url))
 const RUN = fileURLToPath(new URL('../../bin/run.js', import.meta.url))

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {AmpError} from '../../src/runtime/errors.js'
+import {AmpError} from '../../src/runtime/shared/errors.js'
 
 /** Awaits a promise that must reject with an AmpError, and returns that error for more checks. */
 export async function ampError(promise: Promise<unknown>): Promise<AmpError> {

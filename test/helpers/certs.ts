@@ -8,7 +8,7 @@ import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
 
-import {findExecutable} from '../../src/runtime/servers.js'
+import {findExecutable} from '../../src/runtime/ops/servers.js'
 
 export interface TestCerts {
   dir: string

@@ -14,9 +14,9 @@ import {
   publicSpec,
   type StoredFunction,
   storedFunction,
-} from '../../src/runtime/function-spec.js'
-import {HTTP_STATUS, isAmpError} from '../../src/runtime/errors.js'
-import type {CallRecord, DeadLetter} from '../../src/runtime/http-contract.js'
+} from '../../src/runtime/shared/function-spec.js'
+import {HTTP_STATUS, isAmpError} from '../../src/runtime/shared/errors.js'
+import type {CallRecord, DeadLetter} from '../../src/runtime/shared/http-contract.js'
 
 export type FakeCallAnswer =
   | {exitCode: number; stdout?: Buffer | string; stderr?: Buffer | string; stderrTruncated?: boolean}

@@ -1,7 +1,7 @@
 /** An AmpClient on an undici MockAgent that refuses real connections, fresh for each test. */
 import {MockAgent} from 'undici'
 
-import {AmpClient} from '../../src/runtime/client.js'
+import {AmpClient} from '../../src/runtime/client/client.js'
 
 export const MOCK_SERVER = 'http://amp.test:4242'
 

@@ -1,8 +1,8 @@
 /** A call as the worker hands it to ContainerRunner.run: a fresh call id, the function defaults, and what a test gives. */
 import {randomUUID} from 'node:crypto'
 
-import type {RunSpec} from '../../src/runtime/container-runner.js'
-import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_NETWORK, DEFAULT_PIDS_LIMIT} from '../../src/runtime/function-spec.js'
+import type {RunSpec} from '../../src/runtime/worker/container-runner.js'
+import {DEFAULT_CPUS, DEFAULT_MEMORY_BYTES, DEFAULT_NETWORK, DEFAULT_PIDS_LIMIT} from '../../src/runtime/shared/function-spec.js'
 
 export function runSpec(overrides: Partial<RunSpec> & Pick<RunSpec, 'function' | 'image'>): RunSpec {
   return {

@@ -7,7 +7,7 @@ import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
-import {freePort, startEtcdServer, startNatsServer, type ServerProcess} from '../../src/runtime/servers.js'
+import {freePort, startEtcdServer, startNatsServer, type ServerProcess} from '../../src/runtime/ops/servers.js'
 
 export interface ServiceHandle {
   /** nats://127.0.0.1:PORT or http://127.0.0.1:PORT */

@@ -6,10 +6,10 @@
 import {expect} from 'chai'
 import {request} from 'undici'
 
-import {AmpClient} from '../../src/runtime/client.js'
-import {startListener, type Listener, type ListenerOptions} from '../../src/runtime/listener.js'
-import {silentLogger} from '../../src/runtime/logger.js'
-import {startWorker, type Worker, type WorkerOptions} from '../../src/runtime/worker.js'
+import {AmpClient} from '../../src/runtime/client/client.js'
+import {startListener, type Listener, type ListenerOptions} from '../../src/runtime/listener/listener.js'
+import {silentLogger} from '../../src/runtime/shared/logger.js'
+import {startWorker, type Worker, type WorkerOptions} from '../../src/runtime/worker/worker.js'
 import {ensureTestImages} from './images.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type NatsOptions, type ServiceHandle} from './services.js'
 

@@ -12,7 +12,7 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {request} from 'undici'
 
-import type {CallRecord, DeadLetter} from '../../src/runtime/http-contract.js'
+import type {CallRecord, DeadLetter} from '../../src/runtime/shared/http-contract.js'
 import {containers, containersBesidesIdle} from '../helpers/containers.js'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
 import {startAmpDaemon, type AmpDaemon} from '../helpers/run-amp-process.js'

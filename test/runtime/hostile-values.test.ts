@@ -1,8 +1,8 @@
 import {expect} from 'chai'
 import fc from 'fast-check'
 
-import {dockerRunArgs, type RunSpec} from '../../src/runtime/container-runner.js'
-import {checkFunctionInput} from '../../src/runtime/function-spec.js'
+import {dockerRunArgs, type RunSpec} from '../../src/runtime/worker/container-runner.js'
+import {checkFunctionInput} from '../../src/runtime/shared/function-spec.js'
 import {HOSTILE, HOSTILE_NETWORKS} from '../helpers/hostile.js'
 
 const base: RunSpec = {callId: 'c0ffee-1234', function: 'fn', image: 'busybox:1.36', network: 'none', timeoutMs: 1000, memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}, input: new Uint8Array(0)}

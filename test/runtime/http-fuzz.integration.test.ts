@@ -9,7 +9,7 @@ import {expect} from 'chai'
 import fc from 'fast-check'
 import {request} from 'undici'
 
-import {API_PREFIX} from '../../src/runtime/http-contract.js'
+import {API_PREFIX} from '../../src/runtime/shared/http-contract.js'
 import {rawExchange, type RawResponse, requestBytes} from '../helpers/raw-http.js'
 import {createFunction, type StackWithoutWorker, startTestStack} from '../helpers/stack.js'
 

@@ -3,7 +3,7 @@ import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
 import {request} from 'undici'
 
-import type {Listener} from '../../src/runtime/listener.js'
+import type {Listener} from '../../src/runtime/listener/listener.js'
 import {containersOfCall, expectNoContainer} from '../helpers/containers.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {DOCKER} from '../helpers/services.js'

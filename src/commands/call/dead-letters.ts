@@ -2,8 +2,8 @@ import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand} from '../../base-command.js'
 import {formatTable, formatTime} from '../../render.js'
-import {MAX_DEAD_LETTERS} from '../../runtime/client.js'
-import type {DeadLetter} from '../../runtime/http-contract.js'
+import {MAX_DEAD_LETTERS} from '../../runtime/shared/http-contract.js'
+import type {DeadLetter} from '../../runtime/shared/http-contract.js'
 
 export default class CallDeadLetters extends AmpCommand<typeof CallDeadLetters> {
   static override summary = 'List the asynchronous calls that failed for good (after all their retries)'

@@ -3,10 +3,10 @@ import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand} from '../../base-command.js'
 import {renderResult} from '../../render.js'
-import {finalResult} from '../../runtime/client.js'
-import {isAmpError} from '../../runtime/errors.js'
-import {type CallRecord, FINAL_STATES} from '../../runtime/http-contract.js'
-import {parseDuration} from '../../runtime/validate.js'
+import {finalResult} from '../../runtime/client/client.js'
+import {isAmpError} from '../../runtime/shared/errors.js'
+import {type CallRecord, FINAL_STATES} from '../../runtime/shared/http-contract.js'
+import {parseDuration} from '../../runtime/shared/validate.js'
 
 export default class CallGet extends AmpCommand<typeof CallGet> {
   static override summary = 'Show the status of an asynchronous call, or its result once it has ended'

@@ -2,10 +2,10 @@ import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand, settingFlag} from '../../base-command.js'
-import type {CreateResult} from '../../runtime/client.js'
+import type {CreateResult} from '../../runtime/client/client.js'
 import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits, prestartFlag, prestartSetting, prestartSummary, reuseFlags, reuseSettings, reuseSummary} from '../../function-flags.js'
-import {DEFAULT_NETWORK, envFromFlags} from '../../runtime/function-spec.js'
-import {formatDuration} from '../../runtime/validate.js'
+import {DEFAULT_NETWORK, envFromFlags} from '../../runtime/shared/function-spec.js'
+import {formatDuration} from '../../runtime/shared/validate.js'
 
 export default class FunctionCreate extends AmpCommand<typeof FunctionCreate> {
   static override summary = 'Register a container image as a function'

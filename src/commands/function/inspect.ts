@@ -2,9 +2,9 @@ import * as Args from '@oclif/core/args'
 
 import {AmpCommand} from '../../base-command.js'
 import {formatTable, formatTime} from '../../render.js'
-import {formatSize} from '../../runtime/config.js'
-import type {FunctionSpec} from '../../runtime/function-spec.js'
-import {formatDuration} from '../../runtime/validate.js'
+import {formatBytes} from '../../runtime/shared/bytes.js'
+import type {FunctionSpec} from '../../runtime/shared/function-spec.js'
+import {formatDuration} from '../../runtime/shared/validate.js'
 
 export default class FunctionInspect extends AmpCommand<typeof FunctionInspect> {
   static override summary = "Show all of a function's settings"
@@ -28,7 +28,7 @@ With --json, prints the function as the listener shows it: {name, image, timeout
       ['Image:', spec.image],
       ['Timeout:', formatDuration(spec.timeoutMs)],
       ['Network:', spec.network],
-      ['Memory:', formatSize(spec.memoryBytes)],
+      ['Memory:', formatBytes(spec.memoryBytes, 'setting')],
       ['CPUs:', String(spec.cpus)],
       ['Pids:', String(spec.pidsLimit)],
       ['Env:', spec.envKeys.length === 0 ? '-' : `${spec.envKeys.join(', ')} (values hidden)`],

@@ -5,9 +5,9 @@ import {buffer} from 'node:stream/consumers'
 
 import {AmpCommand} from '../../base-command.js'
 import {renderResult} from '../../render.js'
-import {type CallAccepted, checkCallbackUrl, type ResultEnvelope, toEnvelope} from '../../runtime/http-contract.js'
-import {checkName} from '../../runtime/validate.js'
-import type {StreamedCall} from '../../runtime/client.js'
+import {type CallAccepted, checkCallbackUrl, type ResultEnvelope, toEnvelope} from '../../runtime/shared/http-contract.js'
+import {checkName} from '../../runtime/shared/validate.js'
+import type {StreamedCall} from '../../runtime/client/client.js'
 
 /** The --json form of a call: outputs in base64, so any bytes survive; the 202 body for an asynchronous call. */
 export type InvokeJson = CallAccepted | ResultEnvelope | StreamedCall

@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand} from '../../base-command.js'
-import type {LogLine} from '../../runtime/call-logs.js'
+import type {LogLine} from '../../runtime/shared/log-query.js'
 
 /** "TIME CALL-ID LINE": every line says which call wrote it. */
 export function formatLogLine(line: LogLine): string {

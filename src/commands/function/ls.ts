@@ -2,8 +2,8 @@ import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand} from '../../base-command.js'
 import {formatTable, formatTime} from '../../render.js'
-import type {FunctionSpec} from '../../runtime/function-spec.js'
-import {formatDuration} from '../../runtime/validate.js'
+import type {FunctionSpec} from '../../runtime/shared/function-spec.js'
+import {formatDuration} from '../../runtime/shared/validate.js'
 
 export default class FunctionLs extends AmpCommand<typeof FunctionLs> {
   static override summary = 'List the functions'

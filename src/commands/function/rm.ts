@@ -1,8 +1,8 @@
 import * as Args from '@oclif/core/args'
 
 import {AmpCommand} from '../../base-command.js'
-import type {RemoveResult} from '../../runtime/client.js'
-import {EXIT} from '../../runtime/errors.js'
+import type {RemoveResult} from '../../runtime/client/client.js'
+import {EXIT} from '../../runtime/shared/errors.js'
 
 export default class FunctionRm extends AmpCommand<typeof FunctionRm> {
   static override summary = 'Remove functions'

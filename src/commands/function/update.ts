@@ -3,9 +3,9 @@ import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand} from '../../base-command.js'
 import {asyncFlags, asyncSettings, asyncSummary, envFlag, limitFlags, limits, prestartFlag, prestartSetting, prestartSummary, reuseFlags, reuseSettings, reuseSummary} from '../../function-flags.js'
-import {AmpError} from '../../runtime/errors.js'
-import {envPatch, type FunctionPatch, type FunctionSpec} from '../../runtime/function-spec.js'
-import {formatDuration, parseDuration} from '../../runtime/validate.js'
+import {AmpError} from '../../runtime/shared/errors.js'
+import {envPatch, type FunctionPatch, type FunctionSpec} from '../../runtime/shared/function-spec.js'
+import {formatDuration, parseDuration} from '../../runtime/shared/validate.js'
 
 export default class FunctionUpdate extends AmpCommand<typeof FunctionUpdate> {
   static override summary = "Change a function's image, timeout, network, limits, environment or async settings in place"

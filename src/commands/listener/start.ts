@@ -1,11 +1,12 @@
 import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand, asyncFlags, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../../base-command.js'
-import {etcdAuthOf, natsAuthOf, redactUrls} from '../../runtime/credentials.js'
-import {formatSize, MAX_IN_FLIGHT_LIMIT} from '../../runtime/config.js'
-import {startListener} from '../../runtime/listener.js'
-import {notifySystemd} from '../../runtime/sd-notify.js'
-import {waitForShutdownSignal} from '../../runtime/signals.js'
+import {etcdAuthOf, natsAuthOf, redactUrls} from '../../runtime/shared/credentials.js'
+import {formatBytes} from '../../runtime/shared/bytes.js'
+import {MAX_IN_FLIGHT_LIMIT} from '../../runtime/shared/config.js'
+import {startListener} from '../../runtime/listener/listener.js'
+import {notifySystemd} from '../../runtime/ops/sd-notify.js'
+import {waitForShutdownSignal} from '../../runtime/ops/signals.js'
 
 export default class ListenerStart extends AmpCommand<typeof ListenerStart> {
   static override summary = 'Run the HTTP listener until SIGINT or SIGTERM'
@@ -61,7 +62,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
     const stopSignal = waitForShutdownSignal()
     this.announceReady(
       {listener: {id: listener.id, url: listener.url}, nats, etcd, maxBodyBytes: settings.maxBodyBytes},
-      `amp listener ${listener.id} listening on ${listener.url} (NATS ${nats}, etcd ${etcd.join(',')}, max body ${formatSize(settings.maxBodyBytes)})`,
+      `amp listener ${listener.id} listening on ${listener.url} (NATS ${nats}, etcd ${etcd.join(',')}, max body ${formatBytes(settings.maxBodyBytes, 'setting')})`,
     )
     await notifySystemd({ready: true, status: `listening on ${listener.url}`}, {logger: this.createLogger()})
     const signal = await stopSignal

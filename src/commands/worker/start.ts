@@ -1,11 +1,11 @@
 import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand, asyncFlags, natsCredentialFlags, settingFlag} from '../../base-command.js'
-import {natsAuthOf, redactUrls} from '../../runtime/credentials.js'
-import {PULL_POLICIES} from '../../runtime/config.js'
-import {waitForShutdownSignal} from '../../runtime/signals.js'
-import {notifySystemd} from '../../runtime/sd-notify.js'
-import {startWorker} from '../../runtime/worker.js'
+import {natsAuthOf, redactUrls} from '../../runtime/shared/credentials.js'
+import {PULL_POLICIES} from '../../runtime/shared/config.js'
+import {waitForShutdownSignal} from '../../runtime/ops/signals.js'
+import {notifySystemd} from '../../runtime/ops/sd-notify.js'
+import {startWorker} from '../../runtime/worker/worker.js'
 
 export default class WorkerStart extends AmpCommand<typeof WorkerStart> {
   static override summary = 'Run a worker until SIGINT or SIGTERM'

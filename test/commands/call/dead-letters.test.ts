@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import type {DeadLetter} from '../../../src/runtime/http-contract.js'
+import type {DeadLetter} from '../../../src/runtime/shared/http-contract.js'
 import {type FakeListener, startFakeListener} from '../../helpers/fake-listener.js'
 import {isolateEnvironment, runAmp} from '../../helpers/run-amp.js'
 

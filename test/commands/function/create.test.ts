@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import type {CreateResult} from '../../../src/runtime/client.js'
+import type {CreateResult} from '../../../src/runtime/client/client.js'
 import {type FakeListener, startFakeListener} from '../../helpers/fake-listener.js'
 import {isolateEnvironment, runAmp} from '../../helpers/run-amp.js'
 

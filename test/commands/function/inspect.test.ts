@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import type {FunctionSpec} from '../../../src/runtime/function-spec.js'
+import type {FunctionSpec} from '../../../src/runtime/shared/function-spec.js'
 import {type FakeListener, startFakeListener} from '../../helpers/fake-listener.js'
 import {isolateEnvironment, runAmp} from '../../helpers/run-amp.js'
 
