@@ -120,8 +120,11 @@ export class MixedLoad {
     const twice: string[] = []
     const deadline = Date.now() + withinMs
     while (pending.size > 0 && Date.now() < deadline) {
-      for (const [callId, call] of pending) {
-        const record = await this.record(callId)
+      // All at once: right after a JetStream failover one read may take the listener's 30 s read
+      // deadline (a blob read whose consumer waits on a replica still catching up), and one after the other
+      // those would add up past the check's window.
+      const read = await Promise.all([...pending].map(async ([callId, call]) => ({callId, call, record: await this.record(callId)})))
+      for (const {callId, call, record} of read) {
         if (!record || (record.state !== 'succeeded' && record.state !== 'failed')) continue
         pending.delete(callId)
         const stdout = record.result ? Buffer.from(record.result.stdout, 'base64').toString() : undefined
