@@ -3,7 +3,6 @@
  * 202, and reads back its record, its result and the dead letters.
  */
 import {DeliverPolicy} from '@nats-io/jetstream'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {Empty, type MsgHdrs} from '@nats-io/transport-node'
 
 import {
@@ -28,17 +27,14 @@ import type {AsyncQueueState} from '../shared/metrics.js'
 import {redactUrls} from '../shared/credentials.js'
 import {isNoResponders, type NatsConnection} from '../shared/nats.js'
 import {CALL_ID, callHeaders, HEADER} from '../shared/protocol.js'
+import {untilStored} from './store-retry.js'
 
 /** The longest a status request may wait for a call to finish. */
 export const MAX_WAIT_MS = 60_000
 /** A publish whose acknowledgement does not come within this is sent again (same message id). */
 const PUBLISH_TIMEOUT_MS = 3000
 const PUBLISH_ATTEMPTS = 3
-/**
- * How long queueing a call may keep trying while JetStream does not answer: when a NATS node of a
- * cluster dies, the streams it led elect a new leader within a few seconds, and meanwhile their
- * requests get no responders or time out. Past this, the caller gets 503.
- */
+/** How long queueing a call may keep trying while JetStream elects leaders (store-retry.ts); past it, the caller gets 503. */
 const STORE_DEADLINE_MS = 15_000
 const STORE_RETRY_MS = 250
 
@@ -84,15 +80,17 @@ export class AsyncCalls {
     const h = callHeaders(callId, spec, input.length)
     h.set(HEADER.maxAttempts, String(record.maxAttempts))
     if (callbackUrl) h.set(HEADER.callbackUrl, callbackUrl)
+    const retry = {deadline: Date.now() + STORE_DEADLINE_MS, jetStream: store.nc.info?.jetstream === true, retryMs: STORE_RETRY_MS}
     try {
-      const deadline = Date.now() + STORE_DEADLINE_MS
-      await untilStored(() => store.putInput(callId, input), deadline)
-      await untilStored(() => store.putRecord(record), deadline)
-      await untilStored(() => this.publish(store, asyncCallSubject(spec.name), h, callId), deadline)
+      await untilStored(() => store.putInput(callId, input), retry)
+      await untilStored(() => store.putRecord(record), retry)
+      await untilStored(() => this.publish(store, asyncCallSubject(spec.name), h, callId), retry)
     } catch (error) {
       void store.deleteInput(callId)
       void store.records.delete(callId).catch(() => {})
-      throw new AmpError('service_unavailable', `could not queue the call: ${jetStreamProblem(error)}`, {cause: error})
+      // On a server with JetStream, no responders is a stream without a leader, not a missing -js.
+      const why = retry.jetStream && isNoResponders(error) ? `JetStream found no leader for amp's streams within ${STORE_DEADLINE_MS / 1000} s (a NATS node lost?)` : jetStreamProblem(error)
+      throw new AmpError('service_unavailable', `could not queue the call: ${why}`, {cause: error})
     }
     return {callId, function: spec.name, state: 'queued', statusUrl: callUrl(callId)}
   }
@@ -222,17 +220,4 @@ export class AsyncCalls {
 
 function notFound(callId: string): AmpError {
   return new AmpError('call_not_found', `no asynchronous call ${JSON.stringify(callId.slice(0, 80))}: unknown, or older than the retention time`)
-}
-
-/** Runs a JetStream write again while JetStream has no leader to answer it (no responders, timeout), until `deadline`. */
-async function untilStored<T>(write: () => Promise<T>, deadline: number): Promise<T> {
-  for (;;) {
-    try {
-      return await write()
-    } catch (error) {
-      const leaderless = isNoResponders(error) || (error as Error)?.name === 'TimeoutError'
-      if (!leaderless || Date.now() + STORE_RETRY_MS >= deadline) throw error
-      await sleep(STORE_RETRY_MS)
-    }
-  }
 }

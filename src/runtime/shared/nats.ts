@@ -92,5 +92,7 @@ function isAuthError(error: unknown): boolean {
 export function isNoResponders(error: unknown): boolean {
   if (error instanceof errors.NoRespondersError) return true
   if (error instanceof errors.RequestError) return error.isNoResponders()
-  return false
+  // nats.js's JetStream API reports no responders as "jetstream is not enabled", the cause inside.
+  const cause = (error as Error | undefined)?.cause
+  return cause !== undefined && cause !== error && isNoResponders(cause)
 }
