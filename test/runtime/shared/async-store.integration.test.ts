@@ -17,6 +17,18 @@ import {
 import {connectNats, type NatsConnection} from '../../../src/runtime/shared/nats.js'
 import {startNats, type ServiceHandle} from '../../helpers/services.js'
 
+/** Records the subjects of JetStream API requests the connection's own client sends from now on. */
+async function spyOnJetStreamApi(nc: NatsConnection) {
+  const seen: string[] = []
+  const spy = nc.subscribe('$JS.API.>', {
+    callback: (_error, msg) => {
+      seen.push(msg.subject)
+    },
+  })
+  await nc.flush()
+  return {seen, spy}
+}
+
 describe('AsyncStore against a real nats-server', function () {
   this.timeout(30_000)
   let nats: ServiceHandle
@@ -35,18 +47,28 @@ describe('AsyncStore against a real nats-server', function () {
   })
 
   it('reads call records from the stream leader, never by direct get (a lagging replica may answer those)', async () => {
-    const seen: string[] = []
-    const spy = nc.subscribe('$JS.API.>', {
-      callback: (_error, msg) => {
-        seen.push(msg.subject)
-      },
-    })
-    await nc.flush()
+    const {seen, spy} = await spyOnJetStreamApi(nc)
     await store.putRecord({callId: 'leader-read', function: 'f', state: 'queued', attempts: 0, maxAttempts: 1, createdAt: new Date().toISOString(), deadLetter: false})
     expect((await store.getRecord('leader-read'))?.record.state).to.equal('queued')
     await nc.flush()
     spy.unsubscribe()
     expect(seen.filter((subject) => subject.includes(`KV_${RECORD_BUCKET}`))).to.deep.equal([`$JS.API.STREAM.MSG.GET.KV_${RECORD_BUCKET}`])
+  })
+
+  it('reads a one-chunk input from the stream leader, not through a consumer (those stalled after a failover), and a larger one whole', async () => {
+    const {seen, spy} = await spyOnJetStreamApi(nc)
+    const small = randomBytes(1000)
+    await store.putInput('one-chunk', small)
+    expect(Buffer.from((await store.getInput('one-chunk'))!).equals(small)).to.equal(true)
+    await nc.flush()
+    expect(seen.filter((subject) => subject.includes('CONSUMER')), 'consumers made for a one-chunk read').to.deep.equal([])
+    spy.unsubscribe()
+    const large = randomBytes(1024 * 1024)
+    await store.putInput('many-chunks', large)
+    expect(Buffer.from((await store.getInput('many-chunks'))!).equals(large)).to.equal(true)
+    await store.putInput('empty', new Uint8Array())
+    expect((await store.getInput('empty'))?.length).to.equal(0)
+    expect(await store.getInput('never-stored')).to.equal(null)
   })
 
   it('ends a read of an input deleted while it is read instead of hanging (nats.js waits for purged chunks)', async () => {
