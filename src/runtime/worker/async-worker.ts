@@ -43,6 +43,8 @@ export interface AsyncWorkerOptions {
   retryBaseMs?: number
   /** How long one pull waits for a call. */
   pullExpiresMs?: number
+  /** How long recording an outcome (or reading the input) is tried through a NATS outage. */
+  persistForMs?: number
 }
 
 const MAX_RETRY_DELAY_MS = 300_000
@@ -50,6 +52,8 @@ const MAX_RETRY_DELAY_MS = 300_000
 export const MAX_LOST_ATTEMPTS = 3
 /** Recording an outcome is retried this long through a NATS outage before the call is left to redelivery. */
 const PERSIST_FOR_MS = 60_000
+/** A call put back because its input could not be read is delivered again after this. */
+const READ_AGAIN_MS = 1000
 
 export function retryDelayMs(attempt: number, baseMs: number): number {
   return Math.min(baseMs * 4 ** Math.max(0, attempt - 1), MAX_RETRY_DELAY_MS)
@@ -62,6 +66,7 @@ export class AsyncPuller {
   /** Calls whose record the lease timer still renews: none once their outcome is being written. */
   private readonly beating = new Set<string>()
   private readonly retryBaseMs: number
+  private readonly persistForMs: number
   private readonly onOutcome: (fn: string, outcome: AsyncOutcome) => void
 
   constructor(
@@ -71,6 +76,7 @@ export class AsyncPuller {
     options: AsyncWorkerOptions = {},
   ) {
     this.retryBaseMs = options.retryBaseMs ?? 1000
+    this.persistForMs = options.persistForMs ?? PERSIST_FOR_MS
     this.onOutcome = options.onOutcome ?? (() => {})
     this.loop = new PullLoop({
       consumer: () => this.store.js.consumers.get(CALL_STREAM, WORKER_CONSUMER),
@@ -180,7 +186,16 @@ export class AsyncPuller {
         // A renewal written after the outcome would put the call back to running for good.
         if (this.beating.has(call.callId)) this.store.putRecord({...record, heartbeatAt: new Date().toISOString()}).catch(() => {})
       }, this.store.settings.leaseMs / 3)
-      const input = await this.persist(() => this.store.getInput(call.callId))
+      const input = await this.persist(() => this.store.getInput(call.callId)).catch(async (error: Error) => {
+        // Nothing ran: the attempt does not count (the call would read as run twice), and the next delivery tries again.
+        this.beating.delete(call.callId)
+        await this.store.putRecord({...record, state: 'queued', attempts: attempt - 1}).catch(() => {})
+        msg.nak(READ_AGAIN_MS)
+        log.warn('asynchronous call put back: its input could not be read', {error: error.message})
+        this.onOutcome(call.function, 'requeued')
+        return undefined
+      })
+      if (input === undefined) return
       if (!input) {
         await this.finish(msg, record, undefined, 'its input is gone (kept for the retention time only)')
         return
@@ -279,7 +294,7 @@ export class AsyncPuller {
 
   /** Runs a JetStream write until it succeeds: through a NATS outage it would otherwise be lost. */
   private async persist<T>(write: () => Promise<T>): Promise<T> {
-    const until = Date.now() + PERSIST_FOR_MS
+    const until = Date.now() + this.persistForMs
     for (;;) {
       try {
         return await write()

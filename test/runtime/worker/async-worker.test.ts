@@ -163,6 +163,26 @@ describe('AsyncPuller', () => {
     expect(store.dead).to.deep.equal([])
   })
 
+  it('puts a call back without counting the attempt when its input cannot be read (JetStream failing over), and runs nothing', async () => {
+    const store = fakeStore()
+    store.store.getInput = async () => {
+      throw new Error('reading the input took over 30000 ms')
+    }
+    const host = fakeHost(exited(0))
+    const {msg, fate} = message(1)
+    store.offer(msg)
+    const puller = new AsyncPuller(store.store, host.host, silentLogger, {retryBaseMs: 100, pullExpiresMs: 10, persistForMs: 20})
+    puller.start()
+    while (host.tasks.length === 0) await sleep(2)
+    await puller.stop()
+    await Promise.all(host.tasks)
+    expect(host.runs).to.deep.equal([])
+    expect(fate).to.deep.include({acked: false, naked: 1000})
+    // Claimed (then lease renewals while the read was tried), then put back as it was.
+    expect(store.records.map((r) => r.state).filter((state) => state !== 'running')).to.deep.equal(['queued'])
+    expect(store.records.at(-1)).to.include({state: 'queued', attempts: 0})
+  })
+
   it('naks a failure with attempts left after the backoff delay, recording when the next attempt is due', async () => {
     const store = fakeStore(priorRecord({state: 'retrying', attempts: 1}))
     const host = fakeHost(exited(3))
