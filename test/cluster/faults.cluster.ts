@@ -125,6 +125,9 @@ describe('amp on several hosts: a NATS cluster, an etcd cluster, 3 Docker hosts 
       recoveryS: failed.length === 0 ? 'no error seen' : `${(lastFailure / 1000).toFixed(1)} s after the fault`,
     })
 
+    const reasons = new Map<string, number>()
+    for (const call of load.async.filter((call) => call.status !== 202)) reasons.set(`${call.status} ${call.detail ?? ''}`, (reasons.get(`${call.status} ${call.detail ?? ''}`) ?? 0) + 1)
+    for (const [reason, count] of reasons) console.log(`      [refused] ${count} × ${reason}`)
     expect(load.sync.length, 'sync calls made').to.be.greaterThan(10)
     expect(rows.at(-1)!.asyncAccepted, 'async calls accepted').to.be.greaterThan(10)
     expect(failed.filter((call) => !documented.includes(call)).map((call) => `${call.status} ${call.detail ?? ''}`), 'answers other than 200 and the documented 502/503').to.deep.equal([])

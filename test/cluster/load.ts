@@ -25,6 +25,8 @@ export interface AsyncOutcome {
   sentAt: number
   /** 202: JetStream has it; anything else was refused (the caller knows, nothing to lose). */
   status: number | 'reset' | 'timeout'
+  /** Why it was refused: the answer's body. */
+  detail?: string
 }
 
 export interface AsyncCheck {
@@ -83,7 +85,7 @@ export class MixedLoad {
       sending.push(
         this.send(input, {prefer: 'respond-async'}).then((outcome) => {
           const callId = outcome.status === 202 ? (JSON.parse(outcome.body ?? '{}') as {callId?: string}).callId : undefined
-          this.async.push({callId, input, sentAt, status: outcome.status})
+          this.async.push({callId, input, sentAt, status: outcome.status, ...(outcome.status === 202 ? {} : {detail: outcome.body?.slice(0, 300)})})
         }),
       )
       await sleep(this.options.asyncEveryMs)
