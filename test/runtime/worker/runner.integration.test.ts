@@ -141,7 +141,7 @@ exit 7`)
     try {
       const first = await remote.run(spec({image: TEST_IMAGES.upper}))
       const second = await remote.run(spec({image: TEST_IMAGES.upper}))
-      expect([first.stdout.toString(), second.stdout.toString()]).to.deep.equal(['HELLO', 'HELLO'])
+      expect([first.stdout.toString(), second.stdout.toString()], JSON.stringify({said, first: {...first, stdout: first.stdout.toString(), stderr: first.stderr.toString()}})).to.deep.equal(['HELLO', 'HELLO'])
       expect(said).to.deep.equal(['runner', 'note: runner unusable', 'plain', 'plain'])
       expect(remote.usesRunner).to.equal(false)
     } finally {
