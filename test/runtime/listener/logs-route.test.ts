@@ -10,7 +10,7 @@ import {AmpError} from '../../../src/runtime/shared/errors.js'
 import {type FunctionSpec, type StoredFunction, storedFunction} from '../../../src/runtime/shared/function-spec.js'
 import {type ApiContext, createRequestHandler} from '../../../src/runtime/listener/http-api.js'
 import {silentLogger} from '../../../src/runtime/shared/logger.js'
-import {parseLogQuery} from '../../../src/runtime/listener/logs-route.js'
+import {parseLogQuery} from '../../../src/runtime/listener/routes/logs.js'
 import {parseSince} from '../../../src/runtime/shared/log-query.js'
 
 const NOW = Date.parse('2025-01-31T14:00:00.000Z')

@@ -5,12 +5,13 @@
  */
 import type {IncomingMessage, ServerResponse} from 'node:http'
 
-import type {CallLogReader, LogQuery} from '../shared/call-logs.js'
-import {AmpError} from '../shared/errors.js'
-import type {Logger} from '../shared/logger.js'
-import type {Registry} from './registry.js'
-import {checkCallId, NDJSON_MEDIA_TYPE, parseSince} from '../shared/log-query.js'
-import {checkName} from '../shared/validate.js'
+import type {CallLogReader, LogQuery} from '../../shared/call-logs.js'
+import {AmpError} from '../../shared/errors.js'
+import type {Logger} from '../../shared/logger.js'
+import type {Registry} from '../registry.js'
+import {checkCallId, NDJSON_MEDIA_TYPE, parseSince} from '../../shared/log-query.js'
+import {checkName} from '../../shared/validate.js'
+import {matching, type Route} from '../router.js'
 
 /** How often a following request checks whether the listener is draining. */
 const DRAIN_CHECK_MS = 250
@@ -20,6 +21,10 @@ export interface LogsContext {
   logs?: Pick<CallLogReader, 'open'>
   logger: Logger
   draining: () => boolean
+}
+
+export function logRoutes(ctx: LogsContext): Route[] {
+  return [{match: matching(/^\/_amp\/v1\/functions\/([^/]+)\/logs$/), methods: {GET: (req, res, {param}) => serveLogs(ctx, param, req, res)}}]
 }
 
 /** A call id as workers accept them (a UUID from the listener). */
