@@ -1,7 +1,7 @@
 /**
  * npm run bench:stream -- [--calls 30]
  *
- * First-byte latency of streamed calls (README "Streaming"): the time from a function writing
+ * First-byte latency of streamed calls (docs/http-api.md "Streaming"): the time from a function writing
  * its first stdout byte to the HTTP client receiving it. The function (amp-test/sh:1 running a
  * script) prints the wall clock with busybox `adjtimex` (microseconds; busybox `date` has no %N)
  * and then sleeps, so the byte is alone on the wire; the client notes when it arrives

@@ -1,6 +1,6 @@
 /**
  * Fuzzes the CLI's arguments and config file (issue #3 "Bad input") with fast-check, in process:
- * whatever the argv or the file holds, amp exits only with a documented code (README "Exit
+ * whatever the argv or the file holds, amp exits only with a documented code (docs/operations.md "Exit
  * codes": 0, 2, 100-111; never 1, which means a bug), on one line, without a stack trace. No
  * listener runs: --server points at a closed port, so commands that get that far exit 101.
  */

@@ -1,5 +1,5 @@
 /**
- * A tiny in-memory stand-in for the listener's HTTP API (README "HTTP API"), on a real loopback
+ * A tiny in-memory stand-in for the listener's HTTP API (docs/http-api.md), on a real loopback
  * port, for command tests. It answers as the documented API does; `onInvoke` decides each call.
  */
 import {randomUUID} from 'node:crypto'

@@ -13,7 +13,7 @@ import {API_PREFIX} from '../../src/runtime/shared/http-contract.js'
 import {rawExchange, type RawResponse, requestBytes} from '../helpers/raw-http.js'
 import {createFunction, type StackWithoutWorker, startTestStack} from '../helpers/stack.js'
 
-// What the listener may answer when no worker runs: README "HTTP API" (500 only for a function's own exit).
+// What the listener may answer when no worker runs: docs/http-api.md (500 only for a function's own exit).
 const DOCUMENTED = [200, 201, 400, 404, 405, 408, 409, 413, 417, 431, 503]
 const cases: Record<string, number> = {}
 

@@ -1,5 +1,5 @@
 /**
- * Token authentication of the listener's HTTP API (README "Security"). With a token, everything
+ * Token authentication of the listener's HTTP API (docs/operations.md "Security"). With a token, everything
  * under /_amp/ needs `Authorization: Bearer <token>`, except the health checks (probes have no
  * token). With an invoke token, calls (POST /<fn>) need it or the admin token. Without tokens,
  * everything is open, as before.

@@ -1,5 +1,5 @@
 /**
- * The HTTP answer of a streamed call (`Prefer: stream`, README "Streaming"). The head waits for
+ * The HTTP answer of a streamed call (`Prefer: stream`, docs/http-api.md "Streaming"). The head waits for
  * the first stdout byte: a call that ends (or fails) before writing any is answered exactly as a
  * buffered one, by the caller of this class. From the first byte on, the answer is 200, chunked,
  * and its outcome comes in the trailers, after the body.

@@ -1,5 +1,5 @@
 /**
- * Per-call function logs (README "Logs", docs/protocol.md "Logs"). Each line a function writes on
+ * Per-call function logs (docs/operations.md "Logs", docs/protocol.md "Logs"). Each line a function writes on
  * stderr becomes one NATS message on `amp.v1.logs.<function>.<callId>`, which the JetStream stream
  * AMP_LOGS keeps within its limits. Workers publish with core NATS (no ack per line), so logging
  * never slows or fails a call; the logs are best effort. Listeners read them with an ordered consumer.
@@ -305,7 +305,7 @@ export class CallLogReader {
     } catch (error) {
       if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
         throw new AmpError('service_unavailable', `no function logs are kept: the JetStream stream ${LOG_STREAM} does not exist`, {
-          suggestions: ['a worker creates it when it starts on a NATS server with JetStream (nats-server -js); see README "Logs"'],
+          suggestions: ['a worker creates it when it starts on a NATS server with JetStream (nats-server -js); see docs/operations.md "Logs"'],
         })
       }
       throw new AmpError('service_unavailable', `cannot read function logs: ${jetStreamProblem(error)}`, {cause: error})

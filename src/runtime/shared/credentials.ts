@@ -1,5 +1,5 @@
 /**
- * Secrets and TLS settings (README "Security"): the listener's tokens, and the credentials and TLS
+ * Secrets and TLS settings (docs/operations.md "Security"): the listener's tokens, and the credentials and TLS
  * files for NATS and etcd. Each is a config key, an AMP_<KEY> env var and a flag, with no default.
  * Secret values are never logged or printed: redact() and redactUrls() are for anything that might
  * carry one.

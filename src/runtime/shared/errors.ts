@@ -1,6 +1,6 @@
 /**
  * amp's own failures. Each kind has a stable string code (used in HTTP error bodies and --json)
- * and a process exit code (README "Exit codes"). Exit codes start at 100 so they rarely collide
+ * and a process exit code (docs/operations.md "Exit codes"). Exit codes start at 100 so they rarely collide
  * with the exit code of a function, which `amp function invoke` passes through unchanged.
  */
 export const EXIT = {

@@ -1,4 +1,4 @@
-/** What the listener's HTTP API and the CLI's client agree on (README "HTTP API"). */
+/** What the listener's HTTP API and the CLI's client agree on (docs/http-api.md). */
 import {AmpError} from './errors.js'
 
 /** API routes start with "/_amp/": "_" cannot appear in a function name, so no function can shadow them. */
@@ -60,7 +60,7 @@ function isBase64(value: unknown): value is string {
 
 /** The Prefer token (RFC 7240) that makes a call asynchronous. */
 export const RESPOND_ASYNC = 'respond-async'
-/** The Prefer token (RFC 7240) that asks for stdout as the function writes it (README "Streaming"). */
+/** The Prefer token (RFC 7240) that asks for stdout as the function writes it (docs/http-api.md "Streaming"). */
 export const PREFER_STREAM = 'stream'
 /** Request header: where the listener POSTs the result when an asynchronous call ends. */
 export const CALLBACK_URL_HEADER = 'amp-callback-url'

@@ -1,6 +1,6 @@
 /**
  * Prometheus metrics of the listener and the worker (prom-client). Every name is documented in
- * docs/metrics.md; keep the two in step (test/runtime/metrics.test.ts checks it).
+ * docs/metrics.md; keep the two in step (test/runtime/shared/metrics.test.ts checks it).
  * Each daemon gets its own Registry, injected so tests read their own numbers.
  */
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'

@@ -1,5 +1,5 @@
 /**
- * Pools of containers started ahead of calls (README "Pre-started containers" and "Warm
+ * Pools of containers started ahead of calls (docs/functions.md "Pre-started containers" and "Warm
  * containers"). Per key (a hash of everything that shapes a container), a worker keeps a few
  * containers already started. In a single-use pool each is taken by exactly one call and then
  * removed, so isolation is the same as a fresh `docker run`. In a reuse pool (functions created

@@ -9,7 +9,7 @@ import {runSpec} from '../../helpers/run-spec.js'
 import {DOCKER, requireDocker} from '../../helpers/services.js'
 import {waitFor} from '../../helpers/wait.js'
 
-/** Functions created --reuse (README "Warm containers"): a container serves many calls, each in a fresh process. */
+/** Functions created --reuse (docs/functions.md "Warm containers"): a container serves many calls, each in a fresh process. */
 describe('warm containers (real docker)', function () {
   this.timeout(90_000)
   let prepared: PreparedRunner

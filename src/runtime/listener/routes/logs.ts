@@ -1,6 +1,6 @@
 /**
  * `GET /_amp/v1/functions/<name>/logs?call=ID&since=10m&follow=true`: a function's log lines as
- * NDJSON, one LogLine object per line (README "Logs"). With follow, the answer stays open and new
+ * NDJSON, one LogLine object per line (docs/operations.md "Logs"). With follow, the answer stays open and new
  * lines come as calls write them, until the client goes away or the listener drains.
  */
 import type {IncomingMessage, ServerResponse} from 'node:http'
