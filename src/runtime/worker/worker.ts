@@ -5,7 +5,8 @@ import {AsyncPuller, type AsyncWorkerOptions} from './async-worker.js'
 import {type AsyncSettings, AsyncStore, DEFAULT_ASYNC_SETTINGS} from '../shared/async-store.js'
 import {logStreamSetup} from '../shared/js-replicas.js'
 import {ContainerStarts} from './container-events.js'
-import {ContainerRunner, LABEL} from './container-runner.js'
+import {ContainerRunner} from './container-runner.js'
+import {removeOrphans, removeOwnContainers, sweepOrphans} from './orphans.js'
 import type {PullPolicy} from '../shared/config.js'
 import {DockerEvents} from './docker-events.js'
 import {ImageCommands} from './image-commands.js'
@@ -242,32 +243,4 @@ function startAsync(nc: NatsConnection, worker: WorkerService, log: Logger, opti
     stopped = true
     clearTimeout(timer)
   }
-}
-
-/**
- * At the end of a shutdown: any container of this worker still there (a used one docker is still
- * removing, --rm, or one whose runner did not exit) goes now, so a stopped worker leaves none.
- */
-async function removeOwnContainers(runner: ContainerRunner, workerId: string, log: Logger): Promise<void> {
-  const removed = await runner.removeLabelled(`${LABEL.worker}=${workerId}`)
-  if (removed.length > 0) log.debug('removed containers still there at shutdown', {count: removed.length})
-}
-
-async function removeOrphans(runner: ContainerRunner, log: Logger): Promise<void> {
-  const removed = await runner.removeOrphans()
-  if (removed.length > 0) log.warn('removed containers left by dead workers', {count: removed.length, containers: removed.join(',')})
-}
-
-/** Runs removeOrphans every `everyMs`, one sweep at a time; returns the function that stops it. */
-function sweepOrphans(runner: ContainerRunner, log: Logger, everyMs: number): () => void {
-  let sweeping = false
-  const timer = setInterval(() => {
-    if (sweeping) return
-    sweeping = true
-    removeOrphans(runner, log)
-      .catch((error: Error) => log.warn('orphan sweep failed', {error: error.message}))
-      .finally(() => (sweeping = false))
-  }, everyMs)
-  timer.unref()
-  return () => clearInterval(timer)
 }
