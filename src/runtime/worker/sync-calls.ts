@@ -131,7 +131,8 @@ export class SyncCalls {
       this.answer(msg, 'busy')
       return
     }
-    this.options.track(this.handle(msg, call).catch((error: Error) => this.log.error('call failed in worker', {call: call.callId, error: error.message})))
+    const task = this.handle(msg, call).catch((error: Error) => this.log.error('call failed in worker', {call: call.callId, error: error.message}))
+    this.options.track(task)
   }
 
   private async handle(msg: Msg, call: CallRequest): Promise<void> {
