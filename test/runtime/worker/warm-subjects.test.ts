@@ -18,6 +18,14 @@ function fakeSubscriber() {
   return {joined, drained, subscribe}
 }
 
+/** Warm subjects started on a fake subscriber, with what they joined and drained. */
+function startedWarm() {
+  const {joined, drained, subscribe} = fakeSubscriber()
+  const warm = new WarmSubjects(LINGER_MS)
+  warm.start(subscribe)
+  return {warm, joined, drained}
+}
+
 describe('worker: warm subjects', () => {
   it('joins nothing before start: no connection yet', () => {
     const warm = new WarmSubjects(LINGER_MS)
@@ -26,9 +34,7 @@ describe('worker: warm subjects', () => {
   })
 
   it("joins a function's warm subject once while it has a free container, and leaves it a linger after it has none", async () => {
-    const {joined, drained, subscribe} = fakeSubscriber()
-    const warm = new WarmSubjects(LINGER_MS)
-    warm.start(subscribe)
+    const {warm, joined, drained} = startedWarm()
     warm.freeChanged('fn', 1)
     warm.freeChanged('fn', 2)
     expect(joined).to.deep.equal([warmSubject('fn')])
@@ -44,9 +50,7 @@ describe('worker: warm subjects', () => {
   })
 
   it('stays when a container is free again within the linger', async () => {
-    const {joined, drained, subscribe} = fakeSubscriber()
-    const warm = new WarmSubjects(LINGER_MS)
-    warm.start(subscribe)
+    const {warm, joined, drained} = startedWarm()
     warm.freeChanged('fn', 1)
     warm.freeChanged('fn', 0)
     warm.freeChanged('fn', 1)
@@ -58,9 +62,7 @@ describe('worker: warm subjects', () => {
   })
 
   it('drains every warm subject on close, and joins none after', async () => {
-    const {joined, drained, subscribe} = fakeSubscriber()
-    const warm = new WarmSubjects(LINGER_MS)
-    warm.start(subscribe)
+    const {warm, joined, drained} = startedWarm()
     warm.freeChanged('a', 1)
     warm.freeChanged('b', 1)
     warm.freeChanged('b', 0)
