@@ -1,34 +1,9 @@
 /** The function API (`/_amp/v1/functions`): create, get, update, list and remove functions. */
 import {AmpError} from '../shared/errors.js'
-import {
-  checkFunctionPatch,
-  checkReuseNeedsPrestart,
-  DEFAULT_CPUS,
-  DEFAULT_MEMORY_BYTES,
-  DEFAULT_PIDS_LIMIT,
-  DEFAULT_PRESTART,
-  DEFAULT_RETRIES,
-  DEFAULT_REUSE_MAX_CALLS,
-  type FunctionInput,
-  type FunctionPatch,
-  type FunctionSpec,
-} from '../shared/function-spec.js'
+import {answeredSettings} from '../shared/function-fields.js'
+import {checkClientInput, checkFunctionPatch, type FunctionInput, type FunctionPatch, type FunctionSpec} from '../shared/function-spec.js'
 import {API_PREFIX} from '../shared/http-contract.js'
-import {
-  checkCpus,
-  checkEnv,
-  checkFireAndForget,
-  checkImage,
-  checkMemoryBytes,
-  checkName,
-  checkNetwork,
-  checkPidsLimit,
-  checkPrestart,
-  checkRetries,
-  checkReuse,
-  checkReuseMaxCalls,
-  checkTimeoutMs,
-} from '../shared/validate.js'
+import {checkName} from '../shared/validate.js'
 import type {Answer, Transport} from './transport.js'
 
 export interface CreateResult {
@@ -45,21 +20,7 @@ export interface RemoveResult {
 
 export async function createFunction(t: Transport, name: string, input: FunctionInput, options: {replace?: boolean} = {}): Promise<CreateResult> {
   // Checked here too, so a bad value never leaves the machine and fails with exit 2.
-  const body = {
-    image: checkImage(input.image),
-    ...(input.timeoutMs === undefined ? {} : {timeoutMs: checkTimeoutMs(input.timeoutMs)}),
-    ...(input.network === undefined ? {} : {network: checkNetwork(input.network)}),
-    ...(input.memoryBytes === undefined ? {} : {memoryBytes: checkMemoryBytes(input.memoryBytes)}),
-    ...(input.cpus === undefined ? {} : {cpus: checkCpus(input.cpus)}),
-    ...(input.pidsLimit === undefined ? {} : {pidsLimit: checkPidsLimit(input.pidsLimit)}),
-    ...(input.env === undefined ? {} : {env: checkEnv(input.env)}),
-    ...(input.fireAndForget === undefined ? {} : {fireAndForget: checkFireAndForget(input.fireAndForget)}),
-    ...(input.retries === undefined ? {} : {retries: checkRetries(input.retries)}),
-    ...(input.prestart === undefined ? {} : {prestart: checkPrestart(input.prestart)}),
-    ...(input.reuse === undefined ? {} : {reuse: checkReuse(input.reuse)}),
-    ...(input.reuseMaxCalls === undefined ? {} : {reuseMaxCalls: checkReuseMaxCalls(input.reuseMaxCalls)}),
-  }
-  checkReuseNeedsPrestart({reuse: body.reuse ?? false, prestart: body.prestart ?? DEFAULT_PRESTART})
+  const body = checkClientInput(input)
   const query = options.replace ? '?replace=true' : ''
   const answer = await t.send('PUT', `${API_PREFIX}/functions/${checkName(name)}${query}`, {
     body: JSON.stringify(body),
@@ -126,43 +87,14 @@ export async function removeFunctions(t: Transport, names: string[]): Promise<Re
 /** A function as the listener sent it, with the defaults for settings older listeners do not send. */
 function specOf(t: Transport, answer: Answer, value: unknown): FunctionSpec {
   const spec = value as Partial<Record<keyof FunctionSpec, unknown>> | null
-  const ok =
+  const named =
     typeof spec === 'object' &&
     spec !== null &&
     typeof spec.name === 'string' &&
-    typeof spec.image === 'string' &&
-    typeof spec.timeoutMs === 'number' &&
-    typeof spec.network === 'string' &&
     typeof spec.createdAt === 'string' &&
-    typeof spec.updatedAt === 'string' &&
-    // Listeners older than the container limits do not send these; their workers' defaults apply.
-    ['number', 'undefined'].includes(typeof spec.memoryBytes) &&
-    ['number', 'undefined'].includes(typeof spec.cpus) &&
-    ['number', 'undefined'].includes(typeof spec.pidsLimit) &&
-    ['boolean', 'undefined'].includes(typeof spec.fireAndForget) &&
-    ['number', 'undefined'].includes(typeof spec.retries) &&
-    ['number', 'undefined'].includes(typeof spec.prestart) &&
-    ['boolean', 'undefined'].includes(typeof spec.reuse) &&
-    ['number', 'undefined'].includes(typeof spec.reuseMaxCalls) &&
-    (spec.envKeys === undefined || (Array.isArray(spec.envKeys) && spec.envKeys.every((key) => typeof key === 'string')))
-  if (!ok) throw t.badAnswer(answer, 'expected a function (name, image, timeoutMs, network, createdAt, updatedAt, ...)')
-  const {name, image, timeoutMs, network, memoryBytes, cpus, pidsLimit, envKeys, fireAndForget, retries, prestart, reuse, reuseMaxCalls, createdAt, updatedAt} =
-    spec as FunctionSpec
-  return {
-    name,
-    image,
-    timeoutMs,
-    network,
-    memoryBytes: memoryBytes ?? DEFAULT_MEMORY_BYTES,
-    cpus: cpus ?? DEFAULT_CPUS,
-    pidsLimit: pidsLimit ?? DEFAULT_PIDS_LIMIT,
-    envKeys: envKeys ?? [],
-    fireAndForget: fireAndForget ?? false,
-    retries: retries ?? DEFAULT_RETRIES,
-    prestart: prestart ?? DEFAULT_PRESTART,
-    reuse: reuse ?? false,
-    reuseMaxCalls: reuseMaxCalls ?? DEFAULT_REUSE_MAX_CALLS,
-    createdAt,
-    updatedAt,
-  }
+    typeof spec.updatedAt === 'string'
+  // Listeners older than a setting do not send it; their workers' defaults apply.
+  const settings = named ? answeredSettings(spec) : undefined
+  if (!named || !settings) throw t.badAnswer(answer, 'expected a function (name, image, timeoutMs, network, createdAt, updatedAt, ...)')
+  return {name: spec.name as string, ...settings, createdAt: spec.createdAt as string, updatedAt: spec.updatedAt as string}
 }
