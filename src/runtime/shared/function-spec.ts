@@ -1,20 +1,25 @@
 import {AmpError} from './errors.js'
 import {
-  checkCpus,
-  checkEnv,
-  checkEnvKey,
-  checkFireAndForget,
-  checkImage,
-  checkMemoryBytes,
-  checkName,
-  checkNetwork,
-  checkPidsLimit,
-  checkPrestart,
-  checkRetries,
-  checkReuse,
-  checkReuseMaxCalls,
-  checkTimeoutMs,
-} from './validate.js'
+  checkGivenSettings,
+  checkPatchSettings,
+  checkSettings,
+  DEFAULT_PRESTART,
+  SETTING_KEYS,
+  shownSettings,
+  storedSettings,
+} from './function-fields.js'
+import {checkEnv, checkEnvKey, checkName} from './validate.js'
+
+export {
+  DEFAULT_CPUS,
+  DEFAULT_MEMORY_BYTES,
+  DEFAULT_NETWORK,
+  DEFAULT_PIDS_LIMIT,
+  DEFAULT_PRESTART,
+  DEFAULT_RETRIES,
+  DEFAULT_REUSE_MAX_CALLS,
+  DEFAULT_TIMEOUT_MS,
+} from './function-fields.js'
 
 /**
  * A registered function as the function API returns it. The values of its environment variables
@@ -60,52 +65,26 @@ export interface StoredFunction extends Omit<FunctionSpec, 'envKeys'> {
 
 export type NewFunction = Omit<StoredFunction, 'createdAt' | 'updatedAt'>
 
-export const DEFAULT_TIMEOUT_MS = 30_000
-export const DEFAULT_NETWORK = 'none'
-export const DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
-export const DEFAULT_CPUS = 1
-export const DEFAULT_PIDS_LIMIT = 256
-export const DEFAULT_RETRIES = 2
-export const DEFAULT_PRESTART = 2
-/** Calls a warm container (--reuse) serves before it is replaced. */
-export const DEFAULT_REUSE_MAX_CALLS = 1000
-
-/** What a client sends to create or replace a function. */
-export interface FunctionInput {
+/** What a client sends to create or replace a function: the image, and any other setting (the rest get their defaults). */
+export interface FunctionInput extends Partial<Omit<NewFunction, 'name'>> {
   image: string
-  timeoutMs?: number
-  network?: string
-  memoryBytes?: number
-  cpus?: number
-  pidsLimit?: number
-  env?: Record<string, string>
-  fireAndForget?: boolean
-  retries?: number
-  prestart?: number
-  reuse?: boolean
-  reuseMaxCalls?: number
 }
 
 export function checkFunctionInput(name: string, input: unknown): NewFunction {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new TypeError('body must be a JSON object')
   }
-  const body = input as Record<string, unknown>
-  return checkReuseNeedsPrestart({
-    name: checkName(name),
-    image: checkImage(body.image),
-    timeoutMs: body.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkTimeoutMs(body.timeoutMs),
-    network: body.network === undefined ? DEFAULT_NETWORK : checkNetwork(body.network),
-    memoryBytes: body.memoryBytes === undefined ? DEFAULT_MEMORY_BYTES : checkMemoryBytes(body.memoryBytes),
-    cpus: body.cpus === undefined ? DEFAULT_CPUS : checkCpus(body.cpus),
-    pidsLimit: body.pidsLimit === undefined ? DEFAULT_PIDS_LIMIT : checkPidsLimit(body.pidsLimit),
-    env: body.env === undefined ? {} : checkEnv(body.env),
-    fireAndForget: body.fireAndForget === undefined ? false : checkFireAndForget(body.fireAndForget),
-    retries: body.retries === undefined ? DEFAULT_RETRIES : checkRetries(body.retries),
-    prestart: body.prestart === undefined ? DEFAULT_PRESTART : checkPrestart(body.prestart),
-    reuse: body.reuse === undefined ? false : checkReuse(body.reuse),
-    reuseMaxCalls: body.reuseMaxCalls === undefined ? DEFAULT_REUSE_MAX_CALLS : checkReuseMaxCalls(body.reuseMaxCalls),
-  })
+  return checkReuseNeedsPrestart({name: checkName(name), ...checkSettings(input as Record<string, unknown>)})
+}
+
+/**
+ * What a client sends to create a function, checked on its side too (so a bad value never leaves
+ * the machine and fails with exit 2): the settings given, and the image always.
+ */
+export function checkClientInput(input: FunctionInput): Partial<NewFunction> {
+  const body = checkGivenSettings(input)
+  checkReuseNeedsPrestart({reuse: body.reuse ?? false, prestart: body.prestart ?? DEFAULT_PRESTART})
+  return body
 }
 
 /**
@@ -123,14 +102,11 @@ export function checkReuseNeedsPrestart<T extends Pick<StoredFunction, 'reuse' |
  * What a client sends to change a function in place (PATCH): only the settings to change. `env` is
  * merged into the function's environment: a name with a string value is set, one with null removed.
  */
-export type FunctionPatch = Partial<
-  Pick<StoredFunction, 'image' | 'timeoutMs' | 'network' | 'memoryBytes' | 'cpus' | 'pidsLimit' | 'fireAndForget' | 'retries' | 'prestart' | 'reuse' | 'reuseMaxCalls'>
-> & {
+export type FunctionPatch = Partial<Omit<NewFunction, 'name' | 'env'>> & {
   env?: Record<string, string | null>
 }
 
-const PATCH_KEYS = ['image', 'timeoutMs', 'network', 'memoryBytes', 'cpus', 'pidsLimit', 'env', 'fireAndForget', 'retries', 'prestart', 'reuse', 'reuseMaxCalls'] as const
-const PATCH_KEYS_TEXT = 'image, timeoutMs, network, memoryBytes, cpus, pidsLimit, env, fireAndForget, retries, prestart, reuse or reuseMaxCalls'
+const PATCH_KEYS_TEXT = `${SETTING_KEYS.slice(0, -1).join(', ')} or ${SETTING_KEYS.at(-1)}`
 
 /**
  * Checks a PATCH body. Unknown keys are refused rather than ignored: a misspelt setting
@@ -141,39 +117,15 @@ export function checkFunctionPatch(input: unknown): FunctionPatch {
     throw new AmpError('bad_request', 'body must be a JSON object like {"image": "busybox:1.36"}')
   }
   const body = input as Record<string, unknown>
-  const unknown = Object.keys(body).filter((key) => !(PATCH_KEYS as readonly string[]).includes(key))
+  const unknown = Object.keys(body).filter((key) => !(SETTING_KEYS as string[]).includes(key))
   if (unknown.length > 0) {
     throw new AmpError('bad_request', `unknown setting ${unknown.map((key) => JSON.stringify(key.slice(0, 40))).join(', ')}: use ${PATCH_KEYS_TEXT}`)
   }
-  const patch: FunctionPatch = {}
-  if (body.image !== undefined) patch.image = checkImage(body.image)
-  if (body.timeoutMs !== undefined) patch.timeoutMs = checkTimeoutMs(body.timeoutMs)
-  if (body.network !== undefined) patch.network = checkNetwork(body.network)
-  if (body.memoryBytes !== undefined) patch.memoryBytes = checkMemoryBytes(body.memoryBytes)
-  if (body.cpus !== undefined) patch.cpus = checkCpus(body.cpus)
-  if (body.pidsLimit !== undefined) patch.pidsLimit = checkPidsLimit(body.pidsLimit)
-  if (body.env !== undefined) patch.env = checkEnvPatch(body.env)
-  if (body.fireAndForget !== undefined) patch.fireAndForget = checkFireAndForget(body.fireAndForget)
-  if (body.retries !== undefined) patch.retries = checkRetries(body.retries)
-  if (body.prestart !== undefined) patch.prestart = checkPrestart(body.prestart)
-  if (body.reuse !== undefined) patch.reuse = checkReuse(body.reuse)
-  if (body.reuseMaxCalls !== undefined) patch.reuseMaxCalls = checkReuseMaxCalls(body.reuseMaxCalls)
+  const patch = checkPatchSettings(body) as FunctionPatch
   // Refused here whatever the function is now; the merged result is checked by applyPatch.
   if (patch.reuse === true && patch.prestart !== undefined) checkReuseNeedsPrestart({reuse: true, prestart: patch.prestart})
   if (Object.keys(patch).length === 0) throw new AmpError('bad_request', `nothing to change: give ${PATCH_KEYS_TEXT}`)
   return patch
-}
-
-function checkEnvPatch(value: unknown): Record<string, string | null> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.keys(value).length === 0) {
-    throw new AmpError('bad_request', 'env must be an object like {"LEVEL": "debug", "OLD": null} (null removes a variable)')
-  }
-  const entries = Object.entries(value as Record<string, unknown>)
-  const removed = entries.filter(([, item]) => item === null).map(([key]) => key)
-  // Checked as an environment of its own; the size of the merged one is checked by applyPatch.
-  const set = checkEnv(Object.fromEntries(entries.filter(([, item]) => item !== null)))
-  checkEnv(Object.fromEntries(removed.map((key) => [key, ''])))
-  return {...set, ...Object.fromEntries(removed.map((key) => [key, null]))}
 }
 
 /** The function after a patch; throws bad_request when the merged environment is too large, or reuse is left without prestart. */
@@ -193,44 +145,12 @@ export function applyPatch(stored: StoredFunction, patch: FunctionPatch, updated
  */
 export function storedFunction(value: unknown): StoredFunction {
   const stored = value as Partial<StoredFunction>
-  return {
-    name: String(stored.name),
-    image: String(stored.image),
-    timeoutMs: stored.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    network: stored.network ?? DEFAULT_NETWORK,
-    memoryBytes: stored.memoryBytes ?? DEFAULT_MEMORY_BYTES,
-    cpus: stored.cpus ?? DEFAULT_CPUS,
-    pidsLimit: stored.pidsLimit ?? DEFAULT_PIDS_LIMIT,
-    env: stored.env ?? {},
-    fireAndForget: stored.fireAndForget ?? false,
-    retries: stored.retries ?? DEFAULT_RETRIES,
-    prestart: stored.prestart ?? DEFAULT_PRESTART,
-    reuse: stored.reuse ?? false,
-    reuseMaxCalls: stored.reuseMaxCalls ?? DEFAULT_REUSE_MAX_CALLS,
-    createdAt: String(stored.createdAt),
-    updatedAt: String(stored.updatedAt),
-  }
+  return {name: String(stored.name), ...storedSettings(stored), createdAt: String(stored.createdAt), updatedAt: String(stored.updatedAt)}
 }
 
 /** What the function API shows of a stored function: everything but the environment's values. */
 export function publicSpec(stored: StoredFunction): FunctionSpec {
-  return {
-    name: stored.name,
-    image: stored.image,
-    timeoutMs: stored.timeoutMs,
-    network: stored.network,
-    memoryBytes: stored.memoryBytes,
-    cpus: stored.cpus,
-    pidsLimit: stored.pidsLimit,
-    envKeys: Object.keys(stored.env).sort(),
-    fireAndForget: stored.fireAndForget,
-    retries: stored.retries,
-    prestart: stored.prestart,
-    reuse: stored.reuse,
-    reuseMaxCalls: stored.reuseMaxCalls,
-    createdAt: stored.createdAt,
-    updatedAt: stored.updatedAt,
-  }
+  return {name: stored.name, ...shownSettings(stored), createdAt: stored.createdAt, updatedAt: stored.updatedAt}
 }
 
 /**

@@ -25,8 +25,8 @@
 
 import {headers, type MsgHdrs} from '@nats-io/transport-node'
 
+import {SETTING_HEADERS, settingHeaders} from './function-fields.js'
 import type {StoredFunction} from './function-spec.js'
-import {envLines} from './validate.js'
 
 export const PROTOCOL_VERSION = 'v1'
 /** Call ids are UUIDs; a worker takes any id of this form, which cannot start with '-' (it ends up in docker arguments). */
@@ -56,21 +56,8 @@ export const inputSubject = (workerId: string, callId: string): string =>
 export const HEADER = {
   callId: 'Amp-Call-Id',
   function: 'Amp-Function',
-  image: 'Amp-Image',
-  timeoutMs: 'Amp-Timeout-Ms',
-  network: 'Amp-Network',
-  // Container limits; a worker applies its defaults when one is absent (older listeners send none).
-  memoryBytes: 'Amp-Memory-Bytes',
-  cpus: 'Amp-Cpus',
-  pidsLimit: 'Amp-Pids-Limit',
-  /** The function's prestart setting: most pre-started containers per worker (0: none). Absent: the worker's default. */
-  prestart: 'Amp-Prestart',
-  /** `true`: the function's calls run in warm containers, each serving many calls, one fresh process per call (reuse). Absent: a fresh container per call. */
-  reuse: 'Amp-Reuse',
-  /** The function's reuseMaxCalls: calls one warm container serves before it is replaced. Sent only with Amp-Reuse; absent: the worker's default. */
-  reuseMaxCalls: 'Amp-Reuse-Max-Calls',
-  /** base64 of the function's environment as KEY=VALUE lines; absent when it has none. Never logged. */
-  env: 'Amp-Env',
+  /** The function's settings (function-fields.ts): Amp-Image, Amp-Timeout-Ms, Amp-Network, the container limits, Amp-Env (never logged), Amp-Prestart, Amp-Reuse, Amp-Reuse-Max-Calls. */
+  ...SETTING_HEADERS,
   inputSize: 'Amp-Input-Size',
   replyTo: 'Amp-Reply-To',
   /** `true`: the caller streams stdout, so send `stdout` events as the container writes (docs/protocol.md). Sync calls only. */
@@ -143,18 +130,7 @@ export function callHeaders(callId: string, spec: StoredFunction, inputSize: num
   const h = headers()
   h.set(HEADER.callId, callId)
   h.set(HEADER.function, spec.name)
-  h.set(HEADER.image, spec.image)
-  h.set(HEADER.timeoutMs, String(spec.timeoutMs))
-  h.set(HEADER.network, spec.network)
-  h.set(HEADER.memoryBytes, String(spec.memoryBytes))
-  h.set(HEADER.cpus, String(spec.cpus))
-  h.set(HEADER.pidsLimit, String(spec.pidsLimit))
-  h.set(HEADER.prestart, String(spec.prestart))
-  if (spec.reuse) {
-    h.set(HEADER.reuse, 'true')
-    h.set(HEADER.reuseMaxCalls, String(spec.reuseMaxCalls))
-  }
-  if (Object.keys(spec.env).length > 0) h.set(HEADER.env, Buffer.from(envLines(spec.env)).toString('base64'))
+  for (const [name, value] of settingHeaders(spec)) h.set(name, value)
   h.set(HEADER.inputSize, String(inputSize))
   return h
 }

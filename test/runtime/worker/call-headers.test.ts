@@ -1,7 +1,8 @@
-/** The Amp-Reuse and Amp-Reuse-Max-Calls headers: from the listener's callHeaders to the worker's parseCallSettings. */
+/** A call's headers from the listener's callHeaders to the worker's parseCallSettings: Amp-Reuse, Amp-Reuse-Max-Calls, and every setting the table (function-fields.ts) carries. */
 import {expect} from 'chai'
 
 import {parseCallSettings} from '../../../src/runtime/worker/call-headers.js'
+import {FUNCTION_FIELDS, SETTING_KEYS} from '../../../src/runtime/shared/function-fields.js'
 import {storedFunction} from '../../../src/runtime/shared/function-spec.js'
 import {callHeaders, HEADER} from '../../../src/runtime/shared/protocol.js'
 
@@ -43,5 +44,16 @@ describe('call headers: Amp-Reuse and Amp-Reuse-Max-Calls', () => {
       hostile.set(HEADER.reuseMaxCalls, bad)
       expect(() => parseCallSettings(hostile), JSON.stringify(bad)).to.throw(/reuseMaxCalls must be a whole number/)
     }
+  })
+
+  it('carries every setting that has a header from the listener to the worker unchanged', () => {
+    const spec = storedFunction({
+      name: 'fn', image: 'ghcr.io/acme/fn:1', timeoutMs: 1500, network: 'bridge', memoryBytes: 64 * 1024 * 1024, cpus: 0.5, pidsLimit: 32,
+      env: {LEVEL: 'debug', EMPTY: ''}, fireAndForget: true, retries: 5, prestart: 3, reuse: true, reuseMaxCalls: 25,
+    })
+    const carried = SETTING_KEYS.filter((key) => 'header' in FUNCTION_FIELDS[key])
+    expect(carried).to.have.length(10)
+    const settings = parseCallSettings(callHeaders(CALL, spec, 7)) as unknown as Record<string, unknown>
+    expect(settings).to.deep.equal({callId: CALL, function: 'fn', ...Object.fromEntries(carried.map((key) => [key, spec[key]]))})
   })
 })
