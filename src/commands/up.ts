@@ -7,6 +7,7 @@ import {MAX_IN_FLIGHT_LIMIT, PULL_POLICIES} from '../runtime/shared/config.js'
 import {waitForShutdownSignal} from '../runtime/ops/signals.js'
 import {type Stack, startStack} from '../runtime/ops/stack.js'
 import {stackOptionsFrom} from '../runtime/ops/stack-options.js'
+import {writeToStderr} from '../runtime/shared/logger.js'
 
 export default class Up extends AmpCommand<typeof Up> {
   static override summary = 'Run the whole stack on this machine until Ctrl-C'
@@ -34,9 +35,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
   async run(): Promise<void> {
     const settings = this.settings
     // Log lines go under the spinner while starting on a terminal, to stderr once everything runs.
-    let write = (line: string): void => {
-      process.stderr.write(line)
-    }
+    let write = writeToStderr
     const logger = this.createLogger({write: (line) => write(line)})
     const start = () => startStack(stackOptionsFrom(settings, {dataDir: this.config.dataDir, logger, isSet: (key) => this.isSet(key)}))
 
@@ -61,9 +60,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
       try {
         stack = (await tasks.run()).stack as Stack
       } finally {
-        write = (line) => {
-          process.stderr.write(line)
-        }
+        write = writeToStderr
       }
     } else {
       stack = await start()
