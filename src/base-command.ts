@@ -147,9 +147,9 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
     this.loadedConfig = await loadConfig(this.flags['use-config'])
     if (this.flags['config-used']) {
       const {found, path} = this.loadedConfig
-      process.stderr.write(found ? `config file: ${path}\n` : `config file: none (no file at ${path})\n`)
+      this.printToStderr(found ? `config file: ${path}` : `config file: none (no file at ${path})`)
       // Which secrets are set, from any source, never their values.
-      for (const line of describeCredentials(this.settings)) process.stderr.write(`${line}\n`)
+      for (const line of describeCredentials(this.settings)) this.printToStderr(line)
     }
   }
 
@@ -173,8 +173,21 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
    * stdout (daemons run until stopped, so this is their --json output; docs/json.md).
    */
   protected announceReady(json: Record<string, unknown>, human: string): void {
-    if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify({ready: true, ...json})}\n`)
+    if (this.jsonEnabled()) this.printJsonLine({ready: true, ...json})
     else this.log(human)
+  }
+
+  // Output: this.log and this.logToStderr (oclif's) print human lines, and nothing under --json;
+  // the two below print with or without --json. A function's own output bytes go through render.ts.
+
+  /** One value as JSON on one line of stdout, with or without --json: NDJSON streams, a daemon's ready line. */
+  protected printJsonLine(value: unknown): void {
+    process.stdout.write(`${JSON.stringify(value)}\n`)
+  }
+
+  /** One line on stderr, with or without --json (stderr never carries the JSON): amp's own notes. */
+  protected printToStderr(line: string): void {
+    process.stderr.write(`${line}\n`)
   }
 
   protected createClient(): AmpClient {
@@ -192,7 +205,7 @@ export abstract class AmpCommand<T extends typeof Command> extends Command {
   /** Turns every failure into one line on stderr (or a JSON error under --json) and its exit code. */
   protected override async catch(error: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
     const failure = this.toCliError(error)
-    if (this.flags?.verbose && error.stack && !(error instanceof Errors.CLIError)) process.stderr.write(`${error.stack}\n`)
+    if (this.flags?.verbose && error.stack && !(error instanceof Errors.CLIError)) this.printToStderr(error.stack)
     if (this.jsonEnabled()) {
       // oclif would exit 1 here; keep the documented code instead.
       process.exitCode = failure.oclif.exit ?? EXIT.unexpected

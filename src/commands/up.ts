@@ -2,10 +2,12 @@ import * as Flags from '@oclif/core/flags'
 import {Listr} from 'listr2'
 
 import {AmpCommand, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../base-command.js'
-import {etcdAuthOf, natsAuthOf, redactUrls} from '../runtime/shared/credentials.js'
+import {redactUrls} from '../runtime/shared/credentials.js'
 import {MAX_IN_FLIGHT_LIMIT, PULL_POLICIES} from '../runtime/shared/config.js'
 import {waitForShutdownSignal} from '../runtime/ops/signals.js'
 import {type Stack, startStack} from '../runtime/ops/stack.js'
+import {stackOptionsFrom} from '../runtime/ops/stack-options.js'
+import {writeToStderr} from '../runtime/shared/logger.js'
 
 export default class Up extends AmpCommand<typeof Up> {
   static override summary = 'Run the whole stack on this machine until Ctrl-C'
@@ -33,27 +35,9 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
   async run(): Promise<void> {
     const settings = this.settings
     // Log lines go under the spinner while starting on a terminal, to stderr once everything runs.
-    let write = (line: string): void => {
-      process.stderr.write(line)
-    }
+    let write = writeToStderr
     const logger = this.createLogger({write: (line) => write(line)})
-    const start = () =>
-      startStack({
-        dataDir: this.config.dataDir,
-        host: settings.host,
-        port: settings.port,
-        // Left out unless given, so the stack checks the default address and starts a server there if needed.
-        nats: this.isSet('nats') ? settings.nats : undefined,
-        etcd: this.isSet('etcd') ? settings.etcd.join(',') : undefined,
-        concurrency: settings.concurrency,
-        maxInFlight: settings.maxInFlight,
-        docker: settings.docker,
-        pull: settings.pull,
-        auth: {token: settings.token, invokeToken: settings.invokeToken},
-        natsAuth: natsAuthOf(settings),
-        etcdAuth: etcdAuthOf(settings),
-        logger,
-      })
+    const start = () => startStack(stackOptionsFrom(settings, {dataDir: this.config.dataDir, logger, isSet: (key) => this.isSet(key)}))
 
     let stack: Stack
     // Progress only on a terminal that has a width: listr2 would draw one letter per line on a width of 0.
@@ -76,9 +60,7 @@ Ctrl-C (or SIGTERM) stops all of it cleanly.`
       try {
         stack = (await tasks.run()).stack as Stack
       } finally {
-        write = (line) => {
-          process.stderr.write(line)
-        }
+        write = writeToStderr
       }
     } else {
       stack = await start()

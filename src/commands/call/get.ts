@@ -38,7 +38,7 @@ With --json, prints the call record {callId, function, state, attempts, maxAttem
       return record
     }
     try {
-      renderResult(finalResult(record), {json: this.jsonEnabled(), verbose: this.flags.verbose})
+      await renderResult(finalResult(record), {json: this.jsonEnabled(), verbose: this.flags.verbose, note: (line) => this.logToStderr(line)})
     } catch (error) {
       // Under --json the record is the output, and amp exits as it does without --json.
       if (!(this.jsonEnabled() && isAmpError(error))) throw error

@@ -1,10 +1,9 @@
 import * as Args from '@oclif/core/args'
 import * as Flags from '@oclif/core/flags'
-import {once} from 'node:events'
 import {buffer} from 'node:stream/consumers'
 
 import {AmpCommand} from '../../base-command.js'
-import {renderResult} from '../../render.js'
+import {renderResult, writeBytes} from '../../render.js'
 import {type CallAccepted, checkCallbackUrl, type ResultEnvelope, toEnvelope} from '../../runtime/shared/http-contract.js'
 import {checkName} from '../../runtime/shared/validate.js'
 import type {StreamedCall} from '../../runtime/client/client.js'
@@ -47,14 +46,15 @@ With --stream, the function's stdout is written as the function writes it, and a
     if (this.flags.stream && (this.jsonEnabled() || this.flags.async || this.flags['callback-url'] !== undefined)) {
       this.error('--stream cannot go with --json, --async or --callback-url: a streamed call writes raw stdout as it comes', {exit: 2})
     }
-    if (process.stdin.isTTY) process.stderr.write('amp: reading the input from the terminal until Ctrl-D\n')
+    if (process.stdin.isTTY) this.printToStderr('amp: reading the input from the terminal until Ctrl-D')
     const input = await buffer(process.stdin)
     const outcome = this.flags.stream
-      ? await client.callStreamed(this.args.name, input, writeStdout)
+      ? // Each chunk as it arrives, at the pace stdout (a terminal, a pipe) takes it.
+        await client.callStreamed(this.args.name, input, (chunk) => writeBytes(process.stdout, chunk))
       : await client.call(this.args.name, input, {async: this.flags.async, callbackUrl: this.flags['callback-url']})
     if (outcome.kind === 'streamed') {
       const {callId, exitCode} = outcome.call
-      if (this.flags.verbose) process.stderr.write(`amp: call ${callId} exited ${exitCode}; its stderr: amp function logs ${this.args.name} --call ${callId}\n`)
+      if (this.flags.verbose) this.printToStderr(`amp: call ${callId} exited ${exitCode}; its stderr: amp function logs ${this.args.name} --call ${callId}`)
       if (exitCode !== 0) process.exitCode = exitCode
       return outcome.call
     }
@@ -62,19 +62,14 @@ With --stream, the function's stdout is written as the function writes it, and a
       // Also a fire-and-forget function called without --async: queued, which is not an error.
       const {callId} = outcome.accepted
       if (!this.jsonEnabled()) {
-        process.stdout.write(`${callId}\n`)
-        process.stderr.write(`queued; fetch the result with: amp call get ${callId} --wait\n`)
+        this.log(callId)
+        this.logToStderr(`queued; fetch the result with: amp call get ${callId} --wait`)
       }
       return outcome.accepted
     }
-    // With --stream, a result that came whole had its stdout written already (by writeStdout).
+    // With --stream, a result that came whole had its stdout written already (by the sink above).
     const result = this.flags.stream ? {...outcome.result, stdout: Buffer.alloc(0)} : outcome.result
-    renderResult(result, {json: this.jsonEnabled(), verbose: this.flags.verbose})
+    await renderResult(result, {json: this.jsonEnabled(), verbose: this.flags.verbose, note: (line) => this.logToStderr(line)})
     return toEnvelope(outcome.result)
   }
-}
-
-/** --stream's sink: each chunk as it arrives, at the pace stdout (a terminal, a pipe) takes it. */
-async function writeStdout(chunk: Buffer): Promise<void> {
-  if (!process.stdout.write(chunk)) await once(process.stdout, 'drain')
 }

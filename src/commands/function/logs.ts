@@ -6,7 +6,7 @@ import type {LogLine} from '../../runtime/shared/log-query.js'
 
 /** "TIME CALL-ID LINE": every line says which call wrote it. */
 export function formatLogLine(line: LogLine): string {
-  return `${line.time} ${line.callId} ${line.line}\n`
+  return `${line.time} ${line.callId} ${line.line}`
 }
 
 export default class FunctionLogs extends AmpCommand<typeof FunctionLogs> {
@@ -41,7 +41,8 @@ With --json, prints each line as one JSON object {time, function, callId, worker
     let count = 0
     for await (const line of lines) {
       count++
-      process.stdout.write(json ? `${JSON.stringify(line)}\n` : formatLogLine(line))
+      if (json) this.printJsonLine(line)
+      else this.log(formatLogLine(line))
     }
     if (count === 0 && !json) {
       this.logToStderr(`amp: no log lines for ${name}${call ? ` call ${call}` : ''}${since ? ` since ${since}` : ''}`)

@@ -1,10 +1,11 @@
 import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand, asyncFlags, etcdCredentialFlags, invokeTokenFlag, natsCredentialFlags, settingFlag} from '../../base-command.js'
-import {etcdAuthOf, natsAuthOf, redactUrls} from '../../runtime/shared/credentials.js'
+import {redactUrls} from '../../runtime/shared/credentials.js'
 import {formatBytes} from '../../runtime/shared/bytes.js'
 import {MAX_IN_FLIGHT_LIMIT} from '../../runtime/shared/config.js'
 import {startListener} from '../../runtime/listener/listener.js'
+import {listenerOptionsFrom} from '../../runtime/listener/listener-options.js'
 import {notifySystemd} from '../../runtime/ops/sd-notify.js'
 import {waitForShutdownSignal} from '../../runtime/ops/signals.js'
 
@@ -42,20 +43,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
 
   async run(): Promise<void> {
     const settings = this.settings
-    const listener = await startListener({
-      host: settings.host,
-      port: settings.port,
-      nats: settings.nats,
-      etcd: settings.etcd,
-      maxBodyBytes: settings.maxBodyBytes,
-      drainTimeoutMs: settings.drainTimeoutMs,
-      auth: {token: settings.token, invokeToken: settings.invokeToken},
-      natsAuth: natsAuthOf(settings),
-      etcdAuth: etcdAuthOf(settings),
-      maxInFlight: settings.maxInFlight,
-      async: {leaseMs: settings.asyncLeaseMs, retentionMs: settings.asyncRetentionMs, replicas: settings.jsReplicas},
-      logger: this.createLogger(),
-    })
+    const listener = await startListener(listenerOptionsFrom(settings, this.createLogger()))
     const nats = redactUrls(settings.nats)
     const etcd = settings.etcd.map((url) => redactUrls(url))
     // Listening before saying ready: a SIGTERM right after the ready line must drain, not kill.

@@ -1,11 +1,12 @@
 import * as Flags from '@oclif/core/flags'
 
 import {AmpCommand, asyncFlags, natsCredentialFlags, settingFlag} from '../../base-command.js'
-import {natsAuthOf, redactUrls} from '../../runtime/shared/credentials.js'
+import {redactUrls} from '../../runtime/shared/credentials.js'
 import {PULL_POLICIES} from '../../runtime/shared/config.js'
 import {waitForShutdownSignal} from '../../runtime/ops/signals.js'
 import {notifySystemd} from '../../runtime/ops/sd-notify.js'
 import {startWorker} from '../../runtime/worker/worker.js'
+import {workerOptionsFrom} from '../../runtime/worker/worker-options.js'
 
 export default class WorkerStart extends AmpCommand<typeof WorkerStart> {
   static override summary = 'Run a worker until SIGINT or SIGTERM'
@@ -54,23 +55,7 @@ On SIGINT or SIGTERM it stops taking calls, finishes those in flight and exits 0
 
   async run(): Promise<void> {
     const settings = this.settings
-    const worker = await startWorker({
-      nats: settings.nats,
-      concurrency: settings.concurrency,
-      docker: settings.docker,
-      pull: settings.pull,
-      drainTimeoutMs: settings.drainTimeoutMs,
-      prestartMax: settings.prestartMax,
-      prestartIdleMs: settings.prestartIdleMs,
-      runner: settings.runner,
-      runnerPath: settings.runnerPath,
-      runtimeDir: settings.runtimeDir,
-      metricsPort: settings.metricsPort,
-      metricsHost: settings.metricsHost,
-      natsAuth: natsAuthOf(settings),
-      async: {leaseMs: settings.asyncLeaseMs, retryBaseMs: settings.asyncRetryBaseMs, retentionMs: settings.asyncRetentionMs, replicas: settings.jsReplicas},
-      logger: this.createLogger(),
-    })
+    const worker = await startWorker(workerOptionsFrom(settings, this.createLogger()))
     const nats = redactUrls(settings.nats)
     const metrics = worker.metricsUrl ? `, metrics ${worker.metricsUrl}/metrics` : ''
     // Listening before saying ready: a SIGTERM right after the ready line must drain, not kill.

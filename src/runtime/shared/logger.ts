@@ -48,9 +48,14 @@ export interface LoggerOptions {
   now?: () => Date
 }
 
+/** Where log lines go unless told otherwise: stderr, each line as one write. */
+export function writeToStderr(line: string): void {
+  process.stderr.write(line)
+}
+
 export function createLogger(options: LoggerOptions = {}): Logger {
   const min = ORDER[options.level ?? 'info']
-  const write = options.write ?? ((line: string) => process.stderr.write(line))
+  const write = options.write ?? writeToStderr
   const now = options.now ?? (() => new Date())
   const base = options.fields ?? {}
   const format = options.format === 'json' ? formatJsonLine : formatLine
