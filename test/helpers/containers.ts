@@ -3,9 +3,13 @@ import {execa} from 'execa'
 import {DOCKER} from './services.js'
 import {waitUntil} from './wait.js'
 
-/** Ids of the containers matching a `docker ps` filter (`label=amp.call=ID`, `id=ID`), stopped ones too unless `running`. */
-export async function containers(filter: string, options: {running?: boolean} = {}): Promise<string[]> {
-  const {stdout} = await execa(DOCKER, ['ps', ...(options.running ? [] : ['--all']), '--quiet', '--filter', filter])
+/**
+ * Ids of the containers matching a `docker ps` filter (`label=amp.call=ID`, `id=ID`), or all of several,
+ * stopped ones too unless `running`.
+ */
+export async function containers(filter: string | string[], options: {running?: boolean} = {}): Promise<string[]> {
+  const filters = [filter].flat().flatMap((one) => ['--filter', one])
+  const {stdout} = await execa(DOCKER, ['ps', ...(options.running ? [] : ['--all']), '--quiet', ...filters])
   return stdout.split('\n').filter(Boolean)
 }
 
