@@ -463,7 +463,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       const {offers} = await fakeWorker(async (call) => {
         call.answer('accepted')
         const beat = setInterval(() => call.heartbeat(), 100)
-        await sleep(3000)
+        await sleep(3000) // a call that runs, alive, well past the close()
         clearInterval(beat)
       })
       const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
@@ -480,7 +480,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       await fakeWorker(async (call) => {
         call.answer('accepted')
         const beat = setInterval(() => call.heartbeat(), 100)
-        await sleep(3000)
+        await sleep(3000) // a call that runs, alive, well past its 400 ms timeout and the 300 ms allowance
         clearInterval(beat)
       })
       const started = Date.now()
