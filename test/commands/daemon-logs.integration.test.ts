@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa, type ResultPromise} from 'execa'
 import {mkdtempSync, rmSync} from 'node:fs'
@@ -9,6 +8,7 @@ import {request} from 'undici'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
 import {DAEMON_KILL_AFTER_MS, DEV} from '../helpers/run-amp-process.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
+import {waitUntil} from '../helpers/wait.js'
 
 const SECRET = 'TOP-SECRET-INPUT-4711'
 
@@ -92,8 +92,9 @@ describe('daemon logs: --log-format json and -v', function () {
     const callId = String(call.headers['amp-call-id'])
     const workerId = String(call.headers['amp-worker'])
 
-    // The listener logs after it answered; give it a moment.
-    await sleep(300)
+    // The daemons log the call once it was answered (the listener after it answered).
+    const logged = (lines: string[], msg: string) => records(lines).some((record) => record.msg === msg && record.call === callId)
+    await waitUntil(() => `the call's log lines from both daemons:\n${[...worker.lines(), ...listener.lines()].join('\n')}`, () => logged(worker.lines(), 'call done') && logged(listener.lines(), 'call answered'), 10_000, 50)
     const workerRecords = records(worker.lines())
     const listenerRecords = records(listener.lines())
     for (const record of [...workerRecords, ...listenerRecords]) {

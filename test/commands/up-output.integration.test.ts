@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {mkdtempSync, rmSync} from 'node:fs'
@@ -7,6 +6,7 @@ import path from 'node:path'
 
 import {ampOnTerminal, ANSI_ESCAPE, cleanEnv, DEV, hasScript} from '../helpers/run-amp-process.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
+import {waitUntil} from '../helpers/wait.js'
 
 /** How `amp up` reports its start: listr2 progress on a terminal, plain lines on pipes. */
 describe('amp up: progress on a terminal only', function () {
@@ -28,13 +28,7 @@ describe('amp up: progress on a terminal only', function () {
     if (home) rmSync(home, {recursive: true, force: true})
   })
 
-  async function until(what: string, output: () => string, pattern: RegExp): Promise<void> {
-    const deadline = Date.now() + 60_000
-    while (!pattern.test(output())) {
-      if (Date.now() > deadline) throw new Error(`no ${what} in:\n${output()}`)
-      await sleep(100)
-    }
-  }
+  const until = (what: string, output: () => string, pattern: RegExp) => waitUntil(() => `the ${what} in:\n${output()}`, () => pattern.test(output()), 60_000)
 
   it('on pipes: plain lines, no spinner, no escape sequence', async () => {
     const child = execa('node', [DEV, ...args], {reject: false, extendEnv: false, env: cleanEnv(home), stdin: 'ignore'})

@@ -1,12 +1,15 @@
 /** The containers amp starts, as `docker ps` lists them by filter (amp labels each: amp.call, amp.function, amp.worker...). */
-import {setTimeout as sleep} from 'node:timers/promises'
-import {expect} from 'chai'
 import {execa} from 'execa'
 import {DOCKER} from './services.js'
+import {waitUntil} from './wait.js'
 
-/** Ids of the containers matching a `docker ps` filter (`label=amp.call=ID`, `id=ID`), stopped ones too unless `running`. */
-export async function containers(filter: string, options: {running?: boolean} = {}): Promise<string[]> {
-  const {stdout} = await execa(DOCKER, ['ps', ...(options.running ? [] : ['--all']), '--quiet', '--filter', filter])
+/**
+ * Ids of the containers matching a `docker ps` filter (`label=amp.call=ID`, `id=ID`), or all of several,
+ * stopped ones too unless `running`.
+ */
+export async function containers(filter: string | string[], options: {running?: boolean} = {}): Promise<string[]> {
+  const filters = [filter].flat().flatMap((one) => ['--filter', one])
+  const {stdout} = await execa(DOCKER, ['ps', ...(options.running ? [] : ['--all']), '--quiet', ...filters])
   return stdout.split('\n').filter(Boolean)
 }
 
@@ -32,11 +35,9 @@ export function containersOfCall(callId: string): Promise<string[]> {
 
 /** Waits until no container of the call exists (docker removes --rm containers just after they exit). */
 export async function expectNoContainer(callId: string, withinMs = 5000): Promise<void> {
-  const until = Date.now() + withinMs
-  let left = await containersOfCall(callId)
-  while (left.length > 0 && Date.now() < until) {
-    await sleep(100)
+  let left: string[] = []
+  await waitUntil(() => `no container left by call ${callId} (left: ${left.join(', ')})`, async () => {
     left = await containersOfCall(callId)
-  }
-  expect(left, `containers left by call ${callId}`).to.deep.equal([])
+    return left.length === 0
+  }, withinMs)
 }

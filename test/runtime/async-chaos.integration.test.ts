@@ -17,7 +17,7 @@ import {containers, containersBesidesIdle} from '../helpers/containers.js'
 import {ensureTestImages, TEST_IMAGES} from '../helpers/images.js'
 import {startAmpDaemon, type AmpDaemon} from '../helpers/run-amp-process.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../helpers/services.js'
-import {waitFor} from '../helpers/wait.js'
+import {waitFor, waitUntil} from '../helpers/wait.js'
 
 const CALLS = Number(process.env.AMP_CHAOS_CALLS ?? 200)
 const CONCURRENCY = 4
@@ -139,22 +139,24 @@ describe('asynchronous calls under faults (issue #5)', function () {
     let accepted = 0
     let phase = 'calling'
     const caller = async () => {
-      for (let call = sent[next++]; call; call = sent[next++]) {
-        while (accepted - finished() >= BACKLOG) await sleep(100)
-        for (;;) {
+      while (next < sent.length) {
+        const call = sent[next++]
+        // Bounds only for a broken run: the calls waiting drain and a 503 passes within seconds, outage included.
+        await waitUntil(() => `room for call ${call.index} (accepted ${accepted}, finished ${finished()})`, () => accepted - finished() < BACKLOG, 120_000)
+        await waitUntil(() => `call ${call.index} to be taken (refused ${call.refused} times)`, async () => {
           const answer = await post(`${url}/${call.fn}`, call.input).catch((error: Error) => ({status: 0, text: error.message}))
           if (answer.status === 202) {
             call.callId = JSON.parse(answer.text).callId
             accepted++
-            break
+            return true
           }
           if (answer.status !== 503) {
             unexpected.push(`call ${call.index}: ${answer.status} ${answer.text}`)
-            break
+            return true
           }
           call.refused++
-          await sleep(500)
-        }
+          return false
+        }, 120_000, 500)
       }
     }
     const callers = Promise.all(Array.from({length: 8}, caller))
@@ -183,7 +185,7 @@ describe('asynchronous calls under faults (issue #5)', function () {
     await waitFor('half of the calls to finish', async () => (finished() >= CALLS / 2 ? true : undefined), CALLS * 2000, 200)
     phase = 'nats down'
     nats.kill('SIGTERM')
-    await sleep(OUTAGE_MS)
+    await sleep(OUTAGE_MS) // the outage itself
     await nats.restart()
 
     phase = 'nats restarted'

@@ -19,7 +19,7 @@ import {connectNats, type NatsConnection} from '../../src/runtime/shared/nats.js
 import {containersOfCall, expectNoContainer} from '../helpers/containers.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {createFunction, startTestStack, type TestStack} from '../helpers/stack.js'
-import {waitFor} from '../helpers/wait.js'
+import {waitFor, waitUntil} from '../helpers/wait.js'
 
 const MiB = 1024 * 1024
 const ASYNC = {'prefer': 'respond-async'}
@@ -281,14 +281,14 @@ describe('asynchronous calls end to end: listener, JetStream, worker, docker', f
       const id = accepted(await call('fail-thrice', 'again'))
       // Polled fast: each retrying record says when the next attempt is due.
       const retrying = new Map<number, CallRecord>()
-      let record: CallRecord
-      for (;;) {
-        record = (await status(id)).json()
-        if (record.state === 'retrying') retrying.set(record.attempts, record)
-        if (record.state === 'failed' || record.state === 'succeeded') break
-        await sleep(25)
-      }
-      record = (await status(id)).json()
+      let state = ''
+      await waitUntil(() => `the call to end, retried (last state: ${state})`, async () => {
+        const current = (await status(id)).json() as CallRecord
+        state = current.state
+        if (current.state === 'retrying') retrying.set(current.attempts, current)
+        return current.state === 'failed' || current.state === 'succeeded'
+      }, 60_000, 25)
+      const record = (await status(id)).json() as CallRecord
       expect(record).to.include({state: 'failed', attempts: 3, maxAttempts: 3, deadLetter: true, error: 'the function exited 3'})
       expect(record).to.not.have.property('nextAttemptAt')
       expect(record.result!.exitCode).to.equal(3)
@@ -347,14 +347,22 @@ describe('asynchronous calls end to end: listener, JetStream, worker, docker', f
     it('reports the queue and the dead letters in the listener metrics, and the outcomes in the worker metrics', async () => {
       const id = accepted(await call('dead-a', 'counted'))
       await final(id)
-      await sleep(2100) // the gauges read JetStream at most every 2 s
-      const text = (await send(`${listener.url}/_amp/v1/metrics`)).body.toString('utf8')
+      const lettersKept = (await store.jsm.streams.info(DEAD_STREAM)).state.messages
+      // The gauges read JetStream at most every 2 s: wait for a reading taken after the call ended.
+      let text = ''
       const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1])
-      expect(value('amp_async_dead_letters')).to.equal((await store.jsm.streams.info(DEAD_STREAM)).state.messages)
+      await waitUntil(() => `the queue gauges to show the dead letter and an empty queue:\n${text}`, async () => {
+        text = (await send(`${listener.url}/_amp/v1/metrics`)).body.toString('utf8')
+        return value('amp_async_dead_letters') === lettersKept && value('amp_async_calls_waiting') === 0 && value('amp_async_calls_taken') === 0
+      }, 10_000, 200)
+      expect(value('amp_async_dead_letters')).to.equal(lettersKept)
       expect(value('amp_async_calls_waiting')).to.equal(0)
       expect(value('amp_async_calls_taken')).to.equal(0)
-      const worker = await (stack.worker as unknown as {metrics: {registry: {metrics(): Promise<string>}}}).metrics.registry.metrics()
-      expect(worker).to.match(/^amp_worker_async_deliveries_total\{function="dead-a",outcome="dead_lettered"\} [1-9]/m)
+      // The worker counts the outcome just after it stored the final record.
+      const workerText = () => (stack.worker as unknown as {metrics: {registry: {metrics(): Promise<string>}}}).metrics.registry.metrics()
+      const deadLettered = /^amp_worker_async_deliveries_total\{function="dead-a",outcome="dead_lettered"\} [1-9]/m
+      await waitUntil('the worker to count the dead-lettered delivery', async () => deadLettered.test(await workerText()), 10_000)
+      expect(await workerText()).to.match(deadLettered)
     })
   })
 
@@ -401,6 +409,7 @@ describe('asynchronous calls end to end: listener, JetStream, worker, docker', f
         })
         expect(record.callback).to.deep.equal({state: 'delivered', attempts: 2, status: 200})
         expect(receiver.got.map((post) => post.headers['amp-call-id'])).to.deep.equal([id, id])
+        // Twice is enough: give a third delivery the time to show up.
         await sleep(1000)
         expect(receiver.got).to.have.length(2)
       } finally {
@@ -465,7 +474,7 @@ describe('asynchronous calls end to end: listener, JetStream, worker, docker', f
 
     it('keeps a call queued while no worker runs, and a worker started later runs it', async () => {
       const id = accepted(await call('cat', 'still here'))
-      await sleep(1500)
+      await sleep(1500) // a gap in which a call taken without a worker would show
       const queued = (await status(id)).json() as CallRecord
       expect(queued).to.deep.include({callId: id, function: 'cat', state: 'queued', attempts: 0, maxAttempts: 3, deadLetter: false})
       expect(queued).to.not.have.any.keys('startedAt', 'worker', 'result', 'finishedAt')

@@ -7,6 +7,7 @@ import type {Worker} from '../../src/runtime/worker/worker.js'
 import {containersBesidesIdle, containersOfCall, expectNoContainer} from '../helpers/containers.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {createFunction, startTestStack, type StackWithoutWorker, type TestStack} from '../helpers/stack.js'
+import {waitUntil} from '../helpers/wait.js'
 
 const MiB = 1024 * 1024
 
@@ -134,12 +135,11 @@ describe('end to end: listener, NATS, worker, docker', function () {
   })
 
   it('leaves no amp container behind after all of the above', async () => {
-    const until = Date.now() + 5000
     let left: string[] = []
-    do {
+    await waitUntil(() => `no amp container left (left: ${left.join(', ')})`, async () => {
       left = await containersBesidesIdle(`label=amp.worker=${worker.id}`)
-      if (left.length > 0) await new Promise((resolve) => setTimeout(resolve, 200))
-    } while (left.length > 0 && Date.now() < until)
+      return left.length === 0
+    }, 5000, 200)
     expect(left).to.deep.equal([])
   })
 })

@@ -3,7 +3,6 @@
  * (400), and a worker refuses a call forged directly on NATS (bypassing the listener) with hostile
  * headers, starting no container. Docker's own event log is the witness.
  */
-import {setTimeout as sleep} from 'node:timers/promises'
 import {headers} from '@nats-io/transport-node'
 import {expect} from 'chai'
 import {execa} from 'execa'
@@ -12,10 +11,12 @@ import {request} from 'undici'
 
 import {connectNats, type NatsConnection} from '../../src/runtime/shared/nats.js'
 import {callSubject, HEADER} from '../../src/runtime/shared/protocol.js'
+import {containerName} from '../../src/runtime/worker/container-runner.js'
 import {HOSTILE, HOSTILE_NETWORKS} from '../helpers/hostile.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {DOCKER} from '../helpers/services.js'
 import {startTestStack, type TestStack} from '../helpers/stack.js'
+import {waitUntil} from '../helpers/wait.js'
 
 /** Names of the containers docker created for a worker between two times (seconds since epoch). */
 async function containersCreated(workerId: string, since: number, until: number): Promise<string[]> {
@@ -97,10 +98,15 @@ describe('hostile values against a real listener and worker', function () {
     expect(sent).to.be.greaterThan(80)
     // A control: the same forged call with valid values is accepted and does create a container,
     // so the docker events below would show any container a hostile call had started.
-    const control = await forge('callId', randomUUID())
+    const controlId = randomUUID()
+    const control = await forge('callId', controlId)
     expect(control).to.equal('accepted')
-    await sleep(3000)
-    const created = await containersCreated(stack.worker.id, since, Math.ceil(Date.now() / 1000) + 1)
+    // Sent once every hostile call was answered: a container one of those started would be created by the time the control's is.
+    let created: string[] = []
+    await waitUntil(() => `the control call's container in the docker events (created: ${created.join(', ')})`, async () => {
+      created = await containersCreated(stack.worker.id, since, Math.ceil(Date.now() / 1000) + 1)
+      return created.includes(containerName(controlId))
+    }, 20_000, 250)
     expect(created, 'only the control call started a container').to.have.length(1)
   })
 })

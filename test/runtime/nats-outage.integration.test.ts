@@ -4,11 +4,12 @@ import {execa, type ResultPromise} from 'execa'
 import {createInterface} from 'node:readline'
 import {request} from 'undici'
 
+import {containers} from '../helpers/containers.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {DAEMON_KILL_AFTER_MS, DEV} from '../helpers/run-amp-process.js'
 import {DOCKER} from '../helpers/services.js'
 import {createFunction, startTestStack, type StackWithoutWorker, type TestStack} from '../helpers/stack.js'
-import {waitFor} from '../helpers/wait.js'
+import {waitFor, waitUntil} from '../helpers/wait.js'
 
 interface Outcome {
   startedAt: number
@@ -35,7 +36,8 @@ describe('NATS stopped and restarted under a stream of calls', function () {
   before(async () => {
     stack = await startTestStack({worker: {concurrency: 4}})
     await createFunction(stack.listener, 'cat', {image: TEST_IMAGES.cat})
-    await createFunction(stack.listener, 'slow', {image: TEST_IMAGES.slow})
+    // No pre-started container: the call's own container shows when it runs.
+    await createFunction(stack.listener, 'slow', {image: TEST_IMAGES.slow, prestart: 0})
   })
 
   after(() => stack?.stop())
@@ -61,7 +63,8 @@ describe('NATS stopped and restarted under a stream of calls', function () {
 
     // A call still running when NATS goes away: its worker cannot send the result.
     const inFlight = call(`${listener.url}/slow`, 'in flight')
-    await sleep(500)
+    // It runs for 2 s from when its container is up.
+    await waitUntil('the slow call to run', async () => (await containers([`label=amp.function=slow`, `label=amp.worker=${worker.id}`], {running: true})).length > 0, 20_000, 50)
     stack.nats.kill('SIGTERM')
     await waitFor('the listener to see NATS gone', async () => ((await natsUp()) ? undefined : true))
     const downAt = Date.now()

@@ -1,12 +1,13 @@
 import {expect} from 'chai'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {request} from 'undici'
 
 import {startListener, type Listener} from '../../src/runtime/listener/listener.js'
 import {silentLogger} from '../../src/runtime/shared/logger.js'
+import {Registry} from '../../src/runtime/shared/metrics.js'
 import {TEST_IMAGES} from '../helpers/images.js'
 import {createFunction, startTestStack, type TestStack} from '../helpers/stack.js'
-import {waitFor} from '../helpers/wait.js'
+import {sample} from '../helpers/prometheus.js'
+import {waitFor, waitUntil} from '../helpers/wait.js'
 
 async function call(url: string, body = 'x') {
   const started = Date.now()
@@ -71,10 +72,13 @@ describe('overload: answered at once, not queued', function () {
 describe('a queued call whose caller hung up', function () {
   this.timeout(120_000)
   let stack: TestStack
+  const workerMetrics = new Registry()
+  /** Calls the worker has accepted and not answered: waiting in its backlog, or running. */
+  const workerInFlight = async () => sample(await workerMetrics.metrics(), 'amp_worker_calls_in_flight')
 
   before(async () => {
     // One slot and one backlog place: a call waiting there blocks every other until it leaves.
-    stack = await startTestStack({worker: {concurrency: 1, backlog: 1, drainTimeoutMs: 1000}})
+    stack = await startTestStack({worker: {concurrency: 1, backlog: 1, drainTimeoutMs: 1000, metricsRegistry: workerMetrics}})
     await createFunction(stack.listener, 'hold', {image: TEST_IMAGES.sleep, timeoutMs: HOLD_MS})
     await createFunction(stack.listener, 'cat', {image: TEST_IMAGES.cat})
   })
@@ -93,11 +97,11 @@ describe('a queued call whose caller hung up', function () {
       () => 'hung up',
     )
     await waitFor('the second call in flight', async () => ((await inFlight(listener)) === 2 ? true : undefined))
-    await sleep(1000) // taken into the worker's backlog
+    await waitUntil("the second call in the worker's backlog", async () => (await workerInFlight()) === 2)
     hangUp.abort()
     expect(await queued).to.equal('hung up')
     // The next heartbeat (1 s) tells the worker nobody waits: the backlog place is free well before the slot is.
-    await sleep(3000)
+    await waitUntil('the worker to let go of the call whose caller hung up', async () => (await workerInFlight()) === 1, HOLD_MS / 2)
 
     const next = await call(`${listener.url}/cat`, 'next')
     expect(next.status, next.text).to.equal(200)

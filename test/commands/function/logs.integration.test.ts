@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {jetstreamManager} from '@nats-io/jetstream'
 import {connect} from '@nats-io/transport-node'
@@ -17,6 +16,7 @@ import {TEST_IMAGES} from '../../helpers/images.js'
 import {isolateEnvironment, runAmp} from '../../helpers/run-amp.js'
 import type {ServiceHandle} from '../../helpers/services.js'
 import {startTestStack, type StackWithoutWorker, type TestStack} from '../../helpers/stack.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 const DEV = fileURLToPath(new URL('../../../bin/dev.js', import.meta.url))
 const LINE = /^(\S+) (\S+) (.*)$/
@@ -102,12 +102,9 @@ describe('amp function logs', function () {
       let stdout = ''
       child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
       // The call is made only once the process reads the stream (its consumer exists), so its line can only come live.
-      const opened = Date.now() + 20_000
-      while ((await consumers()) <= before && Date.now() < opened) await sleep(100)
-      expect(await consumers(), 'amp fn logs --follow never opened the stream').to.be.above(before)
+      await waitUntil('amp fn logs --follow to open the stream (a consumer of its own)', async () => (await consumers()) > before, 20_000)
       const result = await client.invoke('echo', Buffer.from('followed line'))
-      const until = Date.now() + 15_000
-      while (!stdout.includes(result.callId) && Date.now() < until) await sleep(100)
+      await waitUntil(() => `the line of call ${result.callId} in what amp fn logs --follow printed:\n${stdout}`, () => stdout.includes(result.callId), 15_000)
       expect(stdout).to.match(new RegExp(`^\\S+ ${result.callId} log: followed line$`, 'm'))
       child.kill('SIGINT')
       const ended = await child

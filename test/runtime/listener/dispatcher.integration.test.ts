@@ -13,6 +13,7 @@ import type {StoredFunction} from '../../../src/runtime/shared/function-spec.js'
 import {callSubject, chunks, chunkSizeFor, HEADER, replySubject, WORKER_QUEUE} from '../../../src/runtime/shared/protocol.js'
 import {startNats, type ServiceHandle} from '../../helpers/services.js'
 import {ampError} from '../../helpers/amp-error.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 const SPEC: StoredFunction = {
   name: 'echo',
@@ -158,6 +159,20 @@ describe('Dispatcher against nats-server (integration)', function () {
     )
     await workerNc.flush()
     return {offers, failures}
+  }
+
+  /** Waits until the first offer reached the fake worker. */
+  function offered(offers: FakeCall[]): Promise<void> {
+    return waitUntil('the offer at the fake worker', () => offers.length > 0, 5000, 20)
+  }
+
+  /**
+   * Waits until the dispatcher has taken the fake worker's accept: it answers a heartbeat the worker
+   * sends after accepting (same connection, so in order) only once it has read the accept.
+   */
+  async function acceptTaken(offers: FakeCall[]): Promise<void> {
+    await offered(offers)
+    await offers[0].heartbeatRequest()
   }
 
   /** Accepts with an input subject and gathers the chunks the dispatcher sends to it, as a worker does. */
@@ -355,7 +370,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       await fakeWorker(async (call) => {
         call.answer('accepted')
         for (let i = 0; i < 8; i++) {
-          await sleep(200)
+          await sleep(200) // a heartbeat every 200 ms: 1.6 s in all, past the 600 ms of silence allowed
           call.heartbeat()
         }
         await call.finish(Buffer.from('slow but alive'))
@@ -368,7 +383,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       await setUp(nats.url, {workerSilenceMs: 600})
       const {offers} = await fakeWorker((call) => call.answer('accepted'))
       const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
-      while (offers.length === 0) await sleep(20)
+      await offered(offers)
       expect(await offers[0].heartbeatRequest()).to.equal('')
       expect((await calling).code).to.equal('function_failed_to_run') // it stopped waiting: silence
       expect(await offers[0].heartbeatRequest()).to.equal('gone')
@@ -382,7 +397,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       const {offers} = await fakeWorker((call) => call.answer('accepted'))
       const callId = randomUUID()
       const calling = ampError(dispatcher.call(callId, SPEC, Buffer.from('in')))
-      while (offers.length === 0) await sleep(20)
+      await offered(offers)
       expect(await offers[0].heartbeatRequest()).to.equal('')
       dispatcher.abandon(callId)
       expect((await calling).message).to.equal('the caller hung up before the call finished')
@@ -395,7 +410,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       const {offers} = await fakeWorker(() => {}) // gets the offer, never answers: as if the answer was lost with the connection
       const started = Date.now()
       const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
-      while (offers.length === 0) await sleep(20)
+      await offered(offers)
       dispatcher.connectionLost()
       const error = await calling
       expect(error.code).to.equal('service_unavailable')
@@ -410,14 +425,13 @@ describe('Dispatcher against nats-server (integration)', function () {
       const told = new Promise<void>((resolve) => {
         lost = resolve
       })
-      await fakeWorker(async (call) => {
+      const {offers} = await fakeWorker(async (call) => {
         call.answer('accepted')
         await told
         await call.finish(Buffer.from('still here'))
       })
       const calling = dispatcher.call(randomUUID(), SPEC, Buffer.from('in'))
-      while (dispatcher.inFlight === 0) await sleep(20)
-      await sleep(200) // the accept has arrived
+      await acceptTaken(offers)
       dispatcher.connectionLost()
       lost()
       expect((await calling).stdout.toString()).to.equal('still here')
@@ -436,7 +450,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       const callId = randomUUID()
       const started = Date.now()
       const calling = ampError(dispatcher.call(callId, SPEC, Buffer.from('in')))
-      while (offers.length === 0) await sleep(20)
+      await offered(offers)
       dispatcher.abandon(callId)
       expect((await calling).message).to.equal('the caller hung up before the call finished')
       expect(Date.now() - started).to.be.below(2000)
@@ -449,12 +463,11 @@ describe('Dispatcher against nats-server (integration)', function () {
       const {offers} = await fakeWorker(async (call) => {
         call.answer('accepted')
         const beat = setInterval(() => call.heartbeat(), 100)
-        await sleep(3000)
+        await sleep(3000) // a call that runs, alive, well past the close()
         clearInterval(beat)
       })
       const calling = ampError(dispatcher.call(randomUUID(), SPEC, Buffer.from('in')))
-      while (offers.length === 0) await sleep(20)
-      await sleep(200)
+      await acceptTaken(offers)
       await dispatcher.close()
       const error = await calling
       expect(error.code).to.equal('service_unavailable')
@@ -467,7 +480,7 @@ describe('Dispatcher against nats-server (integration)', function () {
       await fakeWorker(async (call) => {
         call.answer('accepted')
         const beat = setInterval(() => call.heartbeat(), 100)
-        await sleep(3000)
+        await sleep(3000) // a call that runs, alive, well past its 400 ms timeout and the 300 ms allowance
         clearInterval(beat)
       })
       const started = Date.now()
@@ -684,7 +697,7 @@ describe('Dispatcher against nats-server (integration)', function () {
           order.push('sink done')
         },
       })
-      while (!order.includes('sink')) await sleep(10)
+      await waitUntil('the first chunk in the sink', () => order.includes('sink'), 5000, 10)
       await sleep(200) // room for a premature ack to show
       release()
       await done

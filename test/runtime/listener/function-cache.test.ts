@@ -114,7 +114,7 @@ describe('FunctionCache', () => {
     cache.close()
     expect(source.watch.stopped).to.equal(true)
     const reads = source.snapshots
-    await sleep(50)
+    await sleep(50) // a gap in which a read after close() would show
     expect(source.snapshots).to.equal(reads)
   })
 })

@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -9,6 +8,7 @@ import {AmpError} from '../../../src/runtime/shared/errors.js'
 import {storedFunction, type StoredFunction} from '../../../src/runtime/shared/function-spec.js'
 import {createRequestHandler, type ApiContext} from '../../../src/runtime/listener/http-api.js'
 import {silentLogger} from '../../../src/runtime/shared/logger.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 const spec = (name: string): StoredFunction =>
   storedFunction({
@@ -67,7 +67,7 @@ describe('http-api under overload and without etcd', () => {
   /** Posts a call that reaches the dispatcher, lets it finish, and returns the answer. */
   async function released(name: string, body: string) {
     const answer = post(name, body)
-    while (dispatcher.held.length < 1) await sleep(5)
+    await waitUntil('the call at the dispatcher', () => dispatcher.held.length >= 1, 5000, 5)
     dispatcher.held.shift()!()
     return answer
   }
@@ -90,7 +90,7 @@ describe('http-api under overload and without etcd', () => {
       await serve({maxInFlight: 2, functions})
       const first = post('cached', 'one')
       const second = post('cached', 'two')
-      while (dispatcher.held.length < 2) await sleep(5)
+      await waitUntil('two calls at the dispatcher', () => dispatcher.held.length >= 2, 5000, 5)
       const third = await post('cached', 'three')
       expect(third.status).to.equal(429)
       expect(third.headers['retry-after']).to.equal('1')
@@ -101,7 +101,7 @@ describe('http-api under overload and without etcd', () => {
       dispatcher.held.shift()!()
       expect((await first).text).to.equal('one')
       const fourth = post('cached', 'four')
-      while (dispatcher.held.length < 2) await sleep(5)
+      await waitUntil('the fourth call at the dispatcher', () => dispatcher.held.length >= 2, 5000, 5)
       for (const release of dispatcher.held.splice(0)) release()
       expect((await second).text).to.equal('two')
       expect((await fourth).text).to.equal('four')

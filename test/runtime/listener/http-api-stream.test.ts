@@ -7,6 +7,7 @@ import {AmpError} from '../../../src/runtime/shared/errors.js'
 import {type StoredFunction, storedFunction} from '../../../src/runtime/shared/function-spec.js'
 import {type ApiContext, createRequestHandler} from '../../../src/runtime/listener/http-api.js'
 import {createLogger} from '../../../src/runtime/shared/logger.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 type Sink = NonNullable<CallOptions['onStdout']>
 
@@ -227,7 +228,7 @@ describe('http-api: streamed calls (Prefer: stream)', () => {
       req.on('error', () => {})
       req.end()
     })
-    for (let i = 0; i < 100 && dispatcher.abandoned.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    await waitUntil('the call to be abandoned', () => dispatcher.abandoned.length > 0, 2000, 10)
     hungUp()
     expect(dispatcher.abandoned).to.deep.equal([dispatcher.asked[0].callId])
   })

@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
 import {createServer, request, type IncomingHttpHeaders, type Server} from 'node:http'
@@ -11,6 +10,7 @@ import {AmpError} from '../../../src/runtime/shared/errors.js'
 import {applyPatch, type FunctionPatch, publicSpec, type NewFunction, type StoredFunction, storedFunction} from '../../../src/runtime/shared/function-spec.js'
 import {createRequestHandler, RESULT_MEDIA_TYPE, type ApiContext} from '../../../src/runtime/listener/http-api.js'
 import {createLogger} from '../../../src/runtime/shared/logger.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 const MAX_BODY = 1024 * 1024
 const CALL_ID = /^[0-9a-f-]{36}$/
@@ -463,7 +463,7 @@ describe('http-api', () => {
         return result(call, {stdout: Buffer.from(call.spec.image)})
       }
       const running = send('POST', '/echo', {body: 'x'})
-      while (dispatcher.calls.length === 0) await sleep(5)
+      await waitUntil('the first call at the dispatcher', () => dispatcher.calls.length > 0, 5000, 5)
       expect((await send('PATCH', '/_amp/v1/functions/echo', {body: '{"image":"busybox:2"}'})).status).to.equal(200)
       const next = await send('POST', '/echo', {body: 'y'})
       release()

@@ -90,7 +90,7 @@ describe('listener faults under load (a listener as a process)', function () {
     const res = await request(`${url}/echo`, {method: 'POST', body: 'first after restart'})
     const first = {status: res.statusCode, body: await res.body.text(), ms: Date.now() - readyAt, container: Number(res.headers['amp-duration-ms'])}
     expect(first).to.include({status: 200, body: 'first after restart'})
-    await sleep(3000)
+    await sleep(3000) // a gap: the stream goes on through the restarted listener, and the workers drop the cut calls
     const records = await stream.stop()
 
     const cutRecords = records.filter((record) => cut.includes(record.input))
@@ -182,7 +182,7 @@ describe('listener faults under load (a listener as a process)', function () {
     const draining = [...stream.inFlight].filter(([, call]) => call.url === url && termAt - call.startedAt > 300).map(([input]) => input)
     const code = await daemon.stop('SIGTERM')
     const drainedMs = Date.now() - termAt
-    await sleep(2500)
+    await sleep(2500) // a gap: the stream goes on after it left, and those calls must all fail over
     const records = await stream.stop()
 
     expect(code, daemon.stderr()).to.equal(0)

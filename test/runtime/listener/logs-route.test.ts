@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -12,6 +11,7 @@ import {type ApiContext, createRequestHandler} from '../../../src/runtime/listen
 import {silentLogger} from '../../../src/runtime/shared/logger.js'
 import {parseLogQuery} from '../../../src/runtime/listener/routes/logs.js'
 import {parseSince} from '../../../src/runtime/shared/log-query.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 const NOW = Date.parse('2025-01-31T14:00:00.000Z')
 const CALL = '3f0c1a0e-6f5e-4d59-a8c8-2b51c1e4f3a2'
@@ -188,8 +188,7 @@ describe('logs route', () => {
       const lines = createInterface({input: res.body})[Symbol.asyncIterator]()
       await lines.next()
       res.body.destroy()
-      const until = Date.now() + 2000
-      while (reader.closed === 0 && Date.now() < until) await sleep(20)
+      await waitUntil('the cursor to be closed', () => reader.closed > 0, 2000, 20)
       expect(reader.closed).to.equal(1)
     })
 

@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {createServer, type Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
@@ -13,6 +12,7 @@ import {silentLogger} from '../../../src/runtime/shared/logger.js'
 import {ListenerMetrics, Registry} from '../../../src/runtime/shared/metrics.js'
 import {startOpsServer} from '../../../src/runtime/shared/ops-server.js'
 import {sample} from '../../helpers/prometheus.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 async function get(url: string, method: 'GET' | 'HEAD' | 'POST' = 'GET') {
   const res = await request(url, {method})
@@ -149,7 +149,7 @@ describe('listener: health and metrics routes', () => {
     let release!: () => void
     answer = () => new Promise((resolve) => (release = () => resolve({exitCode: 0})))
     const pending = request(`${url}/demo`, {method: 'POST', body: 'in'})
-    for (let i = 0; i < 100 && !release; i++) await sleep(10)
+    await waitUntil('the call at the dispatcher', () => release !== undefined, 2000, 10)
     expect(sample(await metrics.registry.metrics(), 'amp_listener_calls_in_flight')).to.equal(1)
     release()
     await (await pending).body.dump()

@@ -1,10 +1,11 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {Etcd3} from 'etcd3'
 
 import {Registry, functionKey} from '../../../src/runtime/listener/registry.js'
+import {probeEtcd} from '../../../src/runtime/ops/servers.js'
 import {startEtcd, type ServiceHandle} from '../../helpers/services.js'
 import {ampError} from '../../helpers/amp-error.js'
+import {waitFor, waitUntil} from '../../helpers/wait.js'
 
 const spec = (name: string, image = 'busybox:1.36') => ({name, image, timeoutMs: 30_000, network: 'none', memoryBytes: 256 * 1024 * 1024, cpus: 1, pidsLimit: 256, env: {}, fireAndForget: false, retries: 2, prestart: 2, reuse: false, reuseMaxCalls: 1000})
 
@@ -204,6 +205,9 @@ describe('Registry against etcd (integration)', function () {
       await etcd.restart()
     })
 
+    /** Waits until the killed etcd no longer answers on its port. */
+    const etcdGone = () => waitUntil('etcd to stop answering', async () => (await probeEtcd(etcd.url, 500)) === 'unreachable', 5000, 50)
+
     async function expectUnavailable(operation: () => Promise<unknown>): Promise<void> {
       const started = Date.now()
       const error = await ampError(operation())
@@ -217,7 +221,7 @@ describe('Registry against etcd (integration)', function () {
 
     it('fails every operation with registry_unavailable within a few seconds when etcd has stopped', async () => {
       etcd.kill('SIGKILL')
-      await sleep(200)
+      await etcdGone()
       await expectUnavailable(() => connected.get('echo'))
       await expectUnavailable(() => connected.list())
       await expectUnavailable(() => connected.put(spec('other'), false))
@@ -237,19 +241,15 @@ describe('Registry against etcd (integration)', function () {
 
     it('works again once etcd is back', async () => {
       etcd.kill('SIGKILL')
-      await sleep(200)
+      await etcdGone()
       await expectUnavailable(() => connected.get('echo'))
       await etcd.restart()
-      const deadline = Date.now() + 15_000
-      for (;;) {
-        try {
-          expect((await connected.get('echo'))?.name).to.equal('echo')
-          break
-        } catch (error) {
-          if (Date.now() > deadline) throw error
-          await sleep(250)
-        }
-      }
+      let last = ''
+      const found = await waitFor(() => `the registry to read echo again (last: ${last})`, () => connected.get('echo').then(
+        (stored) => stored ?? void (last = 'not found'),
+        (error: Error) => void (last = error.message),
+      ), 15_000, 250)
+      expect(found.name).to.equal('echo')
     })
   })
 })

@@ -13,18 +13,19 @@ import {freePort, probeEtcd, probeNats} from '../../../src/runtime/ops/servers.j
 import {startStack, type Stack, type StackOptions} from '../../../src/runtime/ops/stack.js'
 import {ensureTestImages, TEST_IMAGES} from '../../helpers/images.js'
 import {DOCKER, requireDocker, startEtcd, startNats, type ServiceHandle} from '../../helpers/services.js'
+import {waitFor} from '../../helpers/wait.js'
 
 /** A free client port whose next port (etcd's peer port in amp up) is free too. */
-async function freePortPair(): Promise<number> {
-  for (;;) {
+function freePortPair(): Promise<number> {
+  return waitFor('a free port whose next port is free too', async () => {
     const port = await freePort()
     const free = await new Promise<boolean>((resolve) => {
       const server = createServer()
       server.once('error', () => resolve(false))
       server.listen({host: '127.0.0.1', port: port + 1}, () => server.close(() => resolve(true)))
     })
-    if (free) return port
-  }
+    return free ? port : undefined
+  }, 10_000, 0)
 }
 
 function memoryLogger(): {logger: Logger; lines: string[]} {

@@ -84,7 +84,7 @@ describe('per-call logs: worker, JetStream, listener', function () {
 
   it('--since leaves out older lines, as a duration or as a time', async () => {
     const before = await client.invoke('echo', Buffer.from('older'))
-    await sleep(3000)
+    await sleep(3000) // the gap the test needs: 'older' is over 2 s old by the time 'newer' is written
     const middle = new Date()
     const after = await client.invoke('echo', Buffer.from('newer'))
     const sinceTime = await collect(await client.logs('echo', {since: middle.toISOString()}))

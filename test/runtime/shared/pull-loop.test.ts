@@ -3,32 +3,37 @@ import type {Consumer, JsMsg} from '@nats-io/jetstream'
 import {expect} from 'chai'
 
 import {PullLoop, SinglePull} from '../../../src/runtime/shared/pull-loop.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 /**
- * A consumer whose fetch takes `setupMs` to start, then yields nothing until closed or until
- * `expiresMs` passes, as a pull on an empty stream does.
+ * A consumer whose fetch is set up once `setup` resolves, then yields nothing until closed or until
+ * `expiresMs` passes, as a pull on an empty stream does. `seen` tells how far the pull got.
  */
-function idleConsumer(setupMs: number) {
+function idleConsumer(setup: Promise<unknown> = Promise.resolve()) {
+  const seen = {fetches: 0, waiting: false}
   const consumer = {
     fetch: async ({expires}: {expires: number}) => {
-      await sleep(setupMs)
+      seen.fetches++
+      await setup
       let close!: () => void
       const closed = new Promise<void>((resolve) => (close = resolve))
       const batch = (async function* () {
+        seen.waiting = true
         await Promise.race([closed, sleep(expires)])
       })()
       return Object.assign(batch, {close: async () => close()})
     },
   }
-  return consumer as unknown as Consumer
+  return {consumer: consumer as unknown as Consumer, seen}
 }
 
 describe('SinglePull', () => {
   it('ends a pull at once when aborted while it waits for a message', async () => {
     const pull = new SinglePull()
     const started = Date.now()
-    const next = pull.next(idleConsumer(0), 5000)
-    await sleep(30)
+    const idle = idleConsumer()
+    const next = pull.next(idle.consumer, 5000)
+    await waitUntil('the pull to wait for a message', () => idle.seen.waiting, 2000, 5)
     pull.abort()
     expect(await next).to.equal(null)
     expect(Date.now() - started).to.be.below(2000)
@@ -37,9 +42,12 @@ describe('SinglePull', () => {
   it('ends a pull at once when aborted while the pull is still being set up', async () => {
     const pull = new SinglePull()
     const started = Date.now()
-    const next = pull.next(idleConsumer(50), 5000)
-    await sleep(10) // inside fetch(), before it returned its batch
-    pull.abort()
+    let setUp!: () => void
+    const idle = idleConsumer(new Promise<void>((resolve) => (setUp = resolve)))
+    const next = pull.next(idle.consumer, 5000)
+    await waitUntil('the pull to be set up', () => idle.seen.fetches === 1, 2000, 5)
+    pull.abort() // inside fetch(), before it returned its batch
+    setUp()
     expect(await next).to.equal(null)
     expect(Date.now() - started, 'not at the pull expiry').to.be.below(2000)
   })
@@ -48,7 +56,7 @@ describe('SinglePull', () => {
     const pull = new SinglePull()
     pull.abort()
     let fetched = false
-    const consumer = {fetch: async () => ((fetched = true), idleConsumer(0))} as unknown as Consumer
+    const consumer = {fetch: async () => ((fetched = true), idleConsumer().consumer)} as unknown as Consumer
     expect(await pull.next(consumer, 5000)).to.equal(null)
     expect(fetched).to.equal(false)
   })
@@ -74,13 +82,7 @@ function queueConsumer(queue: string[]) {
 const nakked: string[] = []
 const fakeMsg = (data: string) => ({data, nak: () => nakked.push(data)}) as unknown as JsMsg & {data: string}
 
-async function until(check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(5)
-  }
-}
+const until = (what: string, check: () => boolean) => waitUntil(what, check, 3000, 5)
 
 describe('PullLoop', () => {
   const base = {expiresMs: 20, retryMs: 50, onPullError: () => {}}
@@ -102,16 +104,16 @@ describe('PullLoop', () => {
       },
     })
     loop.start()
-    await sleep(50)
+    await sleep(50) // a gap in which a pull without room would show
     expect(fetches, 'no pull without room').to.have.length(0)
     room = true
     freeRoom()
-    await until(() => taken.length === 1)
-    await sleep(50)
+    await until('the first message taken', () => taken.length === 1)
+    await sleep(50) // a gap in which a second pull would show
     expect(taken, 'no second pull before the first is admitted').to.deep.equal(['a'])
     expect(fetches).to.have.length(1)
     admit()
-    await until(() => taken.length === 2)
+    await until('the second message taken', () => taken.length === 2)
     expect(taken).to.deep.equal(['a', 'b'])
     loop.stop()
     admit()
@@ -135,7 +137,7 @@ describe('PullLoop', () => {
       onPullError: (error) => errors.push(error.message),
     })
     loop.start()
-    await until(() => taken.length === 1)
+    await until('the message taken after the retry', () => taken.length === 1)
     loop.stop()
     expect(errors).to.deep.equal(['JetStream not enabled'])
     expect(asked).to.have.length(2)
@@ -162,10 +164,10 @@ describe('PullLoop', () => {
       take: async (msg) => void taken.push((msg as unknown as {data: string}).data),
     })
     loop.start()
-    await until(() => deliver !== undefined)
+    await until('the pull to start', () => deliver !== undefined)
     loop.stop()
     deliver()
-    await until(() => nakked.includes('late'))
+    await until('the late message handed back', () => nakked.includes('late'))
     expect(taken).to.deep.equal([])
   })
 })

@@ -14,6 +14,7 @@ import type {DeadLetter} from '../../../src/runtime/shared/http-contract.js'
 import {storedFunction} from '../../../src/runtime/shared/function-spec.js'
 import {silentLogger} from '../../../src/runtime/shared/logger.js'
 import {callHeaders, HEADER} from '../../../src/runtime/shared/protocol.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 const CALL = 'c0ffee00-0000-4000-8000-000000000001'
 
@@ -139,7 +140,7 @@ async function handle(store: ReturnType<typeof fakeStore>, host: ReturnType<type
   store.offer(msg)
   const puller = new AsyncPuller(store.store, host.host, silentLogger, {retryBaseMs: 100, pullExpiresMs: 10})
   puller.start()
-  while (host.tasks.length === 0) await sleep(2)
+  await waitUntil('the puller to take the call', () => host.tasks.length > 0, 5000, 2)
   await puller.stop()
   await Promise.all(host.tasks)
 }
@@ -173,7 +174,7 @@ describe('AsyncPuller', () => {
     store.offer(msg)
     const puller = new AsyncPuller(store.store, host.host, silentLogger, {retryBaseMs: 100, pullExpiresMs: 10, persistForMs: 20})
     puller.start()
-    while (host.tasks.length === 0) await sleep(2)
+    await waitUntil('the puller to take the call', () => host.tasks.length > 0, 5000, 2)
     await puller.stop()
     await Promise.all(host.tasks)
     expect(host.runs).to.deep.equal([])
@@ -257,11 +258,11 @@ describe('AsyncPuller', () => {
     const first = message(1)
     store.offer(first.msg)
     puller.start()
-    while (host.runs.length === 0) await sleep(2)
+    await waitUntil('the first delivery to run', () => host.runs.length > 0, 5000, 2)
     // JetStream delivers it again while it runs (its lease lapsed while NATS was away).
     const second = message(2)
     store.offer(second.msg)
-    while (host.tasks.length < 2) await sleep(2)
+    await waitUntil('the second delivery to be taken', () => host.tasks.length >= 2, 5000, 2)
     await puller.stop()
     await Promise.all(host.tasks)
     expect(host.runs).to.deep.equal([CALL])

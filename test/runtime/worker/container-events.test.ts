@@ -1,10 +1,10 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import type {execa} from 'execa'
 import {PassThrough} from 'node:stream'
 
 import {ContainerStarts} from '../../../src/runtime/worker/container-events.js'
 import {createLogger} from '../../../src/runtime/shared/logger.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 interface FakeRun {
   args: string[]
@@ -97,7 +97,7 @@ describe('ContainerStarts (docker events)', () => {
     expect(Date.now() - started).to.be.below(1000)
     expect(lines).to.have.length(1)
     expect(lines[0]).to.match(/level=warn msg="docker events stopped.*Cannot connect to the Docker daemon/)
-    await sleep(1200)
+    await waitUntil('docker events to be run again', () => docker.runs.length >= 2, 5000, 20)
     expect(docker.runs).to.have.length(2)
   })
 })

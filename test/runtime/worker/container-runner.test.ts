@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {execa} from 'execa'
 import {randomBytes} from 'node:crypto'
@@ -18,6 +17,7 @@ import {
   type RunSpec,
 } from '../../../src/runtime/worker/container-runner.js'
 import {AmpError} from '../../../src/runtime/shared/errors.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 const spec = (overrides: Partial<RunSpec> = {}): RunSpec => ({
   callId: 'c0ffee-1234',
@@ -323,7 +323,9 @@ describe('container-runner', () => {
       }) as unknown as ContainerRunnerOptions['exec']
       // The stand-in writes its pid file once it is ready to be killed as docker run is.
       const started = (name: string) => existsSync(path.join(state, `${name}.pid`))
-      return {calls, exec, started, runExitedAt: () => runExitedAt, commands: () => calls.map((call) => call.args[0])}
+      // The 'early' stand-in has written its greeting.
+      const greeted = (name: string) => existsSync(path.join(state, `${name}.greeted`))
+      return {calls, exec, started, greeted, runExitedAt: () => runExitedAt, commands: () => calls.map((call) => call.args[0])}
     }
 
     const runner = (exec: ContainerRunnerOptions['exec'], options: Partial<ContainerRunnerOptions> = {}) =>
@@ -438,7 +440,7 @@ describe('container-runner', () => {
       const fake = standIn('sleep')
       const r = runner(fake.exec)
       const running = r.run(spec({timeoutMs: 60_000}))
-      await until(() => r.active === 1 && fake.started('amp-c0ffee-1234'))
+      await until('the call to run', () => r.active === 1 && fake.started('amp-c0ffee-1234'))
       r.killAll()
       const result = await running
       expect(result.outcome).to.equal('failed')
@@ -455,7 +457,7 @@ describe('container-runner', () => {
       const r = runner(fake.exec)
       const running = r.run(spec({timeoutMs: 60_000}))
       const other = r.run(spec({callId: 'other-call', timeoutMs: 60_000}))
-      await until(() => r.active === 2 && fake.started('amp-c0ffee-1234') && fake.started('amp-other-call'))
+      await until('both calls to run', () => r.active === 2 && fake.started('amp-c0ffee-1234') && fake.started('amp-other-call'))
       expect(r.cancel('unknown-call')).to.equal(false)
       expect(r.cancel('c0ffee-1234')).to.equal(true)
       const result = await running
@@ -483,7 +485,7 @@ describe('container-runner', () => {
         expect(cold).to.include({outcome: 'exited', exitCode: 3})
         expect(cold.warm).to.equal(undefined)
         // Started once the cold call is over, not while it ran.
-        await until(() => prestartedRun(fake.calls) !== undefined)
+        await until('a container to be pre-started', () => prestartedRun(fake.calls) !== undefined)
         const started = prestartedRun(fake.calls)
         expect(started?.name).to.match(/^amp-[0-9a-f-]{36}$/)
         expect(started?.args).to.include('amp.prestarted=true').and.not.include(`amp.call=${spec().callId}`)
@@ -504,11 +506,10 @@ describe('container-runner', () => {
       try {
         await pooled.run(spec({input: Buffer.from('one')}))
         // Let the pre-started one start and write its greeting before any call takes it.
-        await until(() => {
+        await until('the pre-started container to write its greeting', () => {
           const prestarted = prestartedRun(fake.calls)
-          return prestarted !== undefined && fake.started(prestarted.name)
+          return prestarted !== undefined && fake.greeted(prestarted.name)
         })
-        await sleep(200)
         const stdout: Buffer[] = []
         const warm = await pooled.run(spec({callId: 'c0ffee-5678', input: Buffer.from('two'), onStdout: (chunk) => stdout.push(chunk)}))
         expect(warm).to.include({outcome: 'exited', exitCode: 0, warm: true})
@@ -525,7 +526,7 @@ describe('container-runner', () => {
       const pooled = runner(fake.exec, {prestartMax: 1})
       try {
         expect(await pooled.run(spec({timeoutMs: 200}))).to.include({outcome: 'timeout'})
-        await until(() => prestartedRun(fake.calls) !== undefined)
+        await until('a container to be pre-started', () => prestartedRun(fake.calls) !== undefined)
         const {name} = prestartedRun(fake.calls)!
         const warm = await pooled.run(spec({callId: 'c0ffee-5678', timeoutMs: 200}))
         expect(warm).to.include({outcome: 'timeout', killed: 'timeout', warm: true})
@@ -539,7 +540,7 @@ describe('container-runner', () => {
       const fake = standIn('cat')
       const pooled = runner(fake.exec, {prestartMax: 1})
       await pooled.run(spec())
-      await until(() => prestartedRun(fake.calls) !== undefined)
+      await until('a container to be pre-started', () => prestartedRun(fake.calls) !== undefined)
       const {name} = prestartedRun(fake.calls)!
       await pooled.close()
       expect(fake.calls.at(-1)?.args).to.deep.equal(['rm', '--force', name])
@@ -601,13 +602,7 @@ describe('container-runner', () => {
 })
 
 
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(10)
-  }
-}
+const until = (what: string, check: () => boolean) => waitUntil(what, check, 5000, 10)
 
 /** Stands in for the docker CLI: `run` behaves as FAKE_RUN says, `kill` and `rm` act on the `run` of that name. */
 const FAKE_DOCKER = String.raw`
@@ -642,6 +637,8 @@ if (command === 'run') {
       // Writes before reading its input: a pre-started container's output from before its call belongs to that call.
       process.stderr.write('started\n')
       process.stdout.write('hello ')
+      // Said once both are in the pipes (writes to a pipe are synchronous), for a test to wait on.
+      writeFileSync(path.join(state, name + '.greeted'), '')
       process.stdout.write(await readAll())
       break
     }

@@ -6,6 +6,7 @@ import {expect} from 'chai'
 
 import {RunnerContainer, RunnerStartError} from '../../../src/runtime/worker/runner-container.js'
 import {frame, FrameDecoder, RUNNER_HELLO} from '../../../src/runtime/worker/runner-frames.js'
+import {waitUntil} from '../../helpers/wait.js'
 
 /** `docker run --detach` that "starts" a runner: it connects to the socket and lets the test speak for it. */
 function fakeRunner(options: {cli?: {failed: boolean; stderr?: string}; connect?: boolean} = {}) {
@@ -43,7 +44,6 @@ describe('RunnerContainer (the socket side of a runner container)', () => {
     fake.setPath(socketPath)
     return new RunnerContainer({name: `amp-test-${n}`, socketPath, start: fake.start, connectTimeoutMs, now: () => 42})
   }
-  const tick = () => new Promise((resolve) => setTimeout(resolve, 20))
   /** A container whose stand-in runner has connected and said its hello. */
   async function up() {
     const fake = fakeRunner()
@@ -60,7 +60,7 @@ describe('RunnerContainer (the socket side of a runner container)', () => {
     const out: string[] = []
     const err: string[] = []
     const ended = c.call(Buffer.from('input'), true, (chunk) => out.push(chunk.toString()), (chunk) => err.push(chunk.toString()))
-    await tick()
+    await waitUntil('the runner to get the call\'s three frames', () => fake.received.length >= 3, 2000, 5)
     expect(fake.received).to.deep.equal([['S', '\u0001'], ['I', 'input'], ['C', '']])
     fake.send('O', 'a')
     fake.send('E', 'log')
