@@ -116,6 +116,9 @@ describe('amp function update', () => {
 
   const refused: Array<[string, string[], RegExp]> = [
     ['an image docker would read as a flag', ['--image=--privileged'], /invalid image reference "--privileged"/],
+    ['an image with an uppercase repository (#15)', ['--image', 'UPPER/x'], /^invalid image reference "UPPER\/x": the repository name must be lowercase$/],
+    ['an image with an empty tag', ['--image', 'my/image:'], /^invalid image reference "my\/image:": the tag may hold at most 128 characters/],
+    ['an image with a bad digest', ['--image', 'my/image@sha256:1234'], /: a digest is algorithm:hex, e\.g\. sha256:<64 lowercase hex digits>$/],
     ['the host network', ['--network', 'host'], /invalid network "host"/],
     ['a bad duration', ['--timeout', '10min'], /invalid duration "10min"/],
     ['a timeout over 24h', ['--timeout', '25h'], /at most 24h/],
