@@ -109,4 +109,23 @@ describe('hostile values against a real listener and worker', function () {
     }, 20_000, 250)
     expect(created, 'only the control call started a container').to.have.length(1)
   })
+
+  it('create and update refuse an image docker would refuse, and unknown keys, so the function keeps calling (#15)', async () => {
+    const send = async (method: 'PATCH' | 'PUT', path: string, body: Record<string, unknown>) => {
+      const res = await request(`${stack.listener.url}/_amp/v1/functions/${path}`, {method, body: JSON.stringify(body)})
+      return {status: res.statusCode, body: (await res.body.json()) as {error?: {message: string}}}
+    }
+    expect((await send('PUT', 'kept', {image: TEST_IMAGES.cat, prestart: 0})).status).to.equal(201)
+    for (const [method, path] of [['PATCH', 'kept'], ['PUT', 'kept?replace=true']] as const) {
+      const upper = await send(method, path, {image: 'UPPER/x'})
+      expect(upper.status, method).to.equal(400)
+      expect(upper.body.error?.message).to.equal('invalid image reference "UPPER/x": the repository name must be lowercase')
+      const unknown = await send(method, path, {image: TEST_IMAGES.cat, privileged: true})
+      expect(unknown.status, method).to.equal(400)
+      expect(unknown.body.error?.message).to.match(/^unknown setting "privileged": use image, /)
+    }
+    const call = await request(`${stack.listener.url}/kept`, {method: 'POST', body: 'still here'})
+    expect(call.statusCode).to.equal(200)
+    expect(await call.body.text()).to.equal('still here')
+  })
 })

@@ -70,11 +70,26 @@ export interface FunctionInput extends Partial<Omit<NewFunction, 'name'>> {
   image: string
 }
 
+const SETTING_KEYS_TEXT = `${SETTING_KEYS.slice(0, -1).join(', ')} or ${SETTING_KEYS.at(-1)}`
+
+/**
+ * Unknown keys of a create or a PATCH are refused rather than ignored: a misspelt setting
+ * ("timeout") or one amp has not ("privileged") would otherwise be dropped while the caller thinks it applies.
+ */
+function refuseUnknownSettings<T extends object>(body: T): T {
+  const unknown = Object.keys(body).filter((key) => !(SETTING_KEYS as string[]).includes(key))
+  if (unknown.length > 0) {
+    throw new AmpError('bad_request', `unknown setting ${unknown.map((key) => JSON.stringify(key.slice(0, 40))).join(', ')}: use ${SETTING_KEYS_TEXT}`)
+  }
+  return body
+}
+
 export function checkFunctionInput(name: string, input: unknown): NewFunction {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new TypeError('body must be a JSON object')
   }
-  return checkReuseNeedsPrestart({name: checkName(name), ...checkSettings(input as Record<string, unknown>)})
+  const body = refuseUnknownSettings(input as Record<string, unknown>)
+  return checkReuseNeedsPrestart({name: checkName(name), ...checkSettings(body)})
 }
 
 /**
@@ -82,7 +97,7 @@ export function checkFunctionInput(name: string, input: unknown): NewFunction {
  * the machine and fails with exit 2): the settings given, and the image always.
  */
 export function checkClientInput(input: FunctionInput): Partial<NewFunction> {
-  const body = checkGivenSettings(input)
+  const body = checkGivenSettings(refuseUnknownSettings(input))
   checkReuseNeedsPrestart({reuse: body.reuse ?? false, prestart: body.prestart ?? DEFAULT_PRESTART})
   return body
 }
@@ -106,25 +121,16 @@ export type FunctionPatch = Partial<Omit<NewFunction, 'name' | 'env'>> & {
   env?: Record<string, string | null>
 }
 
-const PATCH_KEYS_TEXT = `${SETTING_KEYS.slice(0, -1).join(', ')} or ${SETTING_KEYS.at(-1)}`
-
-/**
- * Checks a PATCH body. Unknown keys are refused rather than ignored: a misspelt setting
- * ("timeout") would otherwise leave the function unchanged while the caller thinks it changed.
- */
+/** Checks a PATCH body: only known settings, at least one. */
 export function checkFunctionPatch(input: unknown): FunctionPatch {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new AmpError('bad_request', 'body must be a JSON object like {"image": "busybox:1.36"}')
   }
-  const body = input as Record<string, unknown>
-  const unknown = Object.keys(body).filter((key) => !(SETTING_KEYS as string[]).includes(key))
-  if (unknown.length > 0) {
-    throw new AmpError('bad_request', `unknown setting ${unknown.map((key) => JSON.stringify(key.slice(0, 40))).join(', ')}: use ${PATCH_KEYS_TEXT}`)
-  }
+  const body = refuseUnknownSettings(input as Record<string, unknown>)
   const patch = checkPatchSettings(body) as FunctionPatch
   // Refused here whatever the function is now; the merged result is checked by applyPatch.
   if (patch.reuse === true && patch.prestart !== undefined) checkReuseNeedsPrestart({reuse: true, prestart: patch.prestart})
-  if (Object.keys(patch).length === 0) throw new AmpError('bad_request', `nothing to change: give ${PATCH_KEYS_TEXT}`)
+  if (Object.keys(patch).length === 0) throw new AmpError('bad_request', `nothing to change: give ${SETTING_KEYS_TEXT}`)
   return patch
 }
 

@@ -322,6 +322,35 @@ describe('http-api', () => {
       })
     }
 
+    it('PUT answers 400 for an unknown key, as PATCH does, storing nothing (it was dropped with 201)', async () => {
+      registry.add('echo')
+      const body = JSON.stringify({image: 'x:1', privileged: true})
+      for (const [method, path] of [['PUT', '/_amp/v1/functions/new'], ['PUT', '/_amp/v1/functions/echo?replace=true'], ['PATCH', '/_amp/v1/functions/echo']] as const) {
+        const error = expectError(await send(method, path, {body}), 400, 'bad_request')
+        expect(error.message, `${method} ${path}`).to.match(/^unknown setting "privileged": use image, timeoutMs, network, memoryBytes, cpus, pidsLimit, env, /)
+      }
+      expect(registry.ops).to.deep.equal([])
+      expect(registry.specs.has('new')).to.equal(false)
+    })
+
+    it('PUT and PATCH answer 400 for an image docker would refuse, naming the rule, storing nothing (#15)', async () => {
+      registry.add('echo')
+      const cases: Array<[string, RegExp]> = [
+        ['UPPER/x', /^invalid image reference "UPPER\/x": the repository name must be lowercase$/],
+        ['busybox:', /: the tag may hold at most 128 characters/],
+        ['busybox@sha256:abc', /: a digest is algorithm:hex/],
+        ['a//b', /: the repository name has an empty part/],
+      ]
+      for (const [image, message] of cases) {
+        const body = JSON.stringify({image})
+        for (const [method, path] of [['PUT', '/_amp/v1/functions/new'], ['PUT', '/_amp/v1/functions/echo?replace=true'], ['PATCH', '/_amp/v1/functions/echo']] as const) {
+          expect(expectError(await send(method, path, {body}), 400, 'bad_request').message, `${method} ${path} ${image}`).to.match(message)
+        }
+      }
+      expect(registry.ops).to.deep.equal([])
+      expect(registry.specs.get('echo')?.image).to.equal('busybox:1.36')
+    })
+
     it('PUT answers 413 for a definition over 64 KiB', async () => {
       const body = JSON.stringify({image: 'busybox', pad: 'x'.repeat(70 * 1024)})
       expectError(await send('PUT', '/_amp/v1/functions/echo', {body}), 413, 'input_too_large')

@@ -2,6 +2,7 @@ import {expect} from 'chai'
 
 import {
   applyPatch,
+  checkClientInput,
   checkFunctionInput,
   checkFunctionPatch,
   DEFAULT_CPUS,
@@ -12,6 +13,7 @@ import {
   DEFAULT_REUSE_MAX_CALLS,
   envFromFlags,
   envPatch,
+  type FunctionInput,
   publicSpec,
   storedFunction,
 } from '../../../src/runtime/shared/function-spec.js'
@@ -89,6 +91,17 @@ describe('function-spec', () => {
     badRequest(() => checkFunctionInput('fn', {image: 'busybox', cpus: 100}))
     badRequest(() => checkFunctionInput('fn', {image: 'busybox', pidsLimit: 0}))
     badRequest(() => checkFunctionInput('fn', {image: 'busybox', env: ['A=1']}))
+  })
+
+  it('refuses unknown keys on create (PUT) and on the client as a PATCH does, naming them and the settings it takes', () => {
+    const message = /^unknown setting "privileged": use image, timeoutMs, network, .* reuse or reuseMaxCalls$/
+    expect(badRequest(() => checkFunctionInput('fn', {image: 'x:1', privileged: true})).message).to.match(message)
+    expect(badRequest(() => checkClientInput({image: 'x:1', privileged: true} as FunctionInput)).message).to.match(message)
+    expect(badRequest(() => checkFunctionPatch({image: 'x:1', privileged: true})).message).to.match(message)
+    // The same words for all three: a misspelt setting, or what a GET answers but no create takes.
+    const create = badRequest(() => checkFunctionInput('fn', {image: 'busybox', timeout: 5, envKeys: []})).message
+    expect(create).to.equal(badRequest(() => checkFunctionPatch({timeout: 5, envKeys: []})).message)
+    expect(create).to.match(/^unknown setting "timeout", "envKeys": use /)
   })
 
   it('reads a function stored before limits and env existed with the defaults', () => {
