@@ -3,7 +3,7 @@
  * - dist/vendor.cjs: oclif and undici, the modules every command starts with, as one CommonJS file.
  *   dist/cli-vendor.js (src/cli-vendor.ts) loads it with V8's code cache, which only CommonJS can
  *   have on Node 20: compiling them was most of a command's start (bench/cli-startup.ts).
- * - dist/cli.js (oclif's execute, which bin/run.js loads) and one file per command in dist/commands,
+ * - dist/cli.js (oclif's execute, which bin/run.js loads), one file per command in dist/commands and per hook in dist/hooks,
  *   sharing chunks in dist/chunks. Their imports of oclif and undici become `#cli-vendor` (package.json
  *   "imports"): one copy of each, from the vendor file.
  * yaml is bundled too, loaded when there is a config file to read. The daemons' dependencies (NATS,
@@ -18,7 +18,7 @@ import {fileURLToPath} from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 /** On the hot path of every command: in dist/vendor.cjs, by the specifiers the sources import. */
-const VENDORED = ['@oclif/core/args', '@oclif/core/command', '@oclif/core/errors', '@oclif/core/execute', '@oclif/core/flags', 'undici']
+const VENDORED = ['@oclif/core/args', '@oclif/core/command', '@oclif/core/errors', '@oclif/core/execute', '@oclif/core/flags', '@oclif/core/help', 'undici']
 /** Not external: oclif and undici (in the vendor file) and yaml (bundled, imported when a config file is read). */
 const BUNDLED = new Set(['@oclif/core', 'undici', 'yaml'])
 
@@ -30,10 +30,10 @@ const OCLIF_PLUGIN_LOADER = /[\\/]@oclif[\\/]core[\\/]lib[\\/]config[\\/]plugin-
 const pjson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {dependencies: Record<string, string>}
 const external = [...Object.keys(pjson.dependencies).filter((name) => !BUNDLED.has(name)), '#cli-vendor']
 
-function commandFiles(dir: string): string[] {
+function sourceFiles(dir: string): string[] {
   return readdirSync(dir, {withFileTypes: true}).flatMap((entry) => {
     const path = join(dir, entry.name)
-    if (entry.isDirectory()) return commandFiles(path)
+    if (entry.isDirectory()) return sourceFiles(path)
     return entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts') ? [path] : []
   })
 }
@@ -111,7 +111,10 @@ const vendorStubs: Plugin = {
 
 await build({
   absWorkingDir: root,
-  entryPoints: [join(root, 'src/cli.ts'), ...commandFiles(join(root, 'src/commands'))].map((file) => relative(root, file)),
+  // The hooks too (package.json oclif.hooks): oclif loads them by path, as it does the commands.
+  entryPoints: [join(root, 'src/cli.ts'), ...sourceFiles(join(root, 'src/commands')), ...sourceFiles(join(root, 'src/hooks'))].map((file) =>
+    relative(root, file),
+  ),
   outdir: 'dist',
   outbase: 'src',
   // Outside dist/commands, where oclif looks for commands.

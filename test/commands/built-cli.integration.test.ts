@@ -133,6 +133,21 @@ describe('the built CLI (bin/run.js on the esbuild bundle)', function () {
     expect(bad.stderr.trim().split('\n')).to.have.length(1)
   })
 
+  it('takes global options before the command words (a command_not_found hook, bundled with oclif from the vendor file)', async () => {
+    const unreachable = await amp(['--server', 'http://127.0.0.1:1', 'fn', 'ls'], null)
+    expect(unreachable.exitCode, unreachable.stderr).to.equal(EXIT.unreachable)
+    expect(unreachable.stderr).to.contain('cannot reach the listener at http://127.0.0.1:1')
+    const listed = await amp([`--server=${stack.listener.url}`, '-v', 'function', 'ls', '-q'], null)
+    expect(listed.exitCode, listed.stderr).to.equal(0)
+    expect(listed.stdout).to.equal('shout')
+    expect(listed.stderr).to.contain('level=debug')
+    const unknown = await amp(['--nope', 'fn', 'ls'])
+    expect(unknown.exitCode).to.equal(EXIT.usage)
+    expect(unknown.stderr).to.contain('unknown option --nope before the command')
+    // Bundled: no import of a second oclif from node_modules.
+    expect(readFileSync(path.join(ROOT, 'dist/hooks/global-options-first.js'), 'utf8')).to.not.match(/from\s*["']@oclif\/core/)
+  })
+
   it('runs a daemon, whose dependencies (NATS, etcd) load from node_modules, and stops it on SIGTERM', async () => {
     const child = execa('node', [RUN, 'listener', 'start', '--port', '0', '--nats', stack.nats.url, '--etcd', stack.etcd.url, '--json'], {
       reject: false,

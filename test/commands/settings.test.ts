@@ -117,6 +117,31 @@ describe('amp settings and config file', () => {
     })
   })
 
+  describe('an empty --use-config or AMP_CONFIG', () => {
+    it('--use-config= exits 2, as an empty --server= or --token= does', async () => {
+      const [fake] = fakes
+      defaultConfig(`server: ${fake.url}\n`)
+      for (const args of [['--use-config='], ['--use-config', '']]) {
+        const {error, exitCode} = await runAmp(['fn', 'ls', ...args], {exact: true})
+        expect(exitCode, args.join(' ')).to.equal(2)
+        expect(error?.message).to.equal('invalid --use-config "": give the path of a YAML config file, e.g. ./amp.yaml')
+      }
+      for (const flag of ['--server=', '--token=']) expect((await runAmp(['fn', 'ls', flag], {exact: true})).exitCode, flag).to.equal(2)
+      expect(fake.requests).to.have.length(0)
+    })
+
+    it('an empty AMP_CONFIG is unset, as an empty AMP_SERVER is: the default file applies', async () => {
+      const [fake] = fakes
+      defaultConfig(`server: ${fake.url}\n`)
+      process.env.AMP_CONFIG = ''
+      process.env.AMP_SERVER = ''
+      const {exitCode, stderr} = await runAmp(['fn', 'ls', '--config-used'])
+      expect(exitCode).to.equal(0)
+      expect(stderr).to.equal(`config file: ${join(home(), '.config/amp/amp.yaml')}\n`)
+      expect(fake.requests).to.have.length(1)
+    })
+  })
+
   describe('--config-used', () => {
     it('names the file that was read, on stderr', async () => {
       const path = defaultConfig(`server: ${fakes[0].url}\n`)

@@ -8,10 +8,10 @@
  * function removed or changed meanwhile is dropped or replaced by that full read, never served
  * stale once the listener is back in touch with etcd.
  */
-import {AmpError} from '../shared/errors.js'
 import type {StoredFunction} from '../shared/function-spec.js'
 import type {Logger} from '../shared/logger.js'
 import type {Registry} from './registry.js'
+import {etcdProblem, RegistryUnavailableError} from './registry-unavailable.js'
 
 /** What a change stream reports (Registry.follow). */
 export interface FunctionWatch {
@@ -70,7 +70,7 @@ export class FunctionCache {
   /** Throws the 503 to answer when etcd is known to be out of reach (so callers need not wait for a deadline). */
   assertReachable(): void {
     if (this.inSync) return
-    throw new AmpError('registry_unavailable', `function registry (etcd) unavailable: ${this.reason}`, {
+    throw new RegistryUnavailableError(this.reason, {
       suggestions: ['check that etcd is running and that the listener reaches it; the listener reconnects by itself'],
     })
   }
@@ -93,7 +93,7 @@ export class FunctionCache {
       this.watch = this.source.follow(revision, {
         put: (spec) => current() && this.specs.set(spec.name, spec),
         delete: (name) => current() && this.specs.delete(name),
-        lost: (error) => current() && this.lose(`lost the watch on etcd (${error.message}); reconnecting`),
+        lost: (error) => current() && this.lose(`lost the watch on etcd (${etcdProblem(error)}); reconnecting`),
       })
       const recovered = this.reason !== NEVER_READ
       this.inSync = true
@@ -101,7 +101,8 @@ export class FunctionCache {
       if (recovered) this.options.logger?.info('etcd is back: function cache read again', {functions: this.specs.size, revision})
     } catch (error) {
       if (generation !== this.generation) return
-      this.reason = `cannot read functions from etcd (${firstLine(error)}); retrying`
+      // Without the registry's "function registry (etcd) unavailable: ", which assertReachable says once.
+      this.reason = `cannot read functions from etcd (${etcdProblem(error)}); retrying`
       this.retry()
     }
   }
@@ -122,10 +123,6 @@ export class FunctionCache {
     this.retryTimer = setTimeout(() => void this.sync(), this.retryMs)
     this.retryMs = Math.min(this.retryMs * 2, this.options.retryMaxMs ?? 2000)
   }
-}
-
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0]
 }
 
 export type RegistryApi = Pick<Registry, 'get' | 'list' | 'put' | 'remove' | 'update'>

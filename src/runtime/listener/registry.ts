@@ -4,6 +4,7 @@ import {checkUserPassword, type EtcdAuth, readTlsFiles, redactUrls, tlsProblem} 
 import {AmpError, isAmpError} from '../shared/errors.js'
 import {applyPatch, type FunctionPatch, type NewFunction, type StoredFunction, storedFunction} from '../shared/function-spec.js'
 import type {FunctionSource, FunctionWatch} from './function-cache.js'
+import {etcdProblem, RegistryUnavailableError} from './registry-unavailable.js'
 
 /** etcd key of a function: the JSON of its StoredFunction (with its environment's values). */
 export const FUNCTION_PREFIX = '/amp/v1/functions/'
@@ -208,9 +209,7 @@ export class Registry implements FunctionSource {
     try {
       return await Promise.race([running, deadline])
     } catch (error) {
-      throw new AmpError('registry_unavailable', `function registry (etcd) unavailable: ${(error as Error).message}`, {
-        cause: error,
-      })
+      throw new RegistryUnavailableError(etcdProblem(error), {cause: error})
     } finally {
       clearTimeout(timer)
     }

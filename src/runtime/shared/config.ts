@@ -203,9 +203,12 @@ export interface LoadedConfig {
 
 /**
  * Reads the config file. `explicitPath` is the value of --use-config / AMP_CONFIG: that file must
- * exist. Without it, the default file is read if it exists.
+ * exist. Without it, the default file is read if it exists. An empty --use-config= is a usage error,
+ * as an empty --server= is (an empty AMP_CONFIG, like an empty AMP_SERVER, counts as unset: oclif
+ * drops empty env values).
  */
 export async function loadConfig(explicitPath?: string): Promise<LoadedConfig> {
+  if (explicitPath === '') throw new AmpError('bad_request', 'invalid --use-config "": give the path of a YAML config file, e.g. ./amp.yaml')
   const path = explicitPath ? resolve(explicitPath) : defaultConfigPath()
   let text: string
   try {

@@ -166,6 +166,14 @@ describe('config', () => {
       )
     })
 
+    it('fails with exit 2 when the path given is empty (--use-config=), instead of reading the default file', async () => {
+      mkdirSync(join(dir, '.config/amp'), {recursive: true})
+      writeFileSync(join(dir, '.config/amp/amp.yaml'), 'port: 9000\n')
+      const error = await ampError(loadConfig(''))
+      expect(error.code).to.equal('bad_request')
+      expect(error.exit).to.equal(2)
+    })
+
     it('quotes a path with a newline in it, so the error stays one line', async () => {
       const error = await ampError(loadConfig(join(dir, 'a\nb.yaml')))
       expect(error.message).to.equal(
