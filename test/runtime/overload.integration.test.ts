@@ -24,8 +24,10 @@ async function inFlight(listener: Listener): Promise<number> {
 
 // Calls that hold their worker slot far longer than any refusal may take.
 const HOLD_MS = 15_000
+// A call no worker has room for waits in the listener up to its timeout (issue #15), then gets 503.
+const IMPATIENT_MS = 2000
 
-describe('overload: answered at once, not queued', function () {
+describe('overload: past max-inflight answered at once; a call no worker has room for waits only up to its timeout', function () {
   this.timeout(120_000)
   let stack: TestStack
   /** Same NATS and etcd, default max-inflight: its calls reach the (full) worker. */
@@ -36,6 +38,7 @@ describe('overload: answered at once, not queued', function () {
     roomy = await startListener({host: '127.0.0.1', port: 0, logger: silentLogger, nats: stack.nats.url, etcd: [stack.etcd.url]})
     await createFunction(stack.listener, 'hold', {image: TEST_IMAGES.sleep, timeoutMs: HOLD_MS})
     await createFunction(stack.listener, 'cat', {image: TEST_IMAGES.cat})
+    await createFunction(stack.listener, 'impatient', {image: TEST_IMAGES.cat, timeoutMs: IMPATIENT_MS})
   })
 
   after(async () => {
@@ -43,7 +46,7 @@ describe('overload: answered at once, not queued', function () {
     await stack?.stop()
   })
 
-  it('past max-inflight, the listener answers 429 with Retry-After at once; a full worker gives 503 quickly', async () => {
+  it("past max-inflight, the listener answers 429 with Retry-After at once; a full worker gives 503 at the call's timeout", async () => {
     const {listener} = stack
     const held = [call(`${listener.url}/hold`), call(`${listener.url}/hold`)]
     await waitFor('two calls in flight', async () => ((await inFlight(listener)) === 2 ? true : undefined))
@@ -55,11 +58,13 @@ describe('overload: answered at once, not queued', function () {
     expect(JSON.parse(refused.text).error.message).to.match(/limit of 2 calls at once/)
     expect(refused.ms).to.be.below(3000)
 
-    // Both worker slots are taken and it keeps no backlog: another listener's call is turned away, not queued.
-    const busy = await call(`${roomy.url}/cat`, 'fourth')
+    // Both worker slots are taken and it keeps no backlog: another listener's call waits for room up to
+    // its timeout, then is turned away, long before a slot frees.
+    const busy = await call(`${roomy.url}/impatient`, 'fourth')
     expect(busy.status, busy.text).to.equal(503)
     expect(busy.headers['amp-error-code']).to.equal('no_worker')
     expect(busy.headers['retry-after']).to.equal('1')
+    expect(busy.ms).to.be.at.least(IMPATIENT_MS - 100)
     expect(busy.ms).to.be.below(HOLD_MS / 2)
 
     for (const res of await Promise.all(held)) expect(res.status, res.text).to.equal(504)

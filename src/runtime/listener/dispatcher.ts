@@ -1,4 +1,3 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {Empty, errors, headers, type Msg, type Subscription} from '@nats-io/transport-node'
 
 import {AmpError} from '../shared/errors.js'
@@ -19,16 +18,21 @@ import {
   WORKER_SILENCE_MS,
 } from '../shared/protocol.js'
 import {formatDuration} from '../shared/validate.js'
+import {BusyLines, type LinePlace, pause} from './busy-lines.js'
 
 export type {CallResult}
 
 export interface DispatcherOptions {
   /** How long a worker has to take a call before the listener answers 503. */
   acceptTimeoutMs?: number
-  /** How many times a call is offered again when the worker that got it is busy. */
+  /** Most times a call is offered again when the worker that got it is busy; no limit unless given (the wait deadline bounds it). */
   busyRetries?: number
   workerSilenceMs?: number
-  /** Added to the function's timeout for time spent waiting in a worker's backlog. */
+  /**
+   * Added to the function's timeout for time spent waiting for a worker with room: in a worker's
+   * backlog, or in this listener while every worker answers busy (that wait ends at the function's
+   * timeout or this, whichever is shorter).
+   */
   queueAllowanceMs?: number
   /** Gets the worker's timings of each call that ran (result headers), for metrics. */
   onPhases?: (fn: string, phases: CallPhases) => void
@@ -36,9 +40,13 @@ export interface DispatcherOptions {
   connected?: () => boolean
 }
 
-// Each offer goes to a random worker of the queue group: with one worker full and another free, 8 retries
-// miss the free one with odds of 1 in 512, and take about 3 s in all (backoff 100 ms doubling to 500 ms).
-const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: 8, workerSilenceMs: WORKER_SILENCE_MS, queueAllowanceMs: 60_000}
+const DEFAULTS = {acceptTimeoutMs: 5000, busyRetries: Number.POSITIVE_INFINITY, workerSilenceMs: WORKER_SILENCE_MS, queueAllowanceMs: 60_000}
+/**
+ * Between two offers of a call that found its worker busy: 50 ms doubling to 250 ms. Each offer goes
+ * to a random worker of the queue group, so a short pause soon finds one that has room; and only the
+ * first call of a line offers (busy-lines.ts), so the offers stay few however many calls wait.
+ */
+const busyPauseMs = (attempt: number) => Math.min(50 * 2 ** attempt, 250)
 const CHUNK_TIMEOUT_MS = 10_000
 const LOST_NATS = 'this listener has lost NATS and is reconnecting: try again shortly'
 
@@ -143,6 +151,7 @@ class PendingCall {
 /** The listener's side of the NATS protocol (see protocol.ts): offers calls to workers and waits for the answers. */
 export class Dispatcher {
   private readonly pending = new Map<string, PendingCall>()
+  private readonly busyLines = new BusyLines()
   private sub?: Subscription
   private readonly options: typeof DEFAULTS
   private readonly onPhases?: (fn: string, phases: CallPhases) => void
@@ -169,6 +178,7 @@ export class Dispatcher {
 
   async call(callId: string, spec: StoredFunction, input: Uint8Array, options: CallOptions = {}): Promise<CallResult> {
     const pending = new PendingCall(options.onStdout)
+    const started = Date.now()
     this.pending.set(callId, pending)
     const watchdog = setInterval(() => {
       if (pending.accepted && Date.now() - pending.lastHeard > this.options.workerSilenceMs) {
@@ -181,7 +191,7 @@ export class Dispatcher {
     )
     try {
       // The offer waits for a worker's answer; a lost connection or a caller who hung up ends that wait at once.
-      const offered = this.offer(callId, spec, input, pending)
+      const offered = this.offer(callId, spec, input, pending, started)
       offered.catch(() => {})
       await Promise.race([offered, pending.done])
       const result = await pending.done
@@ -194,7 +204,7 @@ export class Dispatcher {
   }
 
   /** Sends the call to one worker of the queue group, then the rest of its input. */
-  private async offer(callId: string, spec: StoredFunction, input: Uint8Array, pending: PendingCall): Promise<void> {
+  private async offer(callId: string, spec: StoredFunction, input: Uint8Array, pending: PendingCall, started: number): Promise<void> {
     const size = chunkSizeFor(this.nc.info?.max_payload ?? 1024 * 1024)
     const h = callHeaders(callId, spec, input.length)
     h.set(HEADER.replyTo, replySubject(this.listenerId, callId))
@@ -205,32 +215,19 @@ export class Dispatcher {
     const first = input.subarray(0, firstSize)
     const rest = [...chunks(input.subarray(firstSize), size)]
 
-    let answer: Msg | undefined
-    for (let attempt = 0; attempt <= this.options.busyRetries; attempt++) {
-      if (attempt > 0) await sleep(Math.min(50 * 2 ** attempt, 500))
-      if (pending.settled) return
-      // Offered while disconnected, the call would sit in the reconnect buffer until the accept timeout.
-      if (!this.connected()) {
-        throw new AmpError('service_unavailable', LOST_NATS)
-      }
-      answer = await this.offerOnce(spec, first, h)
-      if (answer.headers?.get(HEADER.status) !== 'busy') break
-    }
+    const answer = await this.offerUntilTaken(spec, first, h, pending, started)
     // Given up while the worker answered: it runs the call and learns from the first heartbeat that no one waits.
-    if (pending.settled) return
-    const status = answer?.headers?.get(HEADER.status)
-    pending.worker = answer?.headers?.get(HEADER.worker) ?? ''
+    if (!answer || pending.settled) return
+    const status = answer.headers?.get(HEADER.status)
+    pending.worker = answer.headers?.get(HEADER.worker) ?? ''
     // A quick call (docs/protocol.md): the answer is its result.
-    if (status === 'done' && answer) return pending.onResult(answer)
+    if (status === 'done') return pending.onResult(answer)
     pending.lastHeard = Date.now()
     pending.accepted = status === 'accepted'
-    if (status === 'busy') {
-      throw new AmpError('no_worker', 'all workers are busy: try again shortly')
-    }
     if (status !== 'accepted') {
-      throw new AmpError('function_failed_to_run', answer?.headers?.get(HEADER.error) || 'the worker refused the call')
+      throw new AmpError('function_failed_to_run', answer.headers?.get(HEADER.error) || 'the worker refused the call')
     }
-    const inputSubject = answer?.headers?.get(HEADER.inputSubject)
+    const inputSubject = answer.headers?.get(HEADER.inputSubject)
     if (rest.length === 0) return
     if (!inputSubject) throw new AmpError('function_failed_to_run', 'the worker did not ask for the rest of the input')
     let seq = 1
@@ -245,6 +242,42 @@ export class Dispatcher {
         throw new AmpError('function_failed_to_run', `worker ${pending.worker} stopped taking input: ${(error as Error).message}`)
       }
       pending.lastHeard = Date.now()
+    }
+  }
+
+  /**
+   * Offers the call until a worker answers other than busy; undefined when the call ended meanwhile
+   * (its caller hung up), so it is never offered again. While every worker is busy the call waits in
+   * its function's line (busy-lines.ts) and is offered again when first, until its deadline: the
+   * function's timeout or the queue allowance from when the call came, whichever is shorter. Then
+   * (or after `busyRetries` offers again) it is answered no_worker, 503.
+   */
+  private async offerUntilTaken(
+    spec: StoredFunction,
+    data: Uint8Array,
+    h: ReturnType<typeof headers>,
+    pending: PendingCall,
+    started: number,
+  ): Promise<Msg | undefined> {
+    const deadline = started + Math.min(spec.timeoutMs, this.options.queueAllowanceMs)
+    // Calls of the function already wait: this one goes behind them rather than take the room they wait for.
+    let place: LinePlace | undefined = this.busyLines.waiting(spec.name) ? this.busyLines.join(spec.name) : undefined
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const myTurn = place ? await place.turn(deadline - Date.now(), pending.done) : true
+        if (pending.settled) return undefined
+        if (!myTurn) throw busy()
+        // Offered while disconnected, the call would sit in the reconnect buffer until the accept timeout.
+        if (!this.connected()) throw new AmpError('service_unavailable', LOST_NATS)
+        const answer = await this.offerOnce(spec, data, h)
+        if (answer.headers?.get(HEADER.status) !== 'busy') return answer
+        if (pending.settled) return undefined
+        if (attempt >= this.options.busyRetries || Date.now() >= deadline) throw busy()
+        place ??= this.busyLines.join(spec.name)
+        await pause(Math.min(busyPauseMs(attempt), deadline - Date.now()), pending.done)
+      }
+    } finally {
+      place?.leave()
     }
   }
 
@@ -344,6 +377,10 @@ export class Dispatcher {
     }
     await this.sub?.drain().catch(() => {})
   }
+}
+
+function busy(): AmpError {
+  return new AmpError('no_worker', 'all workers are busy: try again shortly')
 }
 
 function goneHeaders(): ReturnType<typeof headers> {
