@@ -570,7 +570,8 @@ export class ContainerRunner {
         try {
           await container.ready
         } catch (error) {
-          this.removeLater(container.name)
+          // Removed now, not later: the fallback run takes the same name, and a later removal by name would hit it.
+          await this.remove([container.name])
           return {startFailed: error as RunnerStartError}
         }
         return container.call(spec.input, use.more, out, err)
