@@ -1,5 +1,6 @@
 import {existsSync} from 'node:fs'
 import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {expect} from 'chai'
 import {Etcd3} from 'etcd3'
 import {execa} from 'execa'
@@ -72,6 +73,26 @@ describe('test helpers (integration)', () => {
       }
       expect(await probeEtcd(etcd.url)).to.equal('unreachable')
       expect(existsSync(path.dirname(etcd.logFile)), 'temp dir removed').to.equal(false)
+    })
+
+    it('hang() returns only once etcd answers nothing; SIGCONT brings it back', async () => {
+      const etcd = await startEtcd()
+      const client = new Etcd3({hosts: etcd.url})
+      try {
+        await client.put('amp-test').value('kept')
+        // Several rounds: a plain SIGSTOP lets a request sent right after it be answered, often on a busy machine.
+        for (let round = 0; round < 10; round++) {
+          await etcd.hang()
+          const read = client.get('amp-test').string()
+          const answer = await Promise.race([read, sleep(150, 'no answer')])
+          expect(answer, `round ${round}`).to.equal('no answer')
+          etcd.kill('SIGCONT')
+          expect(await read, `round ${round}, once continued`).to.equal('kept')
+        }
+      } finally {
+        client.close()
+        await etcd.stop()
+      }
     })
   })
 

@@ -3,11 +3,12 @@
  * Call `stop()` in an `after` hook; whatever is left is killed and removed when the test process exits,
  * so a failing test never leaves a server or a temp dir behind.
  */
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {execa} from 'execa'
 import {freePort, startEtcdServer, startNatsServer, type ServerProcess} from '../../src/runtime/ops/servers.js'
+import {waitUntil} from './wait.js'
 
 export interface ServiceHandle {
   /** nats://127.0.0.1:PORT or http://127.0.0.1:PORT */
@@ -16,8 +17,10 @@ export interface ServiceHandle {
   logFile: string
   /** Graceful stop (SIGTERM, SIGKILL after a few seconds) and temp dir removal; idempotent. */
   stop(): Promise<void>
-  /** Sends a signal and returns at once: SIGKILL simulates a crash, SIGSTOP a hang. */
+  /** Sends a signal and returns at once: SIGKILL simulates a crash. For a hang use hang(). */
   kill(signal?: NodeJS.Signals): void
+  /** SIGSTOP, returning once every thread of the server has stopped: from then on it answers nothing. */
+  hang(): Promise<void>
   /** Starts it again on the same port (and, for etcd, the same data). */
   restart(): Promise<void>
 }
@@ -53,6 +56,12 @@ function handle(server: ServerProcess, dir: string): ServiceHandle {
     url: server.url,
     logFile: server.logFile,
     kill: (signal) => server.kill(signal),
+    async hang() {
+      const pid = server.pid
+      if (pid === undefined) throw new Error(`${server.name} is not running`)
+      server.kill('SIGSTOP')
+      await waitUntil(() => `every thread of ${server.name} (pid ${pid}) to stop`, () => allThreadsStopped(pid), 5000, 5)
+    },
     restart: () => server.restart(),
     stop() {
       stopped ??= server.stop(3000).finally(() => {
@@ -62,6 +71,17 @@ function handle(server: ServerProcess, dir: string): ServiceHandle {
       return stopped
     },
   }
+}
+
+// kill(2) returns before a SIGSTOP has taken hold: the kernel wakes one thread to start the group stop,
+// and until it gets a CPU the others go on serving (on a busy machine, a request sent right after
+// SIGSTOP was answered 128 times in 300).
+function allThreadsStopped(pid: number): boolean {
+  return readdirSync(`/proc/${pid}/task`).every((task) => {
+    const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8')
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    return /^[Tt]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0])
+  })
 }
 
 /** Free ports can be taken between asking and binding; try a few times. */

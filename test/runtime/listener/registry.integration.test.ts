@@ -231,7 +231,7 @@ describe('Registry against etcd (integration)', function () {
     })
 
     it('fails with registry_unavailable within a few seconds when etcd hangs', async () => {
-      etcd.kill('SIGSTOP')
+      await etcd.hang()
       await expectUnavailable(() => connected.get('echo'))
       await expectUnavailable(() => connected.list())
       const started = Date.now()
