@@ -130,6 +130,8 @@ export interface ContainerRunnerOptions {
 
 export const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
 const KILL_RETRY_MS = 250
+/** How long remove() waits for a removal docker itself has under way (a --rm container that just exited). */
+const REMOVAL_WAIT_MS = 10_000
 /** A pre-started container counts as starting until its start event, or this long when none is seen. */
 const PRESTART_READY_WAIT_MS = 10_000
 
@@ -146,6 +148,12 @@ export const RUNNER_TARGET = '/.amp-runner'
 export const SOCKET_TARGET = '/.amp-socket'
 /** Paths that go into `--mount type=bind,source=...`: no comma, no quote, nothing docker would parse. */
 export const MOUNT_PATH = /^\/[A-Za-z0-9._/-]+$/
+
+/** The names among `names` that `docker rm` said it is already removing (docker names them as it was given them). */
+function removalsInProgress(stderr: string, names: string[]): string[] {
+  const busy = stderr.split('\n').filter((line) => line.includes('is already in progress'))
+  return names.filter((name) => busy.some((line) => line.includes(`container ${name} is`)))
+}
 
 /**
  * The environment as an unnamed file, opened for reading (its descriptor is returned), to give the
@@ -656,10 +664,19 @@ export class ContainerRunner {
     return new PrestartedContainer(name, this.spawn(args, envFd), this.startedAt?.(name, PRESTART_READY_WAIT_MS))
   }
 
-  /** `docker rm --force` of containers that need not exist; never throws. */
+  /**
+   * `docker rm --force` of containers that need not exist (never throws), returning once they are
+   * gone. When docker is already removing one (a --rm container that just exited), `docker rm` says
+   * so at once while the container is still there and its name still taken: those are asked again
+   * until docker is done, for REMOVAL_WAIT_MS at most.
+   */
   private async remove(names: string[]): Promise<void> {
-    if (names.length === 0) return
-    await this.exec(this.docker, ['rm', '--force', ...names], {reject: false, stdin: 'ignore', cleanup: false})
+    let left = names
+    for (let asked = 0; left.length > 0 && asked <= REMOVAL_WAIT_MS / KILL_RETRY_MS; asked++) {
+      if (asked > 0) await sleep(KILL_RETRY_MS)
+      const result = await this.exec(this.docker, ['rm', '--force', ...left], {reject: false, stdin: 'ignore', cleanup: false})
+      left = removalsInProgress(String(result.stderr ?? ''), left)
+    }
   }
 
   /** Ends a runner container once its call's answer is out: its runner exits, and docker's removal (--rm) then costs the engine, not the answer. */
@@ -781,8 +798,8 @@ export class ContainerRunner {
       if (done()) break
       await sleep(KILL_RETRY_MS)
     }
-    // --rm removes the container when it exits; make sure, in case the daemon did not.
-    await this.exec(this.docker, ['rm', '--force', name], {reject: false, stdin: 'ignore', cleanup: false})
+    // --rm removes the container when it exits; make sure, in case the daemon did not, and wait for it.
+    await this.remove([name])
   }
 
   /** The Docker engine's version, or why the docker CLI cannot reach it. */

@@ -417,6 +417,19 @@ describe('container-runner', () => {
       expect(fake.calls[4].at).to.be.at.least(fake.runExitedAt()!)
     })
 
+    it('on timeout answers only once the container is gone, asking again while docker says its removal is in progress', async () => {
+      const fake = standIn('sleep', {FAKE_RM_IN_PROGRESS: '2'})
+      const result = await runner(fake.exec).run(spec({timeoutMs: 300}))
+      expect(result.outcome).to.equal('timeout')
+      const name = 'amp-c0ffee-1234'
+      expect(fake.calls.slice(1).map((call) => call.args)).to.deep.equal([
+        ['kill', '--signal', 'KILL', name],
+        ['rm', '--force', name],
+        ['rm', '--force', name],
+        ['rm', '--force', name],
+      ])
+    })
+
     it('kills the container and fails the call when stdout passes the limit, keeping exactly the limit', async () => {
       const fake = standIn('flood')
       const result = await runner(fake.exec, {maxOutputBytes: 64 * 1024}).run(spec())
@@ -697,6 +710,14 @@ if (command === 'run') {
   unlinkSync(pidFile(name))
   process.stdout.write(name + '\n')
 } else if (command === 'rm') {
+  // As docker answers while its own removal (--rm) of a container that just exited is under way, FAKE_RM_IN_PROGRESS times.
+  const busy = path.join(state, 'rm-in-progress')
+  const answered = existsSync(busy) ? Number(readFileSync(busy, 'utf8')) : 0
+  if (answered < Number(process.env.FAKE_RM_IN_PROGRESS ?? 0)) {
+    writeFileSync(busy, String(answered + 1))
+    process.stderr.write('Error response from daemon: removal of container ' + args.at(-1) + ' is already in progress\n')
+    process.exit(1)
+  }
   // rm --force kills a running container: its attached docker run exits as if killed.
   for (const name of args.filter((arg) => !arg.startsWith('-'))) {
     if (!existsSync(pidFile(name))) continue
