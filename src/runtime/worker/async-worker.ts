@@ -201,7 +201,8 @@ export class AsyncPuller {
         return
       }
       // run() takes its slot before its first await.
-      const running = this.host.run(call, input)
+      // The delivery names the container: a retry never meets the container of an earlier delivery.
+      const running = this.host.run({...call, run: msg.info.deliveryCount}, input)
       admitted()
       const result = await running
       if (this.host.aborted()) {

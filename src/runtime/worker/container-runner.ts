@@ -38,6 +38,12 @@ export const LABEL = {
 
 export interface RunSpec {
   callId: string
+  /**
+   * Which delivery of the call this is (1 when absent): JetStream delivers an asynchronous call again
+   * to retry it. From the second on its container is named amp-<callId>-<run>, so it never meets the
+   * container of an earlier delivery that docker has not removed yet (or that a dead worker left).
+   */
+  run?: number
   function: string
   image: string
   network: string
@@ -135,7 +141,8 @@ const REMOVAL_WAIT_MS = 10_000
 /** A pre-started container counts as starting until its start event, or this long when none is seen. */
 const PRESTART_READY_WAIT_MS = 10_000
 
-export const containerName = (callId: string): string => `amp-${callId}`
+export const containerName = (callId: string, run = 1): string => (run > 1 ? `amp-${callId}-${run}` : `amp-${callId}`)
+const isRun = (run: number | undefined): boolean => run === undefined || (Number.isSafeInteger(run) && run >= 1)
 /** This machine's name, in every container's labels (the orphan sweep finds a host's containers by it). */
 const HOST = hostname()
 
@@ -183,7 +190,8 @@ function envFile(env: Record<string, string>): number {
 /** The complete `docker run` argument array of a call's own container. Every value in it has been validated. */
 export function dockerRunArgs(spec: RunSpec, workerId: string, pull: PullPolicy): string[] {
   if (!CALL_ID.test(spec.callId)) throw new TypeError('invalid call id')
-  return attachArgs(spec, workerId, pull, {name: containerName(spec.callId), rm: true, labels: {[LABEL.call]: spec.callId}})
+  if (!isRun(spec.run)) throw new TypeError('invalid run of the call')
+  return attachArgs(spec, workerId, pull, {name: containerName(spec.callId, spec.run), rm: true, labels: {[LABEL.call]: spec.callId}})
 }
 
 /**
@@ -546,7 +554,7 @@ export class ContainerRunner {
   private async runCold(spec: RunSpec, args: string[], command: ImageCommand): Promise<RunResult> {
     // The runner went off while this call was on its way.
     if (!this.runner) return this.runFresh(spec, args)
-    const container = this.runnerContainer(this.runner, spec, command, {name: containerName(spec.callId), labels: {[LABEL.call]: spec.callId}})
+    const container = this.runnerContainer(this.runner, spec, command, {name: containerName(spec.callId, spec.run), labels: {[LABEL.call]: spec.callId}})
     const result = await this.runIn(spec, container, {warm: false, more: false})
     this.closeLater(container)
     return result.startFailed ? this.fallBack(spec, args, result.startFailed) : result
@@ -618,7 +626,7 @@ export class ContainerRunner {
     }
     const child = this.spawn(args, envFd, spec.input)
     return this.supervise(spec, {
-      name: containerName(spec.callId),
+      name: containerName(spec.callId, spec.run),
       warm: false,
       run: (out, err) => {
         child.stdout?.on('data', out)

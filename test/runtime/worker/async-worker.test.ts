@@ -120,19 +120,22 @@ function fakeStore(start?: StoredCall) {
 function fakeHost(result: RunResult, runMs = 0, aborted = false) {
   const tasks: Array<Promise<void>> = []
   const runs: string[] = []
+  /** The delivery each run was told: it names the container (amp-<call>-<delivery> from the second on). */
+  const deliveries: Array<number | undefined> = []
   const host: AsyncHost = {
     id: 'w-test',
     hasFreeSlot: () => true,
     slotFreed: () => sleep(5),
     run: async (call) => {
       runs.push(call.callId)
+      deliveries.push(call.run)
       await sleep(runMs)
       return result
     },
     track: (task) => void tasks.push(task),
     aborted: () => aborted,
   }
-  return {host, tasks, runs}
+  return {host, tasks, runs, deliveries}
 }
 
 /** Hands one message to a puller and waits until it has dealt with it. */
@@ -152,6 +155,7 @@ describe('AsyncPuller', () => {
     const {msg, fate} = message(1, {callbackUrl: 'http://127.0.0.1:9/hook'})
     await handle(store, host, msg)
     expect(host.runs).to.deep.equal([CALL])
+    expect(host.deliveries).to.deep.equal([1])
     expect(fate).to.include({acked: true}).and.not.have.any.keys('naked', 'termed')
     expect(store.records.map((r) => r.state)).to.deep.equal(['running', 'succeeded'])
     const final = store.records.at(-1)!
@@ -189,6 +193,7 @@ describe('AsyncPuller', () => {
     const host = fakeHost(exited(3))
     const {msg, fate} = message(2)
     await handle(store, host, msg)
+    expect(host.deliveries).to.deep.equal([2])
     expect(fate).to.deep.include({acked: false, naked: retryDelayMs(2, 100)})
     const record = store.records.at(-1)!
     expect(record).to.include({state: 'retrying', attempts: 2, error: 'the function exited 3', deadLetter: false})
@@ -246,6 +251,8 @@ describe('AsyncPuller', () => {
     const {msg, fate} = message(2, {maxAttempts: '1'})
     await handle(store, host, msg)
     expect(host.runs).to.deep.equal([CALL])
+    // Its container has a name of its own: the dead worker's may still be there, on this Docker host.
+    expect(host.deliveries).to.deep.equal([2])
     expect(fate.acked).to.equal(true)
     expect(store.records.at(-1)).to.include({state: 'succeeded', attempts: 2, lost: 1, deadLetter: false})
     expect(store.dead).to.deep.equal([])

@@ -109,8 +109,14 @@ describe('container-runner', () => {
       expect(dockerRunArgs(spec(), 'w-1', 'missing')).to.not.include('--env-file')
     })
 
-    it('names the container after the call', () => {
+    it('names the container after the call, and after its delivery from the second on', () => {
       expect(containerName('abc')).to.equal('amp-abc')
+      expect(containerName('abc', 1)).to.equal('amp-abc')
+      expect(containerName('abc', 3)).to.equal('amp-abc-3')
+      const args = dockerRunArgs(spec({run: 2}), 'w-1', 'missing')
+      expect(args[args.indexOf('--name') + 1]).to.equal('amp-c0ffee-1234-2')
+      // The label stays the call's: what finds a call's containers finds every delivery's.
+      expect(args).to.include('amp.call=c0ffee-1234')
     })
 
     const hostile: Array<[string, () => string[]]> = [
@@ -125,6 +131,9 @@ describe('container-runner', () => {
       ['a call id with a space', () => dockerRunArgs(spec({callId: 'a b'}), 'w', 'missing')],
       ['an empty call id', () => dockerRunArgs(spec({callId: ''}), 'w', 'missing')],
       ['a call id of 65 characters', () => dockerRunArgs(spec({callId: 'a'.repeat(65)}), 'w', 'missing')],
+      ['a delivery of 0', () => dockerRunArgs(spec({run: 0}), 'w', 'missing')],
+      ['a fractional delivery', () => dockerRunArgs(spec({run: 1.5}), 'w', 'missing')],
+      ['a NaN delivery', () => dockerRunArgs(spec({run: Number.NaN}), 'w', 'missing')],
       ['a pull policy that is a flag', () => dockerRunArgs(spec(), 'w', '--privileged' as never)],
       ['a worker id with a newline', () => dockerRunArgs(spec(), 'w\n--privileged', 'missing')],
       ['an empty worker id', () => dockerRunArgs(spec(), '', 'missing')],

@@ -115,6 +115,17 @@ exit 7`)
     await expectNoContainer(call.callId)
   })
 
+  it("runs a call's next delivery while the container of an earlier one is still there (a retry, a dead worker's leftover)", async () => {
+    const call = spec()
+    // What an earlier delivery left on this Docker host, under the name it ran with.
+    await execa(DOCKER, ['run', '--detach', '--name', `amp-${call.callId}`, '--label', `amp.worker=${workerId}`, '--network', 'none', TEST_IMAGES.sleep])
+    const again = await runner.run({...call, run: 2})
+    expect([again.outcome, again.stdout.toString()], again.error).to.deep.equal(['exited', 'hello'])
+    // Not this delivery's to remove: the sweep of dead workers' containers does that.
+    expect(await containers(`name=^amp-${call.callId}$`, {running: true})).to.have.length(1)
+    await execa(DOCKER, ['rm', '--force', `amp-${call.callId}`])
+  })
+
   it('reports a command the image does not have as docker does: the call fails, naming the image', async () => {
     // amp-test/cat's command is /bin/cat; an image whose command is missing is the same to the runner as any exec failure.
     const result = await sh('exec /no/such/file', {})
